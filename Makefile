@@ -1,0 +1,84 @@
+# Tidings — two commands: `make run` and `make test`. Everything else is a step of those.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+GEN_ROOT := clients/python/src
+GEN_DIR := $(GEN_ROOT)/tidings/v1
+GENERATED := $(GEN_DIR)/.generated
+PROTOS := $(sort $(wildcard proto/tidings/v1/*.proto))
+NODE_INSTALLED := node_modules/.installed
+BUF := node_modules/.bin/buf
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test lint fmt gen clean bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: $(INSTALLED) $(GENERATED) $(NODE_INSTALLED) ## create .venv, install, generate code
+
+$(INSTALLED): pyproject.toml clients/python/pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e clients/python -e '.[dev]'
+	@touch $@
+
+# Python stubs for tidings.v1, generated into the client package (the server imports them
+# from there). Never edited by hand, never committed.
+$(GENERATED): $(PROTOS) $(INSTALLED)
+	rm -rf $(GEN_DIR) && mkdir -p $(GEN_DIR)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iproto \
+	  --python_out=$(GEN_ROOT) --grpc_python_out=$(GEN_ROOT) \
+	  --mypy_out=quiet:$(GEN_ROOT) --mypy_grpc_out=quiet:$(GEN_ROOT) $(PROTOS)
+	printf '"""Generated from proto/tidings/v1 by `make gen`. Do not edit."""\n' > $(GEN_DIR)/__init__.py
+	@touch $@
+
+$(NODE_INSTALLED): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+gen: $(GENERATED) ## generate code from proto/
+
+run: setup ## start engine + bridge on SQLite (insecure development mode)
+	@echo
+	@echo "  Tidings is starting in insecure development mode (no tokens; everyone is admin)."
+	@echo "  gRPC  127.0.0.1:50051    HTTP + WebSocket  http://127.0.0.1:8000"
+	@echo
+	@echo "  In another terminal, send a notification to user 42 and watch it arrive:"
+	@echo "    .venv/bin/tidings listen --user 42"
+	@echo "    .venv/bin/tidings send --user 42 --type welcome --title 'Hello from Tidings'"
+	@echo "  or with curl:"
+	@echo "    curl -s -X POST localhost:8000/api/v1/notifications -H 'content-type: application/json' \\"
+	@echo "         -d '{\"user_id\": \"42\", \"type\": \"welcome\", \"title\": \"Hello\"}'"
+	@echo "    curl -s localhost:8000/api/v1/notifications -H 'X-Tidings-User: 42'"
+	@echo
+	$(BIN)/tidings serve --insecure
+
+test: setup lint ## lint, then the whole test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff, mypy --strict, buf lint/format/breaking
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy server bridge
+	$(BUF) lint
+	$(BUF) format -d --exit-code
+	@against=$$(git describe --tags --abbrev=0 --match 'v*' 2>/dev/null || true); \
+	if [ -z "$$against" ] && git rev-parse -q --verify HEAD~1 >/dev/null; then against=HEAD~1; fi; \
+	if [ -n "$$against" ]; then echo "buf breaking against $$against"; \
+	  $(BUF) breaking --against ".git#ref=$$against"; \
+	else echo "buf breaking: no earlier commit to compare with"; fi
+
+fmt: setup ## format Python and proto files in place
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+	$(BUF) format -w
+
+clean: ## remove everything the build made
+	rm -rf $(VENV) node_modules $(GEN_DIR) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The browser bridge: WebSocket JSON and REST, translated onto the gRPC engine."""

@@ -1,0 +1,1 @@
+"""Tidings for Python: ``tidings.v1`` (generated gRPC stubs) and ``tidings.client`` (the SDK)."""

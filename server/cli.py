@@ -1,0 +1,79 @@
+"""The ``tidings`` command: ``serve``, ``db upgrade`` (and the client commands)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from server.config import DEFAULT_DATABASE_URL, ConfigError, add_serve_arguments, settings_from
+
+log = logging.getLogger("tidings")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tidings", description="Tidings: real-time notifications over gRPC and WebSocket."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the engine and/or the bridge")
+    add_serve_arguments(serve)
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser("upgrade", help="bring the schema up to date")
+    upgrade.add_argument("--database-url", help=f"store URL (default: {DEFAULT_DATABASE_URL})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tidings`` console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "db":
+        return _db_upgrade(args)
+    return 2  # pragma: no cover - argparse enforces the choices
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from(args, os.environ)
+    except ConfigError as exc:
+        print(f"tidings serve: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    from server.runtime import serve
+
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        log.error("could not start: %s", exc)
+        return 1
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    _configure_logging("info")
+    url = args.database_url or os.environ.get("TIDINGS_DATABASE_URL") or DEFAULT_DATABASE_URL
+    from server.store.migrate import upgrade
+
+    asyncio.run(upgrade(url))
+    log.info("schema is up to date")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""The engine: the composition root of a node, and the one API every transport calls.
+
+It owns the hub (local sessions), the writer (group-committed creates), the delivery
+log (queue marks) and the store. Transports hand it validated domain values and get
+domain values and ``TidingsError``s back; it knows nothing of gRPC, JSON or HTTP.
+
+Delivery path: ``create`` → writer commits (durable, queued) → fan-out to local
+sessions → a session's transport writes it → the delivery log takes it out of the
+queue. A user with no session keeps it queued (at most ``max_offline_queue``, the
+oldest dropped and counted) until the next connect replays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from server.engine.clock import Clock, SystemClock
+from server.engine.delivery import DeliveryLog
+from server.engine.errors import InvalidArgument, Unavailable
+from server.engine.events import CloseReason, Envelope, MarkedRead
+from server.engine.filters import TypeFilter
+from server.engine.hub import Hub
+from server.engine.models import (
+    ConnectionStatus,
+    Content,
+    Created,
+    NewNotification,
+    NodeStats,
+    Notification,
+    Page,
+    Stats,
+    check_types,
+    check_user_id,
+    clamp_limit,
+)
+from server.engine.session import Session, SessionLimits
+from server.engine.writer import Writer
+from server.store.base import CreateResult, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """The engine's knobs (PROTOCOL §4, §8)."""
+
+    node_id: str = ""
+    max_offline_queue: int = 100
+    session: SessionLimits = SessionLimits()
+    delivery_flush_interval: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.max_offline_queue < 1:
+            raise ValueError("max_offline_queue must be at least 1")
+        if not self.node_id:
+            object.__setattr__(self, "node_id", uuid.uuid4().hex[:12])
+
+
+class Engine:
+    """One node's notification engine. ``start`` before use, ``stop`` to shut down."""
+
+    def __init__(self, store: Store, config: EngineConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.node_id = config.node_id
+        self._store = store
+        self._hub = Hub()
+        self._delivery = DeliveryLog(store, interval=config.delivery_flush_interval)
+        self._writer = Writer(
+            store,
+            self.clock,
+            queue_cap=config.max_offline_queue,
+            trim=self._is_offline,
+            on_committed=self._on_committed,
+        )
+        self._connection_ids = itertools.count(1)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        self._started_at = self.clock.monotonic()
+        self._messages_sent = 0
+        self._dropped = 0
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._store.open()
+        self._started_at = self.clock.monotonic()
+        self._tasks = [
+            asyncio.create_task(self._writer.run(), name="tidings-writer"),
+            asyncio.create_task(self._delivery.run(), name="tidings-delivery"),
+        ]
+        self._running = True
+        log.info("engine %s started", self.node_id)
+
+    async def stop(self) -> None:
+        """Close every session (SHUTDOWN), commit pending creates, flush marks, close the store."""
+        if not self._running:
+            return
+        self._running = False
+        self.close_sessions(CloseReason.SHUTDOWN)
+        self._writer.close()
+        writer_task, *others = self._tasks
+        await writer_task
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        try:
+            await self._delivery.flush()
+        except Exception:
+            log.warning("could not record the last deliveries", exc_info=True)
+        await self._store.close()
+        log.info("engine %s stopped", self.node_id)
+
+    def close_sessions(self, reason: CloseReason) -> None:
+        """Close every local session (at shutdown, before the transports stop)."""
+        for session in list(self._hub):
+            session.close(reason, "the server is shutting down")
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def check_health(self) -> None:
+        """Raise unless the engine runs and its store answers."""
+        self._ensure_running()
+        await self._store.ping()
+
+    # --- producers ---------------------------------------------------------------------
+
+    async def create(self, item: NewNotification) -> Created:
+        """Commit one notification and deliver it; an idempotent retry returns the first."""
+        self._ensure_running()
+        (outcome,) = await self._writer.submit([item])
+        return outcome
+
+    async def broadcast(self, content: Content, user_ids: Sequence[str] | None) -> int:
+        """One notification per recipient; ``None`` means every known user. Returns how many."""
+        self._ensure_running()
+        if user_ids is None:
+            recipients = await self._store.known_users()
+        else:
+            recipients = list(dict.fromkeys(check_user_id(u, "user_ids") for u in user_ids))
+        if not recipients:
+            return 0
+        outcomes = await self._writer.submit([NewNotification(u, content) for u in recipients])
+        return sum(1 for o in outcomes if o.created)
+
+    # --- sessions ----------------------------------------------------------------------
+
+    async def connect(
+        self, user_id: str, *, since: int | None = None, types: Sequence[str] | None = None
+    ) -> Session:
+        """Open a session: registered at once, then greeted with its replayed backlog."""
+        self._ensure_running()
+        check_user_id(user_id)
+        if since is not None and (isinstance(since, bool) or since < 0):
+            raise InvalidArgument("since", "must be a non-negative integer")
+        type_filter = TypeFilter.everything()
+        if types:
+            type_filter = type_filter.subscribe(check_types("types", list(types)))
+        session = Session(
+            self,
+            user_id=user_id,
+            connection_id=f"{self.node_id}-{next(self._connection_ids)}",
+            type_filter=type_filter,
+            limits=self.config.session,
+        )
+        self._hub.add(session)  # from here on, live notifications are held for it
+        try:
+            await self._delivery.flush()  # so that what was delivered is not replayed
+            replay = await self._store.replay(
+                user_id,
+                since=since,
+                cap=self.config.max_offline_queue,
+                type_filter=type_filter,
+                now=self.clock.now(),
+            )
+        except BaseException:
+            session.close(CloseReason.CLIENT_GONE)
+            raise
+        session.begin(backlog=replay.notifications, truncated=replay.truncated)
+        return session
+
+    # --- users -------------------------------------------------------------------------
+
+    async def mark_read(self, user_id: str, notification_id: int) -> Notification:
+        """Mark one of the user's notifications read and tell all the user's sessions."""
+        self._ensure_running()
+        if notification_id <= 0:
+            raise InvalidArgument("notification_id", "must be a positive integer")
+        notification = await self._store.mark_read(user_id, notification_id, self.clock.now())
+        self._hub.push(user_id, MarkedRead(notification_id))
+        return notification
+
+    async def list_notifications(
+        self,
+        user_id: str,
+        *,
+        unread_only: bool = False,
+        limit: int | None = None,
+        before_id: int | None = None,
+    ) -> Page:
+        """The user's inbox, newest first."""
+        self._ensure_running()
+        if before_id is not None and before_id < 1:
+            raise InvalidArgument("before_id", "must be a positive integer")
+        return await self._store.inbox(
+            user_id, unread_only=unread_only, limit=clamp_limit(limit), before_id=before_id
+        )
+
+    async def unread_count(self, user_id: str) -> int:
+        self._ensure_running()
+        return await self._store.unread_count(user_id)
+
+    # --- operators ---------------------------------------------------------------------
+
+    async def stats(self) -> Stats:
+        """This node's figures (a cluster adds the other nodes')."""
+        self._ensure_running()
+        node = self.node_stats()
+        return Stats(
+            node_id=self.node_id,
+            total_connections=node.total_connections,
+            unique_users=node.unique_users,
+            messages_sent=node.messages_sent,
+            queued=await self._store.queued_count(),
+            dropped=node.dropped,
+            uptime_s=node.uptime_s,
+            nodes=(node,),
+        )
+
+    def node_stats(self) -> NodeStats:
+        return NodeStats(
+            node_id=self.node_id,
+            total_connections=self._hub.connection_count,
+            unique_users=self._hub.user_count,
+            messages_sent=self._messages_sent,
+            dropped=self._dropped,
+            uptime_s=round(self.clock.monotonic() - self._started_at, 3),
+        )
+
+    async def status(self, user_id: str) -> ConnectionStatus:
+        self._ensure_running()
+        check_user_id(user_id)
+        return ConnectionStatus(user_id, len(self._hub.sessions_of(user_id)))
+
+    async def disconnect(self, user_id: str) -> int:
+        """Close every session of the user; how many there were."""
+        self._ensure_running()
+        check_user_id(user_id)
+        sessions = self._hub.sessions_of(user_id)
+        for session in sessions:
+            session.close(CloseReason.DISCONNECTED, "disconnected by an operator")
+        return len(sessions)
+
+    # --- SessionHost -------------------------------------------------------------------
+
+    def on_written(self, session: Session, notification: Notification) -> None:
+        self._messages_sent += 1
+        self._delivery.record(notification.id)
+
+    def on_closed(self, session: Session) -> None:
+        self._hub.remove(session)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _is_offline(self, user_id: str) -> bool:
+        return not self._hub.has(user_id)
+
+    def _on_committed(self, notifications: Sequence[Notification], result: CreateResult) -> None:
+        self._dropped += sum(result.dropped.values())
+        for notification in notifications:
+            self._hub.offer(Envelope(notification))
+
+    def _ensure_running(self) -> None:
+        if not self._running:
+            raise Unavailable("the engine is not running")

@@ -1,0 +1,170 @@
+"""What flows through a session: client commands in, server events out (PROTOCOL §5).
+
+Events are plain frozen values. Transports turn them into proto messages or JSON
+frames; nothing here knows either format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import TypeVar, cast
+
+from server.engine.filters import TypeFilter
+from server.engine.models import Notification
+
+T = TypeVar("T")
+
+
+class Envelope:
+    """A notification on its way to sessions, shared by every session it reaches.
+
+    Transports encode it once per fan-out with ``encoded``: the first session to be
+    written pays for the encoding, every other session reuses the result.
+    """
+
+    __slots__ = ("_encoded", "notification")
+
+    def __init__(self, notification: Notification) -> None:
+        self.notification = notification
+        self._encoded: dict[object, object] = {}
+
+    def encoded(self, encoder: Callable[[Notification], T]) -> T:
+        """``encoder(notification)``, computed once per envelope per encoder."""
+        try:
+            return cast(T, self._encoded[encoder])
+        except KeyError:
+            value = self._encoded[encoder] = encoder(self.notification)
+            return value
+
+
+# --- client → server ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Asks for a ``Pong``."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead:
+    """Marks one of the user's notifications read."""
+
+    notification_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Adds types to the session's filter."""
+
+    notification_types: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """Removes types from the session's filter."""
+
+    notification_types: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownCommand:
+    """A message of a kind the engine does not know."""
+
+    kind: str = ""
+
+
+Command = Ping | MarkRead | Subscribe | Unsubscribe | UnknownCommand
+
+
+# --- server → client ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEstablished:
+    """The first event of every session."""
+
+    user_id: str
+    connection_id: str
+    heartbeat_interval: float
+    queued: int
+    truncated: bool
+    server_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A notification, replayed or live."""
+
+    envelope: Envelope
+
+    @property
+    def notification(self) -> Notification:
+        return self.envelope.notification
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Sent every heartbeat interval."""
+
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The answer to ``Ping``."""
+
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedRead:
+    """One of the user's notifications was marked read."""
+
+    notification_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionUpdated:
+    """The session's filter after a subscribe or unsubscribe."""
+
+    type_filter: TypeFilter
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    """A client message could not be honoured; the session goes on."""
+
+    code: str
+    message: str
+
+
+class CloseReason(Enum):
+    """Why the engine ended a session. Transports map each to a close code or status."""
+
+    SLOW = "slow"  # the client did not keep up (WS 1013, gRPC RESOURCE_EXHAUSTED)
+    DISCONNECTED = "disconnected"  # an operator closed it (WS 4001, gRPC ABORTED)
+    SHUTDOWN = "shutdown"  # the server is stopping (WS 1001, gRPC UNAVAILABLE)
+    CLIENT_GONE = "client_gone"  # the transport went away; nobody to tell
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The last event of a session."""
+
+    reason: CloseReason
+    message: str = field(default="")
+
+
+Event = (
+    ConnectionEstablished
+    | Delivery
+    | Heartbeat
+    | Pong
+    | MarkedRead
+    | SubscriptionUpdated
+    | ErrorEvent
+    | Closed
+)

@@ -1,0 +1,66 @@
+"""Who is connected to this node: users and their live sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from server.engine.events import Envelope, Event
+from server.engine.session import Session
+
+
+class Hub:
+    """The local sessions, by user. Fan-out is a dict lookup and a loop."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[str, dict[str, Session]] = {}
+        self._count = 0
+
+    def add(self, session: Session) -> None:
+        sessions = self._by_user.setdefault(session.user_id, {})
+        if session.connection_id not in sessions:
+            sessions[session.connection_id] = session
+            self._count += 1
+
+    def remove(self, session: Session) -> None:
+        sessions = self._by_user.get(session.user_id)
+        if sessions is not None and sessions.pop(session.connection_id, None) is not None:
+            self._count -= 1
+            if not sessions:
+                del self._by_user[session.user_id]
+
+    def sessions_of(self, user_id: str) -> list[Session]:
+        return list(self._by_user.get(user_id, {}).values())
+
+    def has(self, user_id: str) -> bool:
+        return user_id in self._by_user
+
+    def offer(self, envelope: Envelope) -> int:
+        """Hand a notification to every session of its user; how many sessions there were."""
+        sessions = self._by_user.get(envelope.notification.user_id)
+        if not sessions:
+            return 0
+        for session in list(sessions.values()):
+            session.offer(envelope)
+        return len(sessions)
+
+    def push(self, user_id: str, event: Event) -> int:
+        """Queue an event on every session of a user; how many sessions there were."""
+        sessions = self.sessions_of(user_id)
+        for session in sessions:
+            session.push(event)
+        return len(sessions)
+
+    def __iter__(self) -> Iterator[Session]:
+        for sessions in list(self._by_user.values()):
+            yield from list(sessions.values())
+
+    def users(self) -> list[str]:
+        return list(self._by_user)
+
+    @property
+    def connection_count(self) -> int:
+        return self._count
+
+    @property
+    def user_count(self) -> int:
+        return len(self._by_user)

@@ -1,0 +1,195 @@
+"""Notifications and the requests that create them, with the validation rules of PROTOCOL §3.
+
+``data`` is carried as JSON text end to end: the engine checks once, on create, that it
+is a JSON object, and never parses it again. Every transport can then hand it on as
+it came (numbers and nesting intact) without a decode/encode per delivery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from server.engine.errors import InvalidArgument
+
+USER_ID_MAX = 128
+TYPE_MAX = 64
+TITLE_MAX = 200
+MESSAGE_MAX = 4000
+IDEMPOTENCY_KEY_MAX = 255
+LIST_LIMIT_DEFAULT = 50
+LIST_LIMIT_MAX = 200
+
+
+class Priority(StrEnum):
+    """How urgent a notification is."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One notification of one user, as committed to the store."""
+
+    id: int
+    user_id: str
+    type: str
+    title: str
+    message: str
+    data_json: str
+    priority: Priority
+    created_at: datetime
+    read_at: datetime | None = None
+
+    @property
+    def read(self) -> bool:
+        return self.read_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What a notification says, independent of its recipient. Validated on construction."""
+
+    type: str
+    title: str
+    message: str = ""
+    data_json: str = "{}"
+    priority: Priority = Priority.NORMAL
+
+    def __post_init__(self) -> None:
+        check_text("type", self.type, TYPE_MAX, required=True)
+        check_text("title", self.title, TITLE_MAX, required=True)
+        check_text("message", self.message, MESSAGE_MAX, required=False)
+        if not isinstance(self.priority, Priority):
+            raise InvalidArgument("priority", "must be one of low, normal, high, urgent")
+        object.__setattr__(self, "data_json", normalise_data(self.data_json))
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotification:
+    """A request to create one notification for one user."""
+
+    user_id: str
+    content: Content
+    idempotency_key: str | None = None
+
+    def __post_init__(self) -> None:
+        check_user_id(self.user_id)
+        if self.idempotency_key is not None:
+            check_text("idempotency_key", self.idempotency_key, IDEMPOTENCY_KEY_MAX, required=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """The outcome of a create: the notification, and whether this call made it."""
+
+    notification: Notification
+    created: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A slice of an inbox, newest first."""
+
+    notifications: Sequence[Notification]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What a connecting session is owed: notifications ascending, and whether older were skipped."""
+
+    notifications: Sequence[Notification]
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    """One node's live figures."""
+
+    node_id: str
+    total_connections: int
+    unique_users: int
+    messages_sent: int
+    dropped: int
+    uptime_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Connection and delivery figures: this node's and the cluster's."""
+
+    node_id: str
+    total_connections: int
+    unique_users: int
+    messages_sent: int
+    queued: int
+    dropped: int
+    uptime_s: float
+    nodes: Sequence[NodeStats] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatus:
+    """Whether a user has live sessions, anywhere in the cluster."""
+
+    user_id: str
+    connection_count: int
+
+    @property
+    def connected(self) -> bool:
+        return self.connection_count > 0
+
+
+def check_user_id(user_id: object, field_name: str = "user_id") -> str:
+    """``user_id`` if it is a valid user id (1–128 characters), else ``InvalidArgument``."""
+    return check_text(field_name, user_id, USER_ID_MAX, required=True)
+
+
+def check_text(field_name: str, value: object, max_len: int, *, required: bool) -> str:
+    """``value`` if it is a string within bounds, else ``InvalidArgument`` naming the field."""
+    if not isinstance(value, str):
+        raise InvalidArgument(field_name, "must be a string")
+    if required and not value:
+        raise InvalidArgument(field_name, "is required")
+    if len(value) > max_len:
+        raise InvalidArgument(field_name, f"must be at most {max_len} characters")
+    if "\x00" in value:
+        raise InvalidArgument(field_name, "must not contain NUL characters")
+    return value
+
+
+def check_types(field_name: str, types: object) -> tuple[str, ...]:
+    """A list of notification types, each 1–64 characters, else ``InvalidArgument``."""
+    if not isinstance(types, list | tuple):
+        raise InvalidArgument(field_name, "must be a list of strings")
+    return tuple(check_text(field_name, t, TYPE_MAX, required=True) for t in types)
+
+
+def normalise_data(data_json: str) -> str:
+    """Compact JSON text of a JSON object; ``""`` means ``{}``."""
+    if not data_json:
+        return "{}"
+    try:
+        value: Any = json.loads(data_json)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidArgument("data", "must be a JSON object") from exc
+    if not isinstance(value, dict):
+        raise InvalidArgument("data", "must be a JSON object")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def clamp_limit(limit: int | None) -> int:
+    """The page size of a list call: default 50, at most 200, below 1 is an error."""
+    if limit is None:
+        return LIST_LIMIT_DEFAULT
+    if limit < 1:
+        raise InvalidArgument("limit", "must be at least 1")
+    return min(limit, LIST_LIMIT_MAX)

@@ -1,0 +1,261 @@
+"""One live connection of one user, on any transport.
+
+A session is a bounded outbox of events plus the rules for what goes in it:
+
+* It starts *replaying*: live notifications that arrive while the backlog is read
+  from the store are held back, then ``begin`` writes ``ConnectionEstablished``, the
+  backlog, and the held notifications the backlog did not contain, in id order.
+  Nothing is lost in between and nothing is sent twice.
+* The type filter decides which notifications enter the outbox.
+* The outbox holds at most ``max_buffer`` events beyond the replay. A client that falls further behind
+  is closed as slow rather than growing memory; what it had not taken stays queued
+  in the store, because a notification counts as delivered only once the transport
+  has written it and asks for the next event.
+* Client messages are rate limited (a token bucket); over the limit, each gets a
+  ``rate_limited`` error and is otherwise ignored.
+
+The transport drives a session with two calls: ``async for event in session`` to
+write, and ``await session.handle(command)`` for what the client sends. It calls
+``close(CloseReason.CLIENT_GONE)`` when its connection ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from server.engine.clock import Clock
+from server.engine.errors import ClientError, InvalidArgument, TidingsError
+from server.engine.events import (
+    Closed,
+    CloseReason,
+    Command,
+    ConnectionEstablished,
+    Delivery,
+    Envelope,
+    ErrorEvent,
+    Event,
+    Heartbeat,
+    MarkRead,
+    Ping,
+    Pong,
+    Subscribe,
+    SubscriptionUpdated,
+    UnknownCommand,
+    Unsubscribe,
+)
+from server.engine.filters import TypeFilter
+from server.engine.models import Notification, check_types
+from server.engine.ratelimit import TokenBucket
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """Per-session limits (PROTOCOL §4)."""
+
+    heartbeat_interval: float = 30.0
+    max_buffer: int = 1000
+    max_rate: float = 50.0
+
+
+class SessionHost(Protocol):
+    """What a session needs from the engine that owns it."""
+
+    clock: Clock
+
+    async def mark_read(self, user_id: str, notification_id: int) -> Notification: ...
+
+    def on_written(self, session: Session, notification: Notification) -> None:
+        """The transport wrote ``notification`` to the client."""
+        ...
+
+    def on_closed(self, session: Session) -> None: ...
+
+
+class Session:
+    """One user's live connection; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        host: SessionHost,
+        *,
+        user_id: str,
+        connection_id: str,
+        type_filter: TypeFilter,
+        limits: SessionLimits,
+    ) -> None:
+        self.user_id = user_id
+        self.connection_id = connection_id
+        self.type_filter = type_filter
+        self._host = host
+        self._limits = limits
+        self._outbox: deque[Event] = deque()
+        self._held: list[Envelope] | None = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._unconfirmed: Notification | None = None
+        self._closed: Closed | None = None
+        self._final_taken = False
+        self._max_outbox = limits.max_buffer
+        self._heartbeat: asyncio.TimerHandle | None = None
+        self._bucket = TokenBucket(limits.max_rate, 2 * limits.max_rate, host.clock.monotonic())
+
+    # --- engine side ------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    def offer(self, envelope: Envelope) -> None:
+        """A live notification of this user: queue it if the filter admits it."""
+        if self._closed is not None or not self.type_filter.admits(envelope.notification.type):
+            return
+        if self._held is not None:
+            self._held.append(envelope)
+        else:
+            self._push(Delivery(envelope))
+
+    def begin(
+        self, *, backlog: Sequence[Notification], truncated: bool, heartbeat: bool = True
+    ) -> None:
+        """End the replay phase: greeting, backlog, then the live notifications held meanwhile."""
+        held, self._held = self._held or [], None
+        sent = {n.id for n in backlog}
+        # The replay is bounded by the queue cap; it does not count against the lag allowance.
+        self._max_outbox = self._limits.max_buffer + len(backlog) + len(held) + 1
+        late = sorted(
+            (e for e in held if e.notification.id not in sent and self.type_filter.admits(
+                e.notification.type)),
+            key=lambda e: e.notification.id,
+        )
+        self._push(
+            ConnectionEstablished(
+                user_id=self.user_id,
+                connection_id=self.connection_id,
+                heartbeat_interval=self._limits.heartbeat_interval,
+                queued=len(backlog) + len(late),
+                truncated=truncated,
+                server_time=self._host.clock.now(),
+            )
+        )
+        for notification in backlog:
+            self._push(Delivery(Envelope(notification)))
+        for envelope in late:
+            self._push(Delivery(envelope))
+        if heartbeat and self._closed is None:
+            self._schedule_heartbeat()
+
+    def push(self, event: Event) -> None:
+        """Queue a non-notification event (mark-read echoes, errors)."""
+        self._push(event)
+
+    def close(self, reason: CloseReason, message: str = "") -> None:
+        """End the session; the transport sees ``Closed`` next and then the end."""
+        if self._closed is not None:
+            return
+        self._closed = Closed(reason, message)
+        self._outbox.clear()
+        self._held = None
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        self._wake()
+        self._host.on_closed(self)
+
+    # --- transport side -----------------------------------------------------------
+
+    def __aiter__(self) -> Session:
+        return self
+
+    async def __anext__(self) -> Event:
+        """The next event to write. Asking for it confirms the previous one was written."""
+        if self._unconfirmed is not None:
+            written, self._unconfirmed = self._unconfirmed, None
+            self._host.on_written(self, written)
+        while not self._outbox:
+            if self._closed is not None:
+                if self._final_taken:
+                    raise StopAsyncIteration
+                self._final_taken = True
+                return self._closed
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        event = self._outbox.popleft()
+        if isinstance(event, Delivery):
+            self._unconfirmed = event.notification
+        return event
+
+    async def handle(self, command: Command) -> None:
+        """Act on one client message; answers and errors go to the outbox."""
+        if self._closed is not None:
+            return
+        if not self._bucket.allow(self._host.clock.monotonic()):
+            self._push(ErrorEvent("rate_limited", "too many messages; this one was ignored"))
+            return
+        try:
+            if isinstance(command, MarkRead):
+                await self._mark_read(command)
+            else:
+                self._apply(command)
+        except ClientError as exc:
+            self._push(ErrorEvent(exc.code, exc.message))
+        except TidingsError as exc:
+            self._push(ErrorEvent("internal_error", exc.message))
+
+    # --- internals ----------------------------------------------------------------
+
+    def _apply(self, command: Command) -> None:
+        match command:
+            case Ping():
+                self._push(Pong(self._host.clock.now()))
+            case Subscribe(types):
+                self.type_filter = self.type_filter.subscribe(
+                    check_types("notification_types", list(types))
+                )
+                self._push(SubscriptionUpdated(self.type_filter))
+            case Unsubscribe(types):
+                self.type_filter = self.type_filter.unsubscribe(
+                    check_types("notification_types", list(types))
+                )
+                self._push(SubscriptionUpdated(self.type_filter))
+            case UnknownCommand(kind):
+                self._push(
+                    ErrorEvent("unknown_message_type", f"unknown message type {kind!r}")
+                )
+            case _:  # pragma: no cover - MarkRead is handled by the caller
+                raise AssertionError(command)
+
+    async def _mark_read(self, command: MarkRead) -> None:
+        nid = command.notification_id
+        if isinstance(nid, bool) or not isinstance(nid, int) or nid <= 0:
+            raise InvalidArgument("notification_id", "must be a positive integer")
+        # The engine tells every session of the user, this one included: that is the answer.
+        await self._host.mark_read(self.user_id, nid)
+
+    def _push(self, event: Event) -> None:
+        if self._closed is not None:
+            return
+        if len(self._outbox) >= self._max_outbox:
+            self.close(CloseReason.SLOW, "the client did not keep up")
+            return
+        self._outbox.append(event)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _schedule_heartbeat(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._heartbeat = loop.call_later(self._limits.heartbeat_interval, self._beat)
+
+    def _beat(self) -> None:
+        if self._closed is None:
+            self._push(Heartbeat(self._host.clock.now()))
+            self._schedule_heartbeat()
+

@@ -1,0 +1,110 @@
+"""The single writer: every create goes through one task that commits in groups.
+
+Concurrent creates are gathered into one store transaction (group commit), which
+makes many small creates cheap and gives ids that increase with commit order. After
+each commit, and before any caller hears back, the committed notifications are
+handed on for fan-out in id order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from server.engine.clock import Clock
+from server.engine.errors import Unavailable
+from server.engine.models import Created, NewNotification, Notification
+from server.store.base import CreateResult, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Request:
+    items: Sequence[NewNotification]
+    future: asyncio.Future[list[Created]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Writer:
+    """Commits creates in groups of at most ``max_batch`` rows."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        queue_cap: int,
+        trim: Callable[[str], bool],
+        on_committed: Callable[[Sequence[Notification], CreateResult], None],
+        max_batch: int = 5000,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._queue_cap = queue_cap
+        self._trim = trim
+        self._on_committed = on_committed
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
+        self._closing = False
+
+    async def submit(self, items: Sequence[NewNotification]) -> list[Created]:
+        """Create ``items`` (validated already); returns when they are committed."""
+        if self._closing:
+            raise Unavailable("the server is shutting down")
+        request = _Request(items)
+        self._queue.put_nowait(request)
+        return await request.future
+
+    async def run(self) -> None:
+        """Commit requests as they come, until ``close`` has been called and all are done."""
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            group, rows, last = [first], len(first.items), False
+            while rows < self._max_batch and not self._queue.empty():
+                request = self._queue.get_nowait()
+                if request is None:
+                    last = True
+                    break
+                group.append(request)
+                rows += len(request.items)
+            await self._commit(group)
+            if last:
+                return
+
+    def close(self) -> None:
+        """Refuse new creates; ``run`` returns once those already submitted are committed."""
+        if not self._closing:
+            self._closing = True
+            self._queue.put_nowait(None)
+
+    async def _commit(self, group: list[_Request]) -> None:
+        live = [r for r in group if not r.future.done()]
+        if not live:
+            return
+        items = [item for r in live for item in r.items]
+        try:
+            result = await self._store.create(
+                items, now=self._clock.now(), queue_cap=self._queue_cap, trim=self._trim
+            )
+        except Exception as exc:
+            if len(live) > 1:  # do not let one request's failure fail the others
+                for request in live:
+                    await self._commit([request])
+                return
+            log.error("create failed: %s", exc)
+            live[0].future.set_exception(exc)
+            return
+        new = [o.notification for o in result.outcomes if o.created]
+        self._on_committed(new, result)
+        offset = 0
+        for request in live:
+            n = len(request.items)
+            if not request.future.done():
+                request.future.set_result(list(result.outcomes[offset : offset + n]))
+            offset += n

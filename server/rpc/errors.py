@@ -1,0 +1,50 @@
+"""Engine errors → gRPC status codes, with the machine-readable code in trailing metadata.
+
+Trailing metadata ``tidings-error-code`` carries the PROTOCOL §5 code and
+``tidings-error-field`` the offending field, so that the bridge can answer HTTP and
+WebSocket clients exactly without parsing status details.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import grpc
+
+from server.engine.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    TidingsError,
+    Unauthenticated,
+    Unavailable,
+)
+
+ERROR_CODE_KEY = "tidings-error-code"
+ERROR_FIELD_KEY = "tidings-error-field"
+
+_STATUS: dict[type[TidingsError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_for(exc: TidingsError) -> grpc.StatusCode:
+    for kind, status in _STATUS.items():
+        if isinstance(exc, kind):
+            return status
+    return grpc.StatusCode.INTERNAL
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: TidingsError) -> NoReturn:
+    """End the call with the status and metadata that stand for ``exc``."""
+    trailers: list[tuple[str, str]] = [(ERROR_CODE_KEY, exc.code)]
+    if isinstance(exc, InvalidArgument):
+        trailers.append((ERROR_FIELD_KEY, exc.field))
+    await context.abort(status_for(exc), exc.message, trailing_metadata=tuple(trailers))
+    raise AssertionError("unreachable: abort raises")  # pragma: no cover

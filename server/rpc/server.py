@@ -1,0 +1,98 @@
+"""The gRPC server of a node: both services, health checking and reflection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from tidings.v1 import admin_pb2, stream_pb2
+
+from server.auth import Authenticator
+from server.engine import Engine
+from server.rpc.admin import AdminServicer
+from server.rpc.stream import StreamServicer
+
+STREAM_SERVICE = stream_pb2.DESCRIPTOR.services_by_name["NotificationStream"].full_name
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["NotificationAdminService"].full_name
+
+#: Keepalive and flow-control settings; the server tolerates client pings every 10 s.
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 1 << 20),
+    ("grpc.so_reuseport", 0),
+]
+
+
+def _serialize(message: Any) -> bytes:
+    """Responses may be pre-serialized bytes (shared by a fan-out) or messages."""
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def _handlers(stream: StreamServicer, admin: AdminServicer) -> list[grpc.GenericRpcHandler]:
+    def unary(fn: Any, request: Any) -> grpc.RpcMethodHandler[Any, Any]:
+        return grpc.unary_unary_rpc_method_handler(
+            fn, request_deserializer=request.FromString, response_serializer=_serialize
+        )
+
+    stream_methods = {
+        "Connect": grpc.stream_stream_rpc_method_handler(
+            stream.Connect,
+            request_deserializer=stream_pb2.ConnectRequest.FromString,
+            response_serializer=_serialize,
+        ),
+        "ListNotifications": unary(stream.ListNotifications, stream_pb2.ListNotificationsRequest),
+        "MarkRead": unary(stream.MarkRead, stream_pb2.MarkReadRequest),
+        "GetUnreadCount": unary(stream.GetUnreadCount, stream_pb2.GetUnreadCountRequest),
+    }
+    admin_methods = {
+        "CreateNotification": unary(admin.CreateNotification, admin_pb2.CreateNotificationRequest),
+        "BroadcastNotification": unary(
+            admin.BroadcastNotification, admin_pb2.BroadcastNotificationRequest
+        ),
+        "GetStats": unary(admin.GetStats, admin_pb2.GetStatsRequest),
+        "GetConnectionStatus": unary(
+            admin.GetConnectionStatus, admin_pb2.GetConnectionStatusRequest
+        ),
+        "DisconnectUser": unary(admin.DisconnectUser, admin_pb2.DisconnectUserRequest),
+    }
+    return [
+        grpc.method_handlers_generic_handler(STREAM_SERVICE, stream_methods),
+        grpc.method_handlers_generic_handler(ADMIN_SERVICE, admin_methods),
+    ]
+
+
+class GrpcServer:
+    """A started grpc.aio server around one engine."""
+
+    def __init__(self, engine: Engine, authenticator: Authenticator) -> None:
+        self._server = grpc.aio.server(options=SERVER_OPTIONS)
+        self._health = health.aio.HealthServicer()
+        self._server.add_generic_rpc_handlers(
+            _handlers(StreamServicer(engine, authenticator), AdminServicer(engine, authenticator))
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (STREAM_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            self._server,
+        )
+        self.port = 0
+
+    async def start(self, addr: str) -> int:
+        """Bind ``addr`` (port 0 picks a free one) and serve; returns the bound port."""
+        self.port = self._server.add_insecure_port(addr)
+        if self.port == 0:
+            raise OSError(f"could not bind gRPC address {addr}")
+        await self._server.start()
+        for service in ("", STREAM_SERVICE, ADMIN_SERVICE):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, then stop, letting calls finish for ``grace`` seconds."""
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace)

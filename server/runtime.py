@@ -1,0 +1,92 @@
+"""Running a node: wiring settings to the engine, the gRPC server and the bridge, and
+shutting all of it down in order on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from server.auth import Authenticator
+from server.config import Role, Settings, split_addr
+from server.engine import Engine, EngineConfig, SessionLimits
+from server.engine.events import CloseReason
+from server.rpc.server import GrpcServer
+from server.store import open_store
+
+log = logging.getLogger("tidings")
+
+#: How long in-flight calls get to finish at shutdown.
+SHUTDOWN_GRACE = 3.0
+
+#: A bridge runner: given the settings, the upstream address and a stop event, serve
+#: until the event is set. Registered by ``bridge`` when it is importable.
+BridgeRunner = Callable[[Settings, str, asyncio.Event], Awaitable[None]]
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        node_id=settings.node_id,
+        max_offline_queue=settings.max_offline_queue,
+        session=SessionLimits(
+            heartbeat_interval=settings.heartbeat_interval,
+            max_buffer=settings.max_session_buffer,
+            max_rate=settings.max_client_rate,
+        ),
+    )
+
+
+def display_addr(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -> None:
+    """Run the roles ``settings`` asks for until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    engine: Engine | None = None
+    grpc_server: GrpcServer | None = None
+    upstream = settings.upstream_addr
+    try:
+        if settings.role in (Role.ALL, Role.GRPC):
+            if settings.insecure and not settings.jwt_secret:
+                log.warning(
+                    "INSECURE MODE: no tokens are checked and every caller is an admin. "
+                    "Never expose this server; set --jwt-secret for real use."
+                )
+            if settings.migrate:
+                from server.store.migrate import upgrade
+
+                await upgrade(settings.database_url)
+            authenticator = Authenticator(secret=settings.jwt_secret, insecure=settings.insecure)
+            engine = Engine(open_store(settings.database_url), engine_config(settings))
+            await engine.start()
+            grpc_server = GrpcServer(engine, authenticator)
+            host, _ = split_addr(settings.grpc_addr)
+            port = await grpc_server.start(settings.grpc_addr)
+            upstream = display_addr(host, port)
+            log.info("grpc listening on %s", upstream)
+        if settings.role in (Role.ALL, Role.BRIDGE):
+            if bridge_runner is None:
+                from bridge.runner import run_bridge
+
+                bridge_runner = run_bridge
+            await bridge_runner(settings, upstream, stop)
+        else:
+            await stop.wait()
+        log.info("shutting down")
+    finally:
+        if engine is not None:
+            engine.close_sessions(CloseReason.SHUTDOWN)
+        if grpc_server is not None:
+            await grpc_server.stop(SHUTDOWN_GRACE)
+        if engine is not None:
+            await engine.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,115 @@
+"""The store: the source of truth for notifications, offline queues and known users.
+
+Rules every implementation keeps:
+
+* ``create`` is atomic and durable: when it returns, every row is committed, ids are
+  assigned in the order of ``items``, and ids increase with commit order (a later
+  ``create`` on any node gets larger ids), so "everything after id N" never misses a
+  row committed before it was asked.
+* Every new row starts *queued*. A row leaves the queue when it is delivered
+  (``dequeue``), replayed past (``replay`` clears what it does not return), or dropped
+  by the per-user cap.
+* A row of another user is invisible: every per-user call filters on ``user_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from server.engine.filters import TypeFilter
+from server.engine.models import Created, NewNotification, Notification, Page, Replay
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    """``outcomes`` in the order of the items; ``dropped`` counts queue-cap drops per user."""
+
+    outcomes: Sequence[Created]
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """Persistence of notifications. Implementations: memory (tests), SQL (SQLite, PostgreSQL)."""
+
+    async def open(self) -> None:
+        """Connect; the schema must already be current (see ``server.store.migrate``)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot answer a trivial query."""
+        ...
+
+    async def create(
+        self,
+        items: Sequence[NewNotification],
+        *,
+        now: datetime,
+        queue_cap: int,
+        trim: Callable[[str], bool],
+    ) -> CreateResult:
+        """Insert ``items`` in one transaction, queued, and register their users.
+
+        An item whose ``(user_id, idempotency_key)`` exists already (or repeats an
+        earlier item of the same batch) yields the existing notification with
+        ``created=False`` and inserts nothing. For each user with a new row for whom
+        ``trim(user_id)`` is true, the oldest queued rows beyond ``queue_cap`` leave the
+        queue and are counted in ``dropped`` and in the user's dropped-since-connect.
+        """
+        ...
+
+    async def replay(
+        self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
+    ) -> Replay:
+        """What a connecting session of ``user_id`` is owed, ascending by id.
+
+        The union of the user's queued rows and (with ``since``) every row with a larger
+        id, restricted to ``type_filter``, at most the newest ``cap``. ``truncated`` when
+        anything was skipped by that cap or dropped by the queue cap since the user's
+        last connect. Queued rows not returned leave the queue; returned ones stay
+        queued until ``dequeue``. Registers the user as known and resets its drop count.
+        """
+        ...
+
+    async def dequeue(self, ids: Collection[int]) -> None:
+        """Take these rows out of the offline queue (they were delivered)."""
+        ...
+
+    async def fetch(self, ids: Collection[int]) -> list[Notification]:
+        """The rows with these ids, ascending (ids that do not exist are skipped)."""
+        ...
+
+    async def fetch_after(
+        self, after_id: int, user_ids: Collection[str], limit: int
+    ) -> list[Notification]:
+        """Rows of ``user_ids`` with an id above ``after_id``, ascending, at most ``limit``."""
+        ...
+
+    async def last_id(self) -> int:
+        """The largest id committed so far (0 when empty)."""
+        ...
+
+    async def inbox(
+        self, user_id: str, *, unread_only: bool, limit: int, before_id: int | None
+    ) -> Page:
+        """The user's inbox, newest first."""
+        ...
+
+    async def unread_count(self, user_id: str) -> int: ...
+
+    async def mark_read(self, user_id: str, notification_id: int, now: datetime) -> Notification:
+        """Mark read (idempotent: an already read row keeps its ``read_at``); ``NotFound``
+        when the id does not exist or belongs to another user."""
+        ...
+
+    async def known_users(self) -> list[str]:
+        """Every user that has connected or received a notification."""
+        ...
+
+    async def queued_count(self) -> int:
+        """How many rows are in offline queues now, over all users."""
+        ...

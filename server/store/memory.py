@@ -1,0 +1,151 @@
+"""An in-memory store: the reference implementation of ``Store``, used by fast tests."""
+
+from __future__ import annotations
+
+import dataclasses
+from bisect import insort
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+
+from server.engine.errors import NotFound
+from server.engine.filters import TypeFilter
+from server.engine.models import Created, NewNotification, Notification, Page, Replay
+from server.store.base import CreateResult
+
+
+class MemoryStore:
+    """Everything in dicts; nothing survives the process."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, Notification] = {}
+        self._by_user: dict[str, list[int]] = {}
+        self._queued: dict[str, list[int]] = {}
+        self._keys: dict[tuple[str, str], int] = {}
+        self._dropped_since_connect: dict[str, int] = {}
+        self._next_id = 1
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    async def create(
+        self,
+        items: Sequence[NewNotification],
+        *,
+        now: datetime,
+        queue_cap: int,
+        trim: Callable[[str], bool],
+    ) -> CreateResult:
+        outcomes: list[Created] = []
+        touched: set[str] = set()
+        for item in items:
+            self._dropped_since_connect.setdefault(item.user_id, 0)
+            key = (item.user_id, item.idempotency_key) if item.idempotency_key else None
+            if key is not None and key in self._keys:
+                outcomes.append(Created(self._rows[self._keys[key]], created=False))
+                continue
+            c = item.content
+            row = Notification(
+                id=self._next_id,
+                user_id=item.user_id,
+                type=c.type,
+                title=c.title,
+                message=c.message,
+                data_json=c.data_json,
+                priority=c.priority,
+                created_at=now,
+            )
+            self._next_id += 1
+            self._rows[row.id] = row
+            self._by_user.setdefault(row.user_id, []).append(row.id)
+            self._queued.setdefault(row.user_id, []).append(row.id)
+            if key is not None:
+                self._keys[key] = row.id
+            touched.add(row.user_id)
+            outcomes.append(Created(row))
+        dropped: dict[str, int] = {}
+        for user_id in touched:
+            queue = self._queued[user_id]
+            if trim(user_id) and len(queue) > queue_cap:
+                excess = len(queue) - queue_cap
+                del queue[:excess]
+                dropped[user_id] = excess
+                self._dropped_since_connect[user_id] += excess
+        return CreateResult(outcomes, dropped)
+
+    async def replay(
+        self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
+    ) -> Replay:
+        queue = self._queued.setdefault(user_id, [])
+        owed = set(queue)
+        if since is not None:
+            owed.update(i for i in self._by_user.get(user_id, ()) if i > since)
+        admitted = sorted(i for i in owed if type_filter.admits(self._rows[i].type))
+        kept = admitted[-cap:] if cap > 0 else []
+        truncated = len(admitted) > len(kept) or self._dropped_since_connect.get(user_id, 0) > 0
+        self._dropped_since_connect[user_id] = 0
+        keep = set(kept)
+        queue[:] = [i for i in queue if i in keep]
+        return Replay([self._rows[i] for i in kept], truncated)
+
+    async def dequeue(self, ids: Collection[int]) -> None:
+        for i in ids:
+            row = self._rows.get(i)
+            if row is not None:
+                queue = self._queued.get(row.user_id, [])
+                if i in queue:
+                    queue.remove(i)
+
+    async def fetch(self, ids: Collection[int]) -> list[Notification]:
+        return [self._rows[i] for i in sorted(set(ids)) if i in self._rows]
+
+    async def fetch_after(
+        self, after_id: int, user_ids: Collection[str], limit: int
+    ) -> list[Notification]:
+        found: list[int] = []
+        for user_id in set(user_ids):
+            for i in self._by_user.get(user_id, ()):
+                if i > after_id:
+                    insort(found, i)
+        return [self._rows[i] for i in found[:limit]]
+
+    async def last_id(self) -> int:
+        return self._next_id - 1
+
+    async def inbox(
+        self, user_id: str, *, unread_only: bool, limit: int, before_id: int | None
+    ) -> Page:
+        picked: list[Notification] = []
+        for i in reversed(self._by_user.get(user_id, ())):
+            row = self._rows[i]
+            if before_id is not None and i >= before_id:
+                continue
+            if unread_only and row.read:
+                continue
+            picked.append(row)
+            if len(picked) > limit:
+                break
+        return Page(picked[:limit], has_more=len(picked) > limit)
+
+    async def unread_count(self, user_id: str) -> int:
+        return sum(1 for i in self._by_user.get(user_id, ()) if not self._rows[i].read)
+
+    async def mark_read(self, user_id: str, notification_id: int, now: datetime) -> Notification:
+        row = self._rows.get(notification_id)
+        if row is None or row.user_id != user_id:
+            raise NotFound(f"notification {notification_id} not found")
+        if row.read_at is None:
+            row = dataclasses.replace(row, read_at=now)
+            self._rows[notification_id] = row
+        return row
+
+    async def known_users(self) -> list[str]:
+        return sorted(self._dropped_since_connect)
+
+    async def queued_count(self) -> int:
+        return sum(len(q) for q in self._queued.values())

@@ -1,0 +1,91 @@
+"""The SQL schema: SQLModel table models for notifications and known users.
+
+The schema itself is created by the Alembic migrations in ``server/migrations``; these
+models describe it for queries (and for the test that checks the two agree).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Table, Text, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+# SQLite only autoincrements an ``INTEGER PRIMARY KEY`` (a rowid alias), not ``BIGINT``.
+ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+
+# Partial-index predicates, spelled as the queries render them: SQLite only uses a
+# partial index when the query's WHERE repeats the index's WHERE term for term.
+QUEUED_WHERE = {"sqlite_where": text("queued = 1"), "postgresql_where": text("queued")}
+KEYED_WHERE = {
+    "sqlite_where": text("idempotency_key IS NOT NULL"),
+    "postgresql_where": text("idempotency_key IS NOT NULL"),
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend (SQLite stores it naive, as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class NotificationRow(SQLModel, table=True):
+    """One notification of one user; ``queued`` while it waits in the offline queue."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index(
+            "uq_notifications_user_idempotency_key",
+            "user_id",
+            "idempotency_key",
+            unique=True,
+            **KEYED_WHERE,
+        ),
+        Index("ix_notifications_user_id_id", "user_id", "id"),
+        Index("ix_notifications_queued", "user_id", "id", **QUEUED_WHERE),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID_TYPE)
+    user_id: str = Field(sa_type=String(128))
+    type: str = Field(sa_type=String(64))
+    title: str = Field(sa_type=String(200))
+    message: str = Field(sa_type=Text)
+    data_json: str = Field(sa_type=Text)
+    priority: str = Field(sa_type=String(16))
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    read_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    queued: bool = Field(default=True, sa_type=Boolean)
+    idempotency_key: str | None = Field(default=None, sa_type=String(255))
+
+
+class UserRow(SQLModel, table=True):
+    """A user the service knows: it connected or received a notification."""
+
+    __tablename__ = "users"
+
+    user_id: str = Field(primary_key=True, sa_type=String(128))
+    first_seen: datetime = Field(sa_type=UtcDateTime)
+    dropped_since_connect: int = Field(
+        default=0, sa_type=Integer, sa_column_kwargs={"server_default": text("0")}
+    )
+
+
+notifications: Table = NotificationRow.__table__  # type: ignore[attr-defined]
+users: Table = UserRow.__table__  # type: ignore[attr-defined]
