@@ -36,7 +36,9 @@ class Principal:
 class Authenticator:
     """Verifies HS256 tokens against a shared secret, or admits anyone in insecure mode."""
 
-    def __init__(self, *, secret: str | None, insecure: bool, algorithms: tuple[str, ...] = ("HS256",)) -> None:
+    def __init__(
+        self, *, secret: str | None, insecure: bool, algorithms: tuple[str, ...] = ("HS256",)
+    ) -> None:
         if not insecure and not secret:
             raise ValueError("a JWT secret is required unless insecure mode is on")
         self.insecure = insecure and not secret
@@ -73,9 +75,11 @@ class Authenticator:
         if not isinstance(sub, str) or not 1 <= len(sub) <= 128:
             raise Unauthenticated("the token's sub must be a user id of 1-128 characters")
         roles = claims.get("roles", [])
-        is_admin = self.insecure or (
-            isinstance(roles, list) and ADMIN_ROLE in roles
-        ) or roles == ADMIN_ROLE
+        is_admin = (
+            self.insecure
+            or (isinstance(roles, list) and ADMIN_ROLE in roles)
+            or roles == ADMIN_ROLE
+        )
         return Principal(sub, is_admin=is_admin)
 
 

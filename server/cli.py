@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from server.cli_client import add_client_commands, run_client_command
 from server.config import DEFAULT_DATABASE_URL, ConfigError, add_serve_arguments, settings_from
 
 log = logging.getLogger("tidings")
@@ -35,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_commands.add_parser("upgrade", help="bring the schema up to date")
     upgrade.add_argument("--database-url", help=f"store URL (default: {DEFAULT_DATABASE_URL})")
+
+    add_client_commands(commands)
     return parser
 
 
@@ -45,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "db":
         return _db_upgrade(args)
-    return 2  # pragma: no cover - argparse enforces the choices
+    return run_client_command(args)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -65,6 +65,10 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def flag_name(name: str) -> str:
+    return name.replace("_", "-")
+
+
 def _truthy(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -73,8 +77,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of PROTOCOL §8 (defaults are applied by ``settings_from``)."""
     a = parser.add_argument
     a("--role", choices=[r.value for r in Role], help="what to run (default: all)")
-    a("--grpc-addr", metavar="HOST:PORT", help=f"gRPC listen address (default: {DEFAULT_GRPC_ADDR})")
-    a("--http-addr", metavar="HOST:PORT", help=f"HTTP listen address (default: {DEFAULT_HTTP_ADDR})")
+    a(
+        "--grpc-addr",
+        metavar="HOST:PORT",
+        help=f"gRPC listen address (default: {DEFAULT_GRPC_ADDR})",
+    )
+    a(
+        "--http-addr",
+        metavar="HOST:PORT",
+        help=f"HTTP listen address (default: {DEFAULT_HTTP_ADDR})",
+    )
     a("--upstream", metavar="HOST:PORT", help="the engine's gRPC address (bridge role)")
     a("--database-url", help=f"store URL (default: {DEFAULT_DATABASE_URL})")
     a("--broker-url", help="fan-out broker for several nodes: postgresql://… or redis://…")
@@ -87,8 +99,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     a("--max-session-buffer", metavar="N", help="messages a session may lag (default: 1000)")
     a("--max-client-rate", metavar="N", help="client messages per second (default: 50)")
     a("--log-level", help="debug, info, warning, error (default: info)")
-    a("--no-migrate", dest="migrate", action="store_false", default=None,
-      help="do not upgrade the schema on start (use `tidings db upgrade`)")
+    a(
+        "--no-migrate",
+        dest="migrate",
+        action="store_false",
+        default=None,
+        help="do not upgrade the schema on start (use `tidings db upgrade`)",
+    )
     a("--node-id", help="this node's name in a cluster (default: random)")
 
 
@@ -113,7 +130,9 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         try:
             parsed = kind(str(value))
         except ValueError:
-            raise ConfigError(f"--{name.replace('_', '-')} must be a number, got {value!r}") from None
+            raise ConfigError(
+                f"--{name.replace('_', '-')} must be a number, got {value!r}"
+            ) from None
         if parsed < minimum:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
         return parsed
@@ -158,7 +177,9 @@ def validate(settings: Settings) -> None:
     for addr in (settings.grpc_addr, settings.http_addr, settings.upstream_addr):
         split_addr(addr)
     if settings.log_level not in {"debug", "info", "warning", "error", "critical"}:
-        raise ConfigError(f"--log-level must be debug, info, warning or error, got {settings.log_level!r}")
+        raise ConfigError(
+            f"--log-level must be debug, info, warning or error, got {settings.log_level!r}"
+        )
     if settings.role is not Role.BRIDGE and not settings.jwt_secret and not settings.insecure:
         raise ConfigError(
             "no JWT secret configured: set --jwt-secret (or TIDINGS_JWT_SECRET) for secure mode, "

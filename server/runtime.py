@@ -13,6 +13,7 @@ from server.auth import Authenticator
 from server.config import Role, Settings, split_addr
 from server.engine import Engine, EngineConfig, SessionLimits
 from server.engine.events import CloseReason
+from server.metrics import PrometheusObserver
 from server.rpc.server import GrpcServer
 from server.store import open_store
 
@@ -64,7 +65,11 @@ async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -
 
                 await upgrade(settings.database_url)
             authenticator = Authenticator(secret=settings.jwt_secret, insecure=settings.insecure)
-            engine = Engine(open_store(settings.database_url), engine_config(settings))
+            engine = Engine(
+                open_store(settings.database_url),
+                engine_config(settings),
+                observer=PrometheusObserver(),
+            )
             await engine.start()
             grpc_server = GrpcServer(engine, authenticator)
             host, _ = split_addr(settings.grpc_addr)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
-from server.store.base import Store
+if TYPE_CHECKING:
+    from server.store.base import Store
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ import itertools
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from server.engine.clock import Clock, SystemClock
 from server.engine.delivery import DeliveryLog
@@ -38,9 +39,12 @@ from server.engine.models import (
     check_user_id,
     clamp_limit,
 )
+from server.engine.observer import NullObserver, Observer
 from server.engine.session import Session, SessionLimits
 from server.engine.writer import Writer
-from server.store.base import CreateResult, Store
+
+if TYPE_CHECKING:
+    from server.store.base import CreateResult, Store
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ class EngineConfig:
 
     node_id: str = ""
     max_offline_queue: int = 100
-    session: SessionLimits = SessionLimits()
+    session: SessionLimits = field(default_factory=SessionLimits)
     delivery_flush_interval: float = 0.05
 
     def __post_init__(self) -> None:
@@ -64,9 +68,16 @@ class EngineConfig:
 class Engine:
     """One node's notification engine. ``start`` before use, ``stop`` to shut down."""
 
-    def __init__(self, store: Store, config: EngineConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: EngineConfig,
+        clock: Clock | None = None,
+        observer: Observer | None = None,
+    ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
+        self._observer: Observer = observer or NullObserver()
         self.node_id = config.node_id
         self._store = store
         self._hub = Hub()
@@ -171,6 +182,7 @@ class Engine:
             limits=self.config.session,
         )
         self._hub.add(session)  # from here on, live notifications are held for it
+        self._observer.session_opened()
         try:
             await self._delivery.flush()  # so that what was delivered is not replayed
             replay = await self._store.replay(
@@ -263,9 +275,12 @@ class Engine:
     def on_written(self, session: Session, notification: Notification) -> None:
         self._messages_sent += 1
         self._delivery.record(notification.id)
+        latency = (self.clock.now() - notification.created_at).total_seconds()
+        self._observer.written(notification, latency)
 
     def on_closed(self, session: Session) -> None:
         self._hub.remove(session)
+        self._observer.session_closed(session.close_reason or CloseReason.CLIENT_GONE)
 
     # --- internals ---------------------------------------------------------------------
 
@@ -273,7 +288,11 @@ class Engine:
         return not self._hub.has(user_id)
 
     def _on_committed(self, notifications: Sequence[Notification], result: CreateResult) -> None:
-        self._dropped += sum(result.dropped.values())
+        dropped = sum(result.dropped.values())
+        if dropped:
+            self._dropped += dropped
+            self._observer.dropped(dropped)
+        self._observer.created(notifications)
         for notification in notifications:
             self._hub.offer(Envelope(notification))
 

@@ -104,7 +104,7 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class Replay:
-    """What a connecting session is owed: notifications ascending, and whether older were skipped."""
+    """What a connecting session is owed: ascending, and whether older ones were skipped."""
 
     notifications: Sequence[Notification]
     truncated: bool

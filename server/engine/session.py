@@ -7,10 +7,10 @@ A session is a bounded outbox of events plus the rules for what goes in it:
   backlog, and the held notifications the backlog did not contain, in id order.
   Nothing is lost in between and nothing is sent twice.
 * The type filter decides which notifications enter the outbox.
-* The outbox holds at most ``max_buffer`` events beyond the replay. A client that falls further behind
-  is closed as slow rather than growing memory; what it had not taken stays queued
-  in the store, because a notification counts as delivered only once the transport
-  has written it and asks for the next event.
+* The outbox holds at most ``max_buffer`` events beyond the replay. A client that
+  falls further behind is closed as slow rather than growing memory; what it had not
+  taken stays queued in the store, because a notification counts as delivered only
+  once the transport has written it and asks for the next event.
 * Client messages are rate limited (a token bucket); over the limit, each gets a
   ``rate_limited`` error and is otherwise ignored.
 
@@ -108,6 +108,10 @@ class Session:
     def closed(self) -> bool:
         return self._closed is not None
 
+    @property
+    def close_reason(self) -> CloseReason | None:
+        return self._closed.reason if self._closed is not None else None
+
     def offer(self, envelope: Envelope) -> None:
         """A live notification of this user: queue it if the filter admits it."""
         if self._closed is not None or not self.type_filter.admits(envelope.notification.type):
@@ -126,8 +130,11 @@ class Session:
         # The replay is bounded by the queue cap; it does not count against the lag allowance.
         self._max_outbox = self._limits.max_buffer + len(backlog) + len(held) + 1
         late = sorted(
-            (e for e in held if e.notification.id not in sent and self.type_filter.admits(
-                e.notification.type)),
+            (
+                e
+                for e in held
+                if e.notification.id not in sent and self.type_filter.admits(e.notification.type)
+            ),
             key=lambda e: e.notification.id,
         )
         self._push(
@@ -224,9 +231,7 @@ class Session:
                 )
                 self._push(SubscriptionUpdated(self.type_filter))
             case UnknownCommand(kind):
-                self._push(
-                    ErrorEvent("unknown_message_type", f"unknown message type {kind!r}")
-                )
+                self._push(ErrorEvent("unknown_message_type", f"unknown message type {kind!r}"))
             case _:  # pragma: no cover - MarkRead is handled by the caller
                 raise AssertionError(command)
 
@@ -258,4 +263,3 @@ class Session:
         if self._closed is None:
             self._push(Heartbeat(self._host.clock.now()))
             self._schedule_heartbeat()
-

@@ -12,11 +12,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from server.engine.clock import Clock
 from server.engine.errors import Unavailable
 from server.engine.models import Created, NewNotification, Notification
-from server.store.base import CreateResult, Store
+
+if TYPE_CHECKING:
+    from server.store.base import CreateResult, Store
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,1 @@
-"""The gRPC edge: translates tidings.v1 messages to engine calls and engine errors to status codes."""
+"""The gRPC edge: tidings.v1 messages to engine calls, engine errors to status codes."""

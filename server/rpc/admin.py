@@ -20,7 +20,7 @@ class AdminServicer:
         self._engine = engine
         self._auth = authenticator
 
-    async def CreateNotification(  # noqa: N802 - the rpc's name
+    async def CreateNotification(
         self, request: admin_pb2.CreateNotificationRequest, context: Context
     ) -> admin_pb2.CreateNotificationResponse:
         try:
@@ -37,7 +37,7 @@ class AdminServicer:
             notification=convert.notification_to_pb(outcome.notification), created=outcome.created
         )
 
-    async def BroadcastNotification(  # noqa: N802
+    async def BroadcastNotification(
         self, request: admin_pb2.BroadcastNotificationRequest, context: Context
     ) -> admin_pb2.BroadcastNotificationResponse:
         try:
@@ -52,7 +52,7 @@ class AdminServicer:
             await abort(context, exc)
         return admin_pb2.BroadcastNotificationResponse(created=created)
 
-    async def GetStats(  # noqa: N802
+    async def GetStats(
         self, request: admin_pb2.GetStatsRequest, context: Context
     ) -> admin_pb2.GetStatsResponse:
         try:
@@ -62,7 +62,7 @@ class AdminServicer:
             await abort(context, exc)
         return convert.stats_to_pb(stats)
 
-    async def GetConnectionStatus(  # noqa: N802
+    async def GetConnectionStatus(
         self, request: admin_pb2.GetConnectionStatusRequest, context: Context
     ) -> admin_pb2.GetConnectionStatusResponse:
         try:
@@ -78,7 +78,7 @@ class AdminServicer:
             connection_count=status.connection_count,
         )
 
-    async def DisconnectUser(  # noqa: N802
+    async def DisconnectUser(
         self, request: admin_pb2.DisconnectUserRequest, context: Context
     ) -> admin_pb2.DisconnectUserResponse:
         try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
 import grpc
@@ -13,6 +16,11 @@ from server.auth import Authenticator
 from server.engine import Engine
 from server.rpc.admin import AdminServicer
 from server.rpc.stream import StreamServicer
+
+log = logging.getLogger(__name__)
+
+#: Seconds between store checks that feed the health service.
+HEALTH_CHECK_INTERVAL = 5.0
 
 STREAM_SERVICE = stream_pb2.DESCRIPTOR.services_by_name["NotificationStream"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["NotificationAdminService"].full_name
@@ -70,6 +78,8 @@ class GrpcServer:
     """A started grpc.aio server around one engine."""
 
     def __init__(self, engine: Engine, authenticator: Authenticator) -> None:
+        self._engine = engine
+        self._monitor: asyncio.Task[None] | None = None
         self._server = grpc.aio.server(options=SERVER_OPTIONS)
         self._health = health.aio.HealthServicer()
         self._server.add_generic_rpc_handlers(
@@ -88,11 +98,42 @@ class GrpcServer:
         if self.port == 0:
             raise OSError(f"could not bind gRPC address {addr}")
         await self._server.start()
-        for service in ("", STREAM_SERVICE, ADMIN_SERVICE):
-            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_health(serving=True)
+        self._monitor = asyncio.create_task(self._watch_health(), name="tidings-health")
         return self.port
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, then stop, letting calls finish for ``grace`` seconds."""
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace)
+
+    async def _set_health(self, *, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", STREAM_SERVICE, ADMIN_SERVICE):
+            await self._health.set(service, status)
+
+    async def _watch_health(self) -> None:
+        """Report NOT_SERVING while the engine or its store fails a check."""
+        serving = True
+        while True:
+            await asyncio.sleep(HEALTH_CHECK_INTERVAL)
+            try:
+                async with asyncio.timeout(HEALTH_CHECK_INTERVAL):
+                    await self._engine.check_health()
+                ok = True
+            except Exception as exc:
+                ok = False
+                if serving:
+                    log.warning("health check failed: %s", exc)
+            if ok != serving:
+                serving = ok
+                await self._set_health(serving=ok)
+                log.info("health: %s", "SERVING" if ok else "NOT_SERVING")

@@ -62,7 +62,7 @@ class StreamServicer:
         self._engine = engine
         self._auth = authenticator
 
-    async def Connect(  # noqa: N802 - the rpc's name
+    async def Connect(
         self, requests: AsyncIterable[stream_pb2.ConnectRequest], context: Context
     ) -> AsyncIterator[stream_pb2.ConnectResponse | bytes]:
         try:
@@ -94,7 +94,7 @@ class StreamServicer:
         async for request in requests:
             await session.handle(convert.command_from_pb(request))
 
-    async def ListNotifications(  # noqa: N802
+    async def ListNotifications(
         self, request: stream_pb2.ListNotificationsRequest, context: Context
     ) -> stream_pb2.ListNotificationsResponse:
         try:
@@ -114,7 +114,7 @@ class StreamServicer:
             has_more=page.has_more,
         )
 
-    async def MarkRead(  # noqa: N802
+    async def MarkRead(
         self, request: stream_pb2.MarkReadRequest, context: Context
     ) -> stream_pb2.MarkReadResponse:
         try:
@@ -124,7 +124,7 @@ class StreamServicer:
             await abort(context, exc)
         return stream_pb2.MarkReadResponse(notification=convert.notification_to_pb(notification))
 
-    async def GetUnreadCount(  # noqa: N802
+    async def GetUnreadCount(
         self, request: stream_pb2.GetUnreadCountRequest, context: Context
     ) -> stream_pb2.GetUnreadCountResponse:
         try:

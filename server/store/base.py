@@ -67,10 +67,11 @@ class Store(Protocol):
     ) -> Replay:
         """What a connecting session of ``user_id`` is owed, ascending by id.
 
-        The union of the user's queued rows and (with ``since``) every row with a larger
-        id, restricted to ``type_filter``, at most the newest ``cap``. ``truncated`` when
-        anything was skipped by that cap or dropped by the queue cap since the user's
-        last connect. Queued rows not returned leave the queue; returned ones stay
+        Without ``since``: the user's queued rows. With ``since`` (the client's cursor,
+        authoritative): every row with a larger id, queued or not. Either way restricted
+        to ``type_filter`` and at most the newest ``cap``; ``truncated`` when anything
+        was skipped by that cap or, without ``since``, dropped by the queue cap since the
+        user's last connect. Queued rows not returned leave the queue; returned ones stay
         queued until ``dequeue``. Registers the user as known and resets its drop count.
         """
         ...

@@ -82,12 +82,15 @@ class MemoryStore:
         self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
     ) -> Replay:
         queue = self._queued.setdefault(user_id, [])
-        owed = set(queue)
-        if since is not None:
-            owed.update(i for i in self._by_user.get(user_id, ()) if i > since)
+        if since is None:
+            owed = list(queue)
+            dropped = self._dropped_since_connect.get(user_id, 0) > 0
+        else:
+            owed = [i for i in self._by_user.get(user_id, ()) if i > since]
+            dropped = False
         admitted = sorted(i for i in owed if type_filter.admits(self._rows[i].type))
         kept = admitted[-cap:] if cap > 0 else []
-        truncated = len(admitted) > len(kept) or self._dropped_since_connect.get(user_id, 0) > 0
+        truncated = len(admitted) > len(kept) or dropped
         self._dropped_since_connect[user_id] = 0
         keep = set(kept)
         queue[:] = [i for i in queue if i in keep]

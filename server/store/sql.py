@@ -27,7 +27,6 @@ from sqlalchemy import (
     false,
     func,
     not_,
-    or_,
     select,
     true,
     tuple_,
@@ -170,7 +169,7 @@ class SqlStore:
                 # makes id order commit order.
                 await conn.execute(select(func.pg_advisory_xact_lock(CREATE_LOCK)))
             await self._register(conn, {item.user_id for item in items}, now)
-            existing = await _by_key(conn, {_key(item) for item in items} - {None})
+            existing = await _by_key(conn, {k for item in items if (k := _key(item))})
             fresh: list[NewNotification] = []
             plan: list[tuple[Notification | int, bool]] = []  # (existing row | index in fresh)
             first: dict[tuple[str, str], int] = {}
@@ -206,27 +205,26 @@ class SqlStore:
                 select(U.c.dropped_since_connect).where(U.c.user_id == user_id)
             )
             last_queued = await conn.scalar(select(func.max(N.c.id)).where(mine, N.c.queued))
-            owed = N.c.queued if since is None else or_(N.c.queued, N.c.id > since)
+            owed = N.c.queued if since is None else N.c.id > since
             newest = await conn.execute(
-                select(*_FIELDS)
-                .where(mine, owed, admitted)
-                .order_by(N.c.id.desc())
-                .limit(cap + 1)
+                select(*_FIELDS).where(mine, owed, admitted).order_by(N.c.id.desc()).limit(cap + 1)
             )
             found = [_notification(row) for row in newest]
             kept = found[:cap][::-1]
             if last_queued is not None:
                 stale = and_(mine, N.c.queued, N.c.id <= last_queued)
                 if kept:
-                    # ``kept`` holds every admitted owed row from its first id up, and every
-                    # queued row is owed: "not returned" is "not (admitted and id >= first)".
+                    # ``kept`` holds every admitted owed row from its first id up, and a
+                    # queued row that high is owed: "not returned" is "not (admitted and
+                    # id >= first)".
                     stale = and_(stale, not_(and_(admitted, N.c.id >= kept[0].id)))
                 await conn.execute(update(N).where(stale).values(queued=False))
             if dropped:
                 await conn.execute(
                     update(U).where(U.c.user_id == user_id).values(dropped_since_connect=0)
                 )
-        return Replay(kept, truncated=len(found) > cap or bool(dropped))
+        # A resume (``since``) is authoritative: queue drops do not make it incomplete.
+        return Replay(kept, truncated=len(found) > cap or (since is None and bool(dropped)))
 
     async def dequeue(self, ids: Collection[int]) -> None:
         wanted = _valid_ids(ids)
@@ -269,7 +267,7 @@ class SqlStore:
         async with self._engine.connect() as conn:
             return int(await conn.scalar(select(func.coalesce(func.max(N.c.id), 0))) or 0)
 
-    async def list(
+    async def inbox(
         self, user_id: str, *, unread_only: bool, limit: int, before_id: int | None
     ) -> Page:
         limit = max(limit, 0)
@@ -316,7 +314,9 @@ class SqlStore:
         if self._pg:
             await conn.execute(select(func.pg_advisory_xact_lock_shared(CREATE_LOCK)))
 
-    async def _register(self, conn: AsyncConnection, user_ids: Iterable[str], now: datetime) -> None:
+    async def _register(
+        self, conn: AsyncConnection, user_ids: Iterable[str], now: datetime
+    ) -> None:
         """Make these users known (first sighting wins)."""
         new: Insert = (pg_insert if self._pg else sqlite_insert)(U).on_conflict_do_nothing(
             index_elements=[U.c.user_id]
@@ -366,12 +366,11 @@ class SqlStore:
 
 
 async def _by_key(
-    conn: AsyncConnection, keys: Iterable[tuple[str, str] | None]
+    conn: AsyncConnection, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], Notification]:
     """The existing rows with these ``(user_id, idempotency_key)`` pairs."""
-    pairs = sorted(key for key in keys if key is not None)
     found: dict[tuple[str, str], Notification] = {}
-    for chunk in _chunks(pairs):
+    for chunk in _chunks(sorted(keys)):
         query = select(*_FIELDS, N.c.idempotency_key).where(
             N.c.idempotency_key.is_not(None),
             tuple_(N.c.user_id, N.c.idempotency_key).in_(chunk),
@@ -418,7 +417,7 @@ def _key(item: NewNotification) -> tuple[str, str] | None:
     return None if item.idempotency_key is None else (item.user_id, item.idempotency_key)
 
 
-def _notification(row: Row[Any]) -> Notification:
+def _notification(row: Row[Any, *tuple[Any, ...]]) -> Notification:
     return Notification(
         id=row.id,
         user_id=row.user_id,

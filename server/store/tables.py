@@ -19,11 +19,9 @@ ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
 
 # Partial-index predicates, spelled as the queries render them: SQLite only uses a
 # partial index when the query's WHERE repeats the index's WHERE term for term.
-QUEUED_WHERE = {"sqlite_where": text("queued = 1"), "postgresql_where": text("queued")}
-KEYED_WHERE = {
-    "sqlite_where": text("idempotency_key IS NOT NULL"),
-    "postgresql_where": text("idempotency_key IS NOT NULL"),
-}
+KEYED = "idempotency_key IS NOT NULL"
+QUEUED_SQLITE = "queued = 1"
+QUEUED_POSTGRESQL = "queued"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -55,10 +53,17 @@ class NotificationRow(SQLModel, table=True):
             "user_id",
             "idempotency_key",
             unique=True,
-            **KEYED_WHERE,
+            sqlite_where=text(KEYED),
+            postgresql_where=text(KEYED),
         ),
         Index("ix_notifications_user_id_id", "user_id", "id"),
-        Index("ix_notifications_queued", "user_id", "id", **QUEUED_WHERE),
+        Index(
+            "ix_notifications_queued",
+            "user_id",
+            "id",
+            sqlite_where=text(QUEUED_SQLITE),
+            postgresql_where=text(QUEUED_POSTGRESQL),
+        ),
         {"sqlite_autoincrement": True},
     )
 

@@ -33,7 +33,9 @@ from tests.engine.fakes import FakeClock, pending, take
 pytestmark = pytest.mark.timeout(10)
 
 
-def note(user: str, type_: str = "t", title: str = "hello", key: str | None = None) -> NewNotification:
+def note(
+    user: str, type_: str = "t", title: str = "hello", key: str | None = None
+) -> NewNotification:
     return NewNotification(user, Content(type=type_, title=title), idempotency_key=key)
 
 
@@ -120,7 +122,9 @@ async def test_offline_queue_keeps_newest_100_in_order_then_empties(engine: Engi
     assert (await engine.stats()).queued == 0
 
 
-async def test_queue_cap_is_configurable(make_engine: Callable[..., asyncio.Future[Engine]]) -> None:
+async def test_queue_cap_is_configurable(
+    make_engine: Callable[..., asyncio.Future[Engine]],
+) -> None:
     engine = await make_engine(max_offline_queue=3)
     for i in range(5):
         await engine.create(note("u", title=str(i)))
@@ -278,7 +282,9 @@ async def test_mark_read_reaches_every_session_and_hides_other_users(engine: Eng
     assert (await engine.unread_count("v")) == 1
 
 
-async def test_client_rate_limit(make_engine: Callable[..., asyncio.Future[Engine]], clock: FakeClock) -> None:
+async def test_client_rate_limit(
+    make_engine: Callable[..., asyncio.Future[Engine]], clock: FakeClock
+) -> None:
     engine = await make_engine(session=SessionLimits(heartbeat_interval=3600, max_rate=5))
     session = await engine.connect("u")
     await take(session, 1)

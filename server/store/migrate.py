@@ -1,0 +1,83 @@
+"""Bring a database schema up to date with the Alembic migrations in ``server/migrations``.
+
+Alembic is configured in code, so nothing but the package is needed at run time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import ColumnElement, Connection, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.store.sql import MIGRATE_LOCK, WRITE_OPTION, make_engine
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration for the migrations shipped with the package."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str | None:
+    """The newest revision the shipped migrations know."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def current_revision(url: str, *, schema: str | None = None) -> str | None:
+    """The revision the database at ``url`` is at (None before the first migration)."""
+    engine = make_engine(url, schema=schema)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_current)
+    finally:
+        await engine.dispose()
+
+
+async def upgrade(url: str, *, schema: str | None = None, revision: str = "head") -> None:
+    """Migrate the database at ``url`` to ``revision`` in one transaction; a no-op when current.
+
+    On PostgreSQL an advisory lock makes nodes that start together take turns: the
+    first migrates, the others then find nothing to do. SQLite serialises the writers.
+    A ``memory://`` store has no schema: nothing to do.
+    """
+    if url.startswith("memory://"):
+        return
+    engine = make_engine(url, schema=schema)
+    try:
+        async with engine.connect() as conn:
+            await conn.execution_options(**{WRITE_OPTION: True})
+            postgres = conn.dialect.name == "postgresql"
+            if postgres:
+                await _advisory(conn, func.pg_advisory_lock(MIGRATE_LOCK))
+            try:
+                async with conn.begin():
+                    await conn.run_sync(_upgrade, revision)
+            finally:
+                if postgres:
+                    await _advisory(conn, func.pg_advisory_unlock(MIGRATE_LOCK))
+    finally:
+        await engine.dispose()
+
+
+async def _advisory(conn: AsyncConnection, call: ColumnElement[Any]) -> None:
+    await conn.execute(select(call))
+    await conn.commit()
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
