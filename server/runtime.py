@@ -10,6 +10,8 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from server.auth import Authenticator
+from server.broker import open_broker
+from server.cluster import Cluster
 from server.config import Role, Settings, split_addr
 from server.engine import Engine, EngineConfig, SessionLimits
 from server.engine.events import CloseReason
@@ -39,6 +41,10 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+def _scheme(settings: Settings) -> str:
+    return (settings.broker_url or "").split(":", 1)[0]
+
+
 def display_addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -51,6 +57,7 @@ async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -
         loop.add_signal_handler(sig, stop.set)
 
     engine: Engine | None = None
+    cluster: Cluster | None = None
     grpc_server: GrpcServer | None = None
     upstream = settings.upstream_addr
     try:
@@ -65,12 +72,20 @@ async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -
 
                 await upgrade(settings.database_url)
             authenticator = Authenticator(secret=settings.jwt_secret, insecure=settings.insecure)
+            config = engine_config(settings)
+            if settings.broker_url:
+                cluster = Cluster(open_broker(settings.broker_url), config.node_id)
             engine = Engine(
                 open_store(settings.database_url),
-                engine_config(settings),
+                config,
                 observer=PrometheusObserver(),
+                peers=cluster,
             )
             await engine.start()
+            if cluster is not None:
+                cluster.attach(engine)
+                await cluster.start()
+                log.info("node %s joined the cluster via %s", config.node_id, _scheme(settings))
             grpc_server = GrpcServer(engine, authenticator)
             host, _ = split_addr(settings.grpc_addr)
             port = await grpc_server.start(settings.grpc_addr)
@@ -90,6 +105,8 @@ async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -
             engine.close_sessions(CloseReason.SHUTDOWN)
         if grpc_server is not None:
             await grpc_server.stop(SHUTDOWN_GRACE)
+        if cluster is not None:
+            await cluster.stop()
         if engine is not None:
             await engine.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from server.engine.clock import Clock, SystemClock
 from server.engine.delivery import DeliveryLog
 from server.engine.errors import InvalidArgument, Unavailable
-from server.engine.events import CloseReason, Envelope, MarkedRead
+from server.engine.events import CloseReason, MarkedRead
+from server.engine.fanin import FanIn
 from server.engine.filters import TypeFilter
 from server.engine.hub import Hub
 from server.engine.models import (
@@ -40,6 +41,7 @@ from server.engine.models import (
     clamp_limit,
 )
 from server.engine.observer import NullObserver, Observer
+from server.engine.peers import LoneNode, Peers
 from server.engine.session import Session, SessionLimits
 from server.engine.writer import Writer
 
@@ -74,13 +76,16 @@ class Engine:
         config: EngineConfig,
         clock: Clock | None = None,
         observer: Observer | None = None,
+        peers: Peers | None = None,
     ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self._observer: Observer = observer or NullObserver()
+        self.peers: Peers = peers or LoneNode()
         self.node_id = config.node_id
         self._store = store
         self._hub = Hub()
+        self._fanin = FanIn(store, self._hub, clustered=self.peers.clustered)
         self._delivery = DeliveryLog(store, interval=config.delivery_flush_interval)
         self._writer = Writer(
             store,
@@ -100,10 +105,12 @@ class Engine:
 
     async def start(self) -> None:
         await self._store.open()
+        self._fanin.start_at(await self._store.last_id())
         self._started_at = self.clock.monotonic()
         self._tasks = [
             asyncio.create_task(self._writer.run(), name="tidings-writer"),
             asyncio.create_task(self._delivery.run(), name="tidings-delivery"),
+            asyncio.create_task(self._fanin.run(), name="tidings-fanin"),
         ]
         self._running = True
         log.info("engine %s started", self.node_id)
@@ -183,6 +190,7 @@ class Engine:
         )
         self._hub.add(session)  # from here on, live notifications are held for it
         self._observer.session_opened()
+        self.peers.presence_changed(user_id, +1)
         try:
             await self._delivery.flush()  # so that what was delivered is not replayed
             replay = await self._store.replay(
@@ -206,7 +214,8 @@ class Engine:
         if notification_id <= 0:
             raise InvalidArgument("notification_id", "must be a positive integer")
         notification = await self._store.mark_read(user_id, notification_id, self.clock.now())
-        self._hub.push(user_id, MarkedRead(notification_id))
+        self.deliver_read(user_id, notification_id)
+        self.peers.marked_read(user_id, notification_id)
         return notification
 
     async def list_notifications(
@@ -235,15 +244,18 @@ class Engine:
         """This node's figures (a cluster adds the other nodes')."""
         self._ensure_running()
         node = self.node_stats()
+        others = self.peers.remote_nodes()
+        remote_users = self.peers.users_elsewhere()
+        remote_sessions = sum(self.peers.sessions_elsewhere(u) for u in remote_users)
         return Stats(
             node_id=self.node_id,
-            total_connections=node.total_connections,
-            unique_users=node.unique_users,
-            messages_sent=node.messages_sent,
+            total_connections=node.total_connections + remote_sessions,
+            unique_users=len(set(self._hub.users()) | remote_users),
+            messages_sent=node.messages_sent + sum(n.messages_sent for n in others),
             queued=await self._store.queued_count(),
-            dropped=node.dropped,
+            dropped=node.dropped + sum(n.dropped for n in others),
             uptime_s=node.uptime_s,
-            nodes=(node,),
+            nodes=(node, *others),
         )
 
     def node_stats(self) -> NodeStats:
@@ -259,16 +271,42 @@ class Engine:
     async def status(self, user_id: str) -> ConnectionStatus:
         self._ensure_running()
         check_user_id(user_id)
-        return ConnectionStatus(user_id, len(self._hub.sessions_of(user_id)))
+        count = len(self._hub.sessions_of(user_id)) + self.peers.sessions_elsewhere(user_id)
+        return ConnectionStatus(user_id, count)
 
     async def disconnect(self, user_id: str) -> int:
-        """Close every session of the user; how many there were."""
+        """Close every session of the user on every node; how many there were."""
         self._ensure_running()
         check_user_id(user_id)
+        elsewhere = self.peers.sessions_elsewhere(user_id)
+        if elsewhere:
+            self.peers.disconnect(user_id)
+        return self.disconnect_local(user_id) + elsewhere
+
+    # --- peers ---------------------------------------------------------------------------
+
+    def disconnect_local(self, user_id: str) -> int:
+        """Close the user's sessions on this node; how many there were."""
         sessions = self._hub.sessions_of(user_id)
         for session in sessions:
             session.close(CloseReason.DISCONNECTED, "disconnected by an operator")
         return len(sessions)
+
+    def deliver_read(self, user_id: str, notification_id: int) -> None:
+        """Tell the user's sessions on this node that a notification was read."""
+        self._hub.push(user_id, MarkedRead(notification_id))
+
+    def advance_to(self, last_id: int) -> None:
+        """Notifications up to ``last_id`` were committed (by a peer): deliver the local ones."""
+        self._fanin.advance_to(last_id)
+
+    async def resync(self) -> None:
+        """Deliver whatever was committed and not yet offered here (after a broker outage)."""
+        self._fanin.advance_to(await self._store.last_id())
+
+    def local_presence(self) -> dict[str, int]:
+        """Live sessions per user on this node."""
+        return {user: len(self._hub.sessions_of(user)) for user in self._hub.users()}
 
     # --- SessionHost -------------------------------------------------------------------
 
@@ -280,12 +318,13 @@ class Engine:
 
     def on_closed(self, session: Session) -> None:
         self._hub.remove(session)
+        self.peers.presence_changed(session.user_id, -1)
         self._observer.session_closed(session.close_reason or CloseReason.CLIENT_GONE)
 
     # --- internals ---------------------------------------------------------------------
 
     def _is_offline(self, user_id: str) -> bool:
-        return not self._hub.has(user_id)
+        return not self._hub.has(user_id) and not self.peers.sessions_elsewhere(user_id)
 
     def _on_committed(self, notifications: Sequence[Notification], result: CreateResult) -> None:
         dropped = sum(result.dropped.values())
@@ -293,8 +332,9 @@ class Engine:
             self._dropped += dropped
             self._observer.dropped(dropped)
         self._observer.created(notifications)
-        for notification in notifications:
-            self._hub.offer(Envelope(notification))
+        self._fanin.committed_here(notifications)
+        if notifications:
+            self.peers.created(notifications[-1].id)
 
     def _ensure_running(self) -> None:
         if not self._running:

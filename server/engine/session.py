@@ -99,6 +99,7 @@ class Session:
         self._closed: Closed | None = None
         self._final_taken = False
         self._max_outbox = limits.max_buffer
+        self._high = 0  # the largest notification id queued for the client
         self._heartbeat: asyncio.TimerHandle | None = None
         self._bucket = TokenBucket(limits.max_rate, 2 * limits.max_rate, host.clock.monotonic())
 
@@ -118,7 +119,8 @@ class Session:
             return
         if self._held is not None:
             self._held.append(envelope)
-        else:
+        elif envelope.notification.id > self._high:  # offers come in id order: drop repeats
+            self._high = envelope.notification.id
             self._push(Delivery(envelope))
 
     def begin(
@@ -151,6 +153,9 @@ class Session:
             self._push(Delivery(Envelope(notification)))
         for envelope in late:
             self._push(Delivery(envelope))
+        self._high = max(
+            (n.id for n in (*backlog, *(e.notification for e in late))), default=self._high
+        )
         if heartbeat and self._closed is None:
             self._schedule_heartbeat()
 

@@ -84,10 +84,8 @@ class Store(Protocol):
         """The rows with these ids, ascending (ids that do not exist are skipped)."""
         ...
 
-    async def fetch_after(
-        self, after_id: int, user_ids: Collection[str], limit: int
-    ) -> list[Notification]:
-        """Rows of ``user_ids`` with an id above ``after_id``, ascending, at most ``limit``."""
+    async def fetch_range(self, after_id: int, upto_id: int, limit: int) -> list[Notification]:
+        """Rows with ``after_id < id <= upto_id``, ascending, at most ``limit`` (the oldest)."""
         ...
 
     async def last_id(self) -> int:

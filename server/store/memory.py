@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from bisect import insort
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 
@@ -107,15 +106,11 @@ class MemoryStore:
     async def fetch(self, ids: Collection[int]) -> list[Notification]:
         return [self._rows[i] for i in sorted(set(ids)) if i in self._rows]
 
-    async def fetch_after(
-        self, after_id: int, user_ids: Collection[str], limit: int
-    ) -> list[Notification]:
-        found: list[int] = []
-        for user_id in set(user_ids):
-            for i in self._by_user.get(user_id, ()):
-                if i > after_id:
-                    insort(found, i)
-        return [self._rows[i] for i in found[:limit]]
+    async def fetch_range(self, after_id: int, upto_id: int, limit: int) -> list[Notification]:
+        if limit <= 0:
+            return []
+        found = [self._rows[i] for i in range(after_id + 1, upto_id + 1) if i in self._rows]
+        return found[:limit]
 
     async def last_id(self) -> int:
         return self._next_id - 1

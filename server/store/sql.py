@@ -245,23 +245,17 @@ class SqlStore:
                 found.extend(_notification(row) for row in await conn.execute(query))
         return found
 
-    async def fetch_after(
-        self, after_id: int, user_ids: Collection[str], limit: int
-    ) -> list[Notification]:
-        if limit <= 0:
+    async def fetch_range(self, after_id: int, upto_id: int, limit: int) -> list[Notification]:
+        if limit <= 0 or upto_id <= after_id:
             return []
-        found: list[Notification] = []
+        query = (
+            select(*_FIELDS)
+            .where(N.c.id > after_id, N.c.id <= upto_id)
+            .order_by(N.c.id)
+            .limit(limit)
+        )
         async with self._engine.connect() as conn:
-            for chunk in _chunks(sorted(set(user_ids))):
-                query = (
-                    select(*_FIELDS)
-                    .where(N.c.id > after_id, N.c.user_id.in_(chunk))
-                    .order_by(N.c.id)
-                    .limit(limit)
-                )
-                found.extend(_notification(row) for row in await conn.execute(query))
-        found.sort(key=lambda row: row.id)
-        return found[:limit]
+            return [_notification(row) for row in await conn.execute(query)]
 
     async def last_id(self) -> int:
         async with self._engine.connect() as conn:

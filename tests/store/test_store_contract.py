@@ -335,19 +335,13 @@ async def test_fetch_is_ascending_and_skips_missing(store: Store) -> None:
     assert await store.fetch([]) == []
 
 
-async def test_fetch_after_filters_users_and_limits(store: Store) -> None:
+async def test_fetch_range_is_bounded_ascending_and_limited(store: Store) -> None:
     ids = await ids_of(store, [item("a"), item("b"), item("a"), item("c"), item("a")])
-    found = await store.fetch_after(ids[0], ["a", "c", "nobody"], 2)
-    assert [n.id for n in found] == [ids[2], ids[3]]
-    assert [n.id for n in await store.fetch_after(0, ["b"], 10)] == [ids[1]]
-    assert await store.fetch_after(ids[-1], ["a"], 10) == []
-
-
-async def test_fetch_after_with_many_users(store: Store) -> None:
-    users = [f"u{i}" for i in range(1_200)]
-    ids = await ids_of(store, [item(u) for u in users])
-    found = await store.fetch_after(ids[10], users[::-1], 5)
-    assert [n.id for n in found] == ids[11:16]
+    found = await store.fetch_range(ids[0], ids[3], 10)
+    assert [n.id for n in found] == ids[1:4]
+    assert [n.id for n in await store.fetch_range(0, ids[-1], 2)] == ids[:2]
+    assert await store.fetch_range(ids[-1], ids[-1] + 100, 10) == []
+    assert await store.fetch_range(ids[3], ids[1], 10) == []
 
 
 async def test_known_users_and_queued_count(store: Store) -> None:
