@@ -74,7 +74,8 @@ async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -
             authenticator = Authenticator(secret=settings.jwt_secret, insecure=settings.insecure)
             config = engine_config(settings)
             if settings.broker_url:
-                cluster = Cluster(open_broker(settings.broker_url), config.node_id)
+                broker = open_broker(settings.broker_url, node_id=config.node_id)
+                cluster = Cluster(broker, config.node_id)
             engine = Engine(
                 open_store(settings.database_url),
                 config,

@@ -36,9 +36,16 @@ class PostgresBroker:
     max_payload = 7900
 
     def __init__(
-        self, url: str, *, channel: str = CHANNEL, retry_max: float = 2.0, timeout: float = 5.0
+        self,
+        url: str,
+        *,
+        channel: str = CHANNEL,
+        name: str = "tidings-broker",
+        retry_max: float = 2.0,
+        timeout: float = 5.0,
     ) -> None:
         self._dsn = asyncpg_dsn(url)
+        self._name = name
         self._channel = channel
         self._retry_max = retry_max
         self._timeout = timeout
@@ -88,7 +95,9 @@ class PostgresBroker:
 
     async def _connect(self) -> None:
         self._lost.clear()
-        conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
+        conn = await asyncpg.connect(
+            self._dsn, timeout=self._timeout, server_settings={"application_name": self._name}
+        )
         conn.add_termination_listener(self._on_terminated)
         await conn.add_listener(self._channel, self._on_notify)
         self._conn = conn
