@@ -14,14 +14,17 @@ GENERATED := $(GEN_DIR)/.generated
 PROTOS := $(sort $(wildcard proto/tidings/v1/*.proto))
 NODE_INSTALLED := node_modules/.installed
 BUF := node_modules/.bin/buf
+TS_DIR := clients/typescript
+TS_GENERATED := $(TS_DIR)/gen/.generated
+TS_INSTALLED := $(TS_DIR)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test lint fmt gen clean bench
+.PHONY: help setup run test lint fmt gen clean bench browser gen-ts test-ts
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: $(INSTALLED) $(GENERATED) $(NODE_INSTALLED) ## create .venv, install, generate code
+setup: $(INSTALLED) $(GENERATED) $(NODE_INSTALLED) $(TS_INSTALLED) $(TS_GENERATED) ## create .venv, install, generate code
 
 $(INSTALLED): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +48,22 @@ $(NODE_INSTALLED): package.json package-lock.json
 
 gen: $(GENERATED) ## generate code from proto/
 
+# TypeScript messages and service descriptors for clients/typescript, by `buf generate`
+# with the local protoc-gen-es from the root node_modules (see buf.gen.yaml).
+$(TS_GENERATED): $(PROTOS) buf.gen.yaml $(NODE_INSTALLED)
+	$(BUF) generate
+	@touch $@
+
+$(TS_INSTALLED): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
+	cd $(TS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+gen-ts: $(TS_GENERATED) ## generate the TypeScript client code from proto/
+
+test-ts: setup ## type-check and test the TypeScript client (node --test)
+	node_modules/.bin/tsc -p $(TS_DIR)
+	cd $(TS_DIR) && node --import tsx --test test/*.test.ts
+
 run: setup ## start engine + bridge on SQLite (insecure development mode)
 	@echo
 	@echo "  Tidings is starting in insecure development mode (no tokens; everyone is admin)."
@@ -60,8 +79,15 @@ run: setup ## start engine + bridge on SQLite (insecure development mode)
 	@echo
 	$(BIN)/tidings serve --insecure
 
-test: setup lint ## lint, then the whole test suite
+test: setup lint browser ## lint, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-ts
+
+# Debian's Chromium for the browser tests (Playwright cannot download its own here).
+browser: ## install Chromium for the browser tests (apt; needs root), unless present
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: setup ## ruff, mypy --strict, buf lint/format/breaking
 	$(BIN)/ruff check .
@@ -82,3 +108,4 @@ fmt: setup ## format Python and proto files in place
 
 clean: ## remove everything the build made
 	rm -rf $(VENV) node_modules $(GEN_DIR) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(TS_DIR)/node_modules $(TS_DIR)/gen

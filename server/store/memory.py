@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_right
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 
@@ -109,8 +110,13 @@ class MemoryStore:
     async def fetch_range(self, after_id: int, upto_id: int, limit: int) -> list[Notification]:
         if limit <= 0:
             return []
-        found = [self._rows[i] for i in range(after_id + 1, upto_id + 1) if i in self._rows]
-        return found[:limit]
+        ids = list(self._rows)  # insertion order is id order
+        found: list[Notification] = []
+        for i in ids[bisect_right(ids, after_id) :]:
+            if i > upto_id or len(found) == limit:
+                break
+            found.append(self._rows[i])
+        return found
 
     async def last_id(self) -> int:
         return self._next_id - 1

@@ -189,6 +189,11 @@ async def test_kill_9_of_the_clients_node_loses_nothing_acknowledged(cluster: Cl
         await b.kill()  # the client's node dies mid-stream
         killed.append(len(acknowledged))
         assert await stream.status() == grpc.StatusCode.UNAVAILABLE
+
+        async def forgotten() -> bool:  # presence of a SIGKILLed node expires
+            return await cluster.connections(a, "k") == 0
+
+        await until(forgotten, within=15)
         resumed = await cluster.connect(a, "k", since=received[-1])
         await within(30.0, enough.wait())  # the producer went on meanwhile
     finally:

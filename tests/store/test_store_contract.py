@@ -369,7 +369,7 @@ async def test_concurrent_stores_do_not_block_each_other(store: Store) -> None:
             await replay_ids(store, users[0], cap=1)
 
     await asyncio.gather(*(churn(u) for u in users))
-    assert len(await store.fetch_after(0, users, 1_000)) == 80
+    assert len(await store.fetch_range(0, 2**62, 1_000)) == 80
 
 
 # --- SQL only: migrations, engine settings, several processes ----------------------------
@@ -381,7 +381,7 @@ async def test_upgrade_twice_is_a_no_op(database: Database) -> None:
         await create(first, [item("a")])
     assert await current_revision(database.url, schema=database.schema) == head_revision()
     async with migrated_store(database) as second:
-        assert [n.user_id for n in await second.fetch_after(0, ["a"], 10)] == ["a"]
+        assert [n.user_id for n in await second.fetch_range(0, 2**62, 10)] == ["a"]
 
 
 async def test_nodes_upgrading_together_take_turns(database: Database) -> None:
@@ -475,7 +475,7 @@ async def test_ids_follow_commit_order_across_processes(
             while True:
                 last_round = writers_done.is_set()
                 after = seen[-1] if seen else 0
-                seen += [n.id for n in await follower.fetch_after(after, users, 10_000)]
+                seen += [n.id for n in await follower.fetch_range(after, 2**62, 10_000)]
                 if last_round:
                     return seen
                 await asyncio.sleep(0)

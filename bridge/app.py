@@ -1,0 +1,116 @@
+"""The bridge's Quart application: WebSocket, REST, the inbox page, OpenAPI.
+
+``create_app`` builds it; resources (the gRPC channel, the draining signal) are made
+in ``before_serving`` and kept on the app (``bridge.state``), never in globals.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pydantic import ValidationError
+from quart import Quart, Request, Response
+from quart_schema import QuartSchema, RequestSchemaValidationError
+from quart_schema.openapi import APIKeySecurityScheme, HttpSecurityScheme, Info, Tag
+from werkzeug.exceptions import HTTPException
+
+from bridge import metrics
+from bridge.origin import OriginPolicy
+from bridge.outcomes import ApiError
+from bridge.pages import pages
+from bridge.responses import error_response
+from bridge.rest import api, ops
+from bridge.state import EXTENSION_KEY, BridgeState
+from bridge.ws import sockets
+
+#: REST bodies are small; anything larger is refused with 413 before it is read.
+MAX_BODY_BYTES: Final = 1 << 20
+
+DESCRIPTION = """\
+The browser and operator face of Tidings. Every call is translated onto the gRPC
+engine with the caller's credentials: `Authorization: Bearer <jwt>`, or in insecure
+development mode `X-Tidings-User: <user id>`. Errors answer
+`{"error": {"code", "message", "field"}}` (`field` when one is at fault).
+
+The live stream is the WebSocket `/api/v1/ws/notifications` (query `token`, `since`,
+`types`, `user_id`), described in PROTOCOL.md §5 (not expressible in OpenAPI).
+"""
+
+
+class BridgeRequest(Request):
+    """A request whose unparsable JSON body is a 422 in the §6 error shape."""
+
+    def on_json_loading_failed(self, error: Exception) -> Any:
+        raise ApiError.invalid(None, "the body is not valid JSON")
+
+
+def _field(error: Exception) -> tuple[str | None, str]:
+    """The field a validation error blames, and a message naming it."""
+    if isinstance(error, ValidationError) and (errors := error.errors()):
+        first = errors[0]
+        loc = first.get("loc", ())
+        if not loc:
+            return None, "the body must be a JSON object"
+        field = str(loc[0])
+        where = field + "".join(f"[{part}]" for part in loc[1:])
+        return field, f"{where}: {first.get('msg', 'is invalid')}"
+    return None, "the body must be a JSON object (Content-Type: application/json)"
+
+
+def create_app(
+    upstream: str, *, allowed_origins: tuple[str, ...] = (), max_message_bytes: int = 65536
+) -> Quart:
+    """The bridge app, talking to the engine at ``upstream`` (``HOST:PORT``)."""
+    app = Quart(__name__, static_folder="static", static_url_path="/static")
+    app.request_class = BridgeRequest
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    QuartSchema(
+        app,
+        openapi_path="/openapi.json",
+        swagger_ui_path=None,  # the UIs load scripts from CDNs: not on a closed network
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        info=Info(title="Tidings", version="1", description=DESCRIPTION),
+        tags=[
+            Tag(name="notifications", description="producers (admin)"),
+            Tag(name="inbox", description="the caller's own notifications"),
+            Tag(name="operators", description="live sessions (admin, except own status)"),
+            Tag(name="operations", description="liveness and metrics (no credentials)"),
+        ],
+        security_schemes={
+            "bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
+            "insecureUser": APIKeySecurityScheme(name="X-Tidings-User", in_="header"),
+        },
+        security=[{"bearer": []}, {"insecureUser": []}],
+    )
+    state = BridgeState(
+        upstream, origins=OriginPolicy(allowed_origins), max_message_bytes=max_message_bytes
+    )
+    app.extensions[EXTENSION_KEY] = state
+    app.before_serving(state.start)
+    app.after_serving(state.stop)
+
+    app.register_blueprint(sockets)
+    app.register_blueprint(api)
+    app.register_blueprint(ops)
+    app.register_blueprint(pages)
+
+    @app.errorhandler(ApiError)
+    async def api_error(error: ApiError) -> Response:
+        metrics.error("http", error.code)
+        return error_response(error)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def invalid_request(error: RequestSchemaValidationError) -> Response:
+        field, message = _field(error.validation_error)
+        return await api_error(ApiError.invalid(field, message))
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        if status == 404:
+            return await api_error(ApiError.not_found("no such resource"))
+        code = (error.name or "error").lower().replace(" ", "_")
+        return await api_error(ApiError(status, code, error.description or error.name))
+
+    return app

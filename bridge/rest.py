@@ -1,0 +1,245 @@
+"""The REST endpoints of PROTOCOL §6: each one validated request → one gRPC call.
+
+The caller's ``Authorization`` / ``X-Tidings-User`` headers travel as metadata; the
+engine authorizes. gRPC failures become §6 errors through ``ApiError.from_rpc``.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import grpc
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from quart import Blueprint, Response, request
+from quart_schema import (
+    document_response,
+    security_scheme,
+    tag,
+    validate_querystring,
+    validate_request,
+)
+from tidings.v1 import admin_pb2, notification_pb2, stream_pb2
+
+from bridge import schemas
+from bridge.jsonwire import (
+    INT64_MAX,
+    PRIORITY_VALUES,
+    notification_json,
+    notification_object,
+    stats_object,
+)
+from bridge.metadata import BadMetadata, http_metadata
+from bridge.outcomes import ApiError
+from bridge.responses import json_response
+from bridge.state import bridge_state
+from bridge.upstream import CALL_TIMEOUT
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+ops = Blueprint("ops", __name__)
+
+
+async def _call(method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], message: Req) -> Resp:
+    """One engine call with the caller's credentials; failures raise ``ApiError``."""
+    try:
+        metadata = http_metadata(request.headers)
+    except BadMetadata as exc:
+        raise ApiError(401, "unauthorized", exc.message) from None
+    try:
+        return await method(message, metadata=metadata, timeout=CALL_TIMEOUT)
+    except grpc.aio.AioRpcError as exc:
+        raise ApiError.from_rpc(exc) from None
+
+
+def _data_json(data: dict[str, object] | None) -> str:
+    if not data:
+        return "{}"
+    try:
+        return orjson.dumps(data).decode()
+    except orjson.JSONEncodeError as exc:
+        raise ApiError.invalid("data", f"data: {exc}") from None
+
+
+def _priority(name: str | None) -> notification_pb2.Priority.ValueType:
+    return PRIORITY_VALUES[name or "normal"]
+
+
+# --- producers ---------------------------------------------------------------------------
+
+
+@api.post("/notifications")
+@tag(["notifications"])
+@validate_request(schemas.CreateNotification)
+@document_response(schemas.Notification, 201)
+@document_response(schemas.Notification, 200)
+@document_response(schemas.Error, 422)
+async def create_notification(data: schemas.CreateNotification) -> Response:
+    """Create one notification (admin). 201 when created; 200 on an idempotent replay."""
+    key = data.idempotency_key
+    if key is None and (header := request.headers.get("Idempotency-Key")):
+        if len(header) > 255:
+            raise ApiError.invalid("idempotency_key", "Idempotency-Key: at most 255 characters")
+        key = header
+    message = admin_pb2.CreateNotificationRequest(
+        user_id=data.user_id,
+        type=data.type,
+        title=data.title,
+        message=data.message or "",
+        data_json=_data_json(data.data),
+        priority=_priority(data.priority),
+        idempotency_key=key or "",
+    )
+    answer = await _call(bridge_state().upstream.admin.CreateNotification, message)
+    if answer.created:
+        return json_response(notification_json(answer.notification), 201)
+    return json_response(
+        notification_json(answer.notification), 200, {"Idempotent-Replayed": "true"}
+    )
+
+
+@api.post("/notifications/broadcast")
+@tag(["notifications"])
+@validate_request(schemas.Broadcast)
+@document_response(schemas.Created, 201)
+@document_response(schemas.Error, 422)
+async def broadcast(data: schemas.Broadcast) -> Response:
+    """One notification per recipient (admin): ``user_ids``, or ``all: true``."""
+    if not data.all and not data.user_ids:
+        raise ApiError.invalid("user_ids", "user_ids: give at least one user id, or set all")
+    message = admin_pb2.BroadcastNotificationRequest(
+        user_ids=[] if data.all else data.user_ids,
+        all=data.all,
+        type=data.type,
+        title=data.title,
+        message=data.message or "",
+        data_json=_data_json(data.data),
+        priority=_priority(data.priority),
+    )
+    answer = await _call(bridge_state().upstream.admin.BroadcastNotification, message)
+    return json_response({"created": answer.created}, 201)
+
+
+# --- the caller's inbox ---------------------------------------------------------------------
+
+
+@api.get("/notifications")
+@tag(["inbox"])
+@validate_querystring(schemas.ListQuery)
+@document_response(schemas.NotificationPage)
+@document_response(schemas.Error, 422)
+async def list_notifications(query_args: schemas.ListQuery) -> Response:
+    """The caller's inbox, newest first."""
+    message = stream_pb2.ListNotificationsRequest(
+        unread_only=query_args.unread_only,
+        # The engine caps the page; this only keeps the number inside int32.
+        limit=min(query_args.limit or 0, 2**31 - 1),
+        before_id=query_args.before_id or 0,
+    )
+    answer = await _call(bridge_state().upstream.stream.ListNotifications, message)
+    return json_response(
+        {
+            "notifications": [notification_object(n) for n in answer.notifications],
+            "has_more": answer.has_more,
+        }
+    )
+
+
+@api.get("/notifications/unread_count")
+@tag(["inbox"])
+@document_response(schemas.UnreadCount)
+async def unread_count() -> Response:
+    """How many of the caller's notifications are unread."""
+    answer = await _call(
+        bridge_state().upstream.stream.GetUnreadCount, stream_pb2.GetUnreadCountRequest()
+    )
+    return json_response({"unread": answer.unread})
+
+
+@api.post("/notifications/<notification_id>/read")
+@tag(["inbox"])
+@document_response(schemas.Notification)
+@document_response(schemas.Error, 404)
+async def mark_read(notification_id: str) -> Response:
+    """Mark one of the caller's notifications read; every live session is told."""
+    if not (notification_id.isascii() and notification_id.isdigit()):
+        raise ApiError.not_found(f"notification {notification_id[:32]!r} not found")
+    nid = int(notification_id)
+    if not 0 < nid <= INT64_MAX:
+        raise ApiError.not_found(f"notification {nid} not found")
+    answer = await _call(
+        bridge_state().upstream.stream.MarkRead, stream_pb2.MarkReadRequest(notification_id=nid)
+    )
+    return json_response(notification_json(answer.notification))
+
+
+# --- operators -----------------------------------------------------------------------------
+
+
+@api.get("/ws/notifications/stats")
+@tag(["operators"])
+@document_response(schemas.Stats)
+async def stats() -> Response:
+    """Connection and delivery figures for this node and the cluster (admin)."""
+    answer = await _call(bridge_state().upstream.admin.GetStats, admin_pb2.GetStatsRequest())
+    return json_response(stats_object(answer))
+
+
+@api.get("/ws/notifications/status")
+@tag(["operators"])
+@validate_querystring(schemas.StatusQuery)
+@document_response(schemas.ConnectionStatus)
+@document_response(schemas.Error, 403)
+async def connection_status(query_args: schemas.StatusQuery) -> Response:
+    """Whether a user is connected: the caller, or ``?user_id=`` (admins)."""
+    message = admin_pb2.GetConnectionStatusRequest(user_id=query_args.user_id or "")
+    answer = await _call(bridge_state().upstream.admin.GetConnectionStatus, message)
+    return json_response(
+        {
+            "user_id": answer.user_id,
+            "connected": answer.connected,
+            "connection_count": answer.connection_count,
+        }
+    )
+
+
+@api.post("/ws/notifications/disconnect")
+@tag(["operators"])
+@validate_request(schemas.Disconnect)
+@document_response(schemas.Disconnected)
+async def disconnect(data: schemas.Disconnect) -> Response:
+    """Close every live session of a user (admin); they end with close code 4001."""
+    message = admin_pb2.DisconnectUserRequest(user_id=data.user_id)
+    answer = await _call(bridge_state().upstream.admin.DisconnectUser, message)
+    return json_response({"disconnected": answer.disconnected})
+
+
+# --- liveness and metrics -----------------------------------------------------------------
+
+
+@ops.get("/healthz")
+@tag(["operations"])
+@security_scheme([])
+@document_response(schemas.Health)
+@document_response(schemas.Error, 503)
+async def healthz() -> Response:
+    """200 while the engine's gRPC health service reports SERVING (store included)."""
+    if await bridge_state().upstream.serving():
+        return json_response({"status": "ok"})
+    return json_response(
+        {
+            "status": "unavailable",
+            "error": {"code": "unavailable", "message": "the notification engine is not serving"},
+        },
+        503,
+    )
+
+
+@ops.get("/metrics")
+@tag(["operations"])
+@security_scheme([])
+async def metrics() -> Response:
+    """Prometheus text from the default registry (bridge and, in role all, engine)."""
+    return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)

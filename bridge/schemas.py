@@ -1,0 +1,164 @@
+"""The REST bodies and queries of PROTOCOL §6 as pydantic models.
+
+Request models validate (through quart-schema) before any engine call, so a bad body
+is refused whole and nothing is half-written; they also feed ``/openapi.json``.
+Bodies are strict (a JSON number is not a string) except that user ids given as
+JSON integers become strings (§2). Response models only document the answers: the
+handlers encode those with orjson directly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+INT64_MAX = 2**63 - 1
+
+
+def _int_to_str(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+UserId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128),
+    BeforeValidator(_int_to_str),
+    Field(description="1–128 characters; a JSON integer is accepted"),
+]
+NotificationType = Annotated[str, Field(min_length=1, max_length=64)]
+Title = Annotated[str, Field(min_length=1, max_length=200)]
+MessageText = Annotated[str, Field(max_length=4000)]
+PriorityName = Literal["low", "normal", "high", "urgent"]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _Content(_Body):
+    type: NotificationType
+    title: Title
+    message: MessageText | None = Field(default=None, description='default ""')
+    data: dict[str, Any] | None = Field(default=None, description="a JSON object; default {}")
+    priority: PriorityName | None = Field(default=None, description="default normal")
+
+
+class CreateNotification(_Content):
+    """``POST /api/v1/notifications``: one notification for one user."""
+
+    user_id: UserId
+    idempotency_key: IdempotencyKey | None = Field(
+        default=None,
+        description="a retry with the same key and user returns the first notification "
+        "(the Idempotency-Key header is accepted too)",
+    )
+
+
+class Broadcast(_Content):
+    """``POST /api/v1/notifications/broadcast``: ``user_ids``, or ``all: true``."""
+
+    user_ids: list[UserId] | None = None
+    all: bool = False
+
+
+class Disconnect(_Body):
+    """``POST /api/v1/ws/notifications/disconnect``."""
+
+    user_id: UserId
+
+
+class ListQuery(BaseModel):
+    """``GET /api/v1/notifications`` query."""
+
+    unread_only: bool = False
+    limit: int | None = Field(default=None, ge=1, description="default 50; above 200 means 200")
+    before_id: int | None = Field(default=None, ge=1, le=INT64_MAX, description="next page")
+
+
+class StatusQuery(BaseModel):
+    """``GET /api/v1/ws/notifications/status`` query (``user_id``: admins only)."""
+
+    user_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+
+# --- answers (documentation only) -------------------------------------------------------
+
+
+class Notification(BaseModel):
+    """A notification (PROTOCOL §3)."""
+
+    id: int
+    user_id: str
+    type: str
+    title: str
+    message: str
+    data: dict[str, Any]
+    priority: PriorityName
+    created_at: str = Field(
+        description="ISO-8601 UTC with milliseconds, e.g. 2026-11-25T22:52:07.123Z"
+    )
+    read: bool
+    read_at: str | None
+
+
+class NotificationPage(BaseModel):
+    notifications: list[Notification]
+    has_more: bool
+
+
+class UnreadCount(BaseModel):
+    unread: int
+
+
+class Created(BaseModel):
+    created: int
+
+
+class NodeStats(BaseModel):
+    node_id: str
+    total_connections: int
+    unique_users: int
+    messages_sent: int
+    dropped: int
+    uptime_s: float
+
+
+class Stats(BaseModel):
+    total_connections: int
+    unique_users: int
+    messages_sent: int
+    queued: int
+    dropped: int
+    uptime_s: float
+    node_id: str
+    nodes: list[NodeStats]
+
+
+class ConnectionStatus(BaseModel):
+    user_id: str
+    connected: bool
+    connection_count: int
+
+
+class Disconnected(BaseModel):
+    disconnected: int
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class Error(BaseModel):
+    """Every error answer: ``field`` names the field at fault, when one is."""
+
+    error: ErrorDetail

@@ -1,0 +1,61 @@
+"""What one bridge app holds while it serves: kept on the app, created in ``before_serving``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final, cast
+
+from quart import Quart, current_app
+
+from bridge.jsonwire import FrameCache
+from bridge.origin import OriginPolicy
+from bridge.upstream import Upstream
+
+EXTENSION_KEY: Final = "tidings_bridge"
+
+
+class BridgeState:
+    """The bridge's runtime resources. ``start`` and ``stop`` run inside the event loop."""
+
+    def __init__(
+        self, upstream_addr: str, *, origins: OriginPolicy, max_message_bytes: int
+    ) -> None:
+        self.upstream_addr = upstream_addr
+        self.origins = origins
+        self.max_message_bytes = max_message_bytes
+        #: Notification frames shared by every socket (one encode per notification).
+        self.frames = FrameCache()
+        self._upstream: Upstream | None = None
+        self._draining: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:
+        self._upstream = Upstream(self.upstream_addr)
+        self._draining = asyncio.get_running_loop().create_future()
+
+    async def stop(self) -> None:
+        self.drain()
+        if self._upstream is not None:
+            await self._upstream.close()
+
+    @property
+    def upstream(self) -> Upstream:
+        if self._upstream is None:
+            raise RuntimeError("the bridge is not serving")
+        return self._upstream
+
+    @property
+    def draining(self) -> asyncio.Future[None]:
+        """Done once the bridge shuts down; every WebSocket handler waits on it too."""
+        if self._draining is None:
+            raise RuntimeError("the bridge is not serving")
+        return self._draining
+
+    def drain(self) -> None:
+        """Tell every WebSocket to close with 1001 now."""
+        if self._draining is not None and not self._draining.done():
+            self._draining.set_result(None)
+
+
+def bridge_state(app: Quart | None = None) -> BridgeState:
+    """The state of ``app`` (default: the app handling the current request)."""
+    return cast(BridgeState, (app or current_app).extensions[EXTENSION_KEY])

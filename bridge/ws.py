@@ -1,0 +1,153 @@
+"""``WS /api/v1/ws/notifications``: one browser socket ⇄ one engine session (PROTOCOL §5).
+
+The handler checks the Origin (403 before the upgrade), accepts, opens a
+``SessionLink`` with the caller's metadata, and relays with two tasks, one per
+direction. Whichever ends first decides how the socket closes (see
+``bridge.outcomes``); the other is cancelled. The bridge draining (shutdown) ends
+the relay too, with 1001. The link is torn down whenever the socket goes, and the
+socket whenever the link does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, cast
+
+from quart import Blueprint, Response, websocket
+from quart.wrappers import Websocket
+
+from bridge import metrics
+from bridge.jsonwire import FrameCache, WireError, decode_command, event_frame
+from bridge.metadata import BadMetadata, ws_metadata
+from bridge.outcomes import ApiError, CloseCode, Ending, ending_for
+from bridge.responses import error_response
+from bridge.state import BridgeState, bridge_state
+from bridge.upstream import SessionLink, StreamEnded
+
+log = logging.getLogger("tidings.bridge")
+
+sockets = Blueprint("ws", __name__)
+
+DRAINED = Ending(CloseCode.GOING_AWAY, "server shutting down")
+
+
+@sockets.websocket("/api/v1/ws/notifications")
+async def notifications() -> Response | None:
+    """The live notification socket."""
+    state = bridge_state()
+    headers = websocket.headers
+    if not state.origins.allows(headers.get("Origin"), headers.get("Host")):
+        metrics.error("http", "forbidden")
+        return error_response(ApiError(403, "forbidden", "this Origin may not open a socket"))
+    ws = cast(Websocket, cast(Any, websocket)._get_current_object())
+    try:
+        metadata = ws_metadata(ws.args, headers)
+    except BadMetadata as exc:
+        await ws.accept()
+        ending = Ending(
+            CloseCode.POLICY_VIOLATION, exc.code, _error(exc.code, exc.message), exc.code
+        )
+        await _finish(ws, ending)
+        return None
+    if state.draining.done():
+        return error_response(ApiError(503, "unavailable", "the server is shutting down"))
+    link = state.upstream.open_session(metadata)
+    try:
+        await ws.accept()
+        metrics.WS_CONNECTIONS.inc()
+        try:
+            ending = await _relay(ws, link, state)
+            await _finish(ws, ending)
+        finally:
+            metrics.WS_CONNECTIONS.dec()
+    finally:
+        link.close()
+    return None
+
+
+def _error(code: str, message: str) -> str:
+    return WireError(code, message).frame
+
+
+async def _relay(ws: Websocket, link: SessionLink, state: BridgeState) -> Ending:
+    """Run both directions until one ends or the bridge drains; how the socket should close."""
+    down = asyncio.create_task(_downstream(ws, link, state.frames))
+    up = asyncio.create_task(_upstream(ws, link, state.max_message_bytes))
+    try:
+        done, _ = await asyncio.wait(
+            (down, up, state.draining), return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        down.cancel()
+        up.cancel()
+        # Let both unwind before the link is closed (a CancelledError here propagates).
+        await asyncio.wait((down, up))
+    for task in (down, up):
+        if task in done:
+            try:
+                return task.result()
+            except Exception:
+                log.exception("websocket relay failed")
+                return Ending(CloseCode.INTERNAL_ERROR, "internal error")
+    return DRAINED
+
+
+async def _downstream(ws: Websocket, link: SessionLink, frames: FrameCache) -> Ending:
+    """Engine → browser until the engine ends the session."""
+    send = ws.send
+    observe = metrics.DELIVERY_LATENCY.observe
+    while True:
+        try:
+            message = await link.receive()
+        except StreamEnded as ended:
+            return ending_for(ended)
+        if message is None:
+            return ending_for(None)
+        framed = event_frame(message, frames)
+        if framed is None:
+            continue
+        kind, text = framed
+        await send(text)
+        if kind == "notification":
+            created = message.notification.notification.created_at
+            observe(max(0.0, time.time() - created.seconds - created.nanos * 1e-9))
+        elif kind == "error":
+            metrics.error("ws", message.error.code)
+        metrics.sent(kind)
+
+
+async def _upstream(ws: Websocket, link: SessionLink, max_bytes: int) -> Ending:
+    """Browser → engine until a frame is too big (the browser leaving cancels this)."""
+    receive = ws.receive
+    send = ws.send
+    while True:
+        frame = await receive()
+        # hypercorn counts characters of text frames; the limit is in bytes. Only long
+        # frames can be over it, so short ones skip the encode.
+        if len(frame) * 4 > max_bytes and _size(frame) > max_bytes:
+            return Ending(CloseCode.MESSAGE_TOO_BIG, "message too big")
+        command = decode_command(frame)
+        if isinstance(command, WireError):
+            await send(command.frame)
+            metrics.error("ws", command.code)
+            metrics.sent("error")
+            continue
+        # If the session has ended, the downstream task is about to say how.
+        await link.send(command)
+
+
+def _size(frame: str | bytes) -> int:
+    return len(frame.encode()) if isinstance(frame, str) else len(frame)
+
+
+async def _finish(ws: Websocket, ending: Ending) -> None:
+    """Send the last error frame, if any, then close with the ending's code."""
+    if ending.error_frame is not None:
+        await ws.send(ending.error_frame)
+        metrics.sent("error")
+        if ending.error_code is not None:
+            metrics.error("ws", ending.error_code)
+    await ws.close(int(ending.code), ending.reason)
+    metrics.WS_CLOSES.labels(str(int(ending.code))).inc()

@@ -1,0 +1,295 @@
+/**
+ * Tidings browser client: the WebSocket protocol of PROTOCOL.md §5, with no dependencies.
+ *
+ *   import { TidingsClient } from "/tidings.js";
+ *   const client = new TidingsClient({ token });          // or { userId } in insecure mode
+ *   client.addEventListener("notification", (e) => show(e.detail));
+ *   client.connect();
+ *
+ * What it does for you:
+ * - reconnects with exponential backoff and full jitter (capped), and resumes with
+ *   `since` = the last notification id it handed you, so nothing is missed;
+ * - hands each notification id out once (duplicates across reconnects are dropped);
+ * - treats a connection that has been silent for 2 × heartbeat_interval as dead;
+ * - waits `disconnectedDelay` before reconnecting after an operator disconnect (4001),
+ *   and stops for good on 1008 (credentials refused);
+ * - restores the session's type filter after a reconnect.
+ *
+ * Events (all `CustomEvent`s, payload in `detail`):
+ *   "state"        {state, code, reason, retryIn}   state: connecting | open | waiting | closed
+ *   "connected"    the connection_established message
+ *   "notification" the notification object (§3)
+ *   "read"         {notification_id}               marked read by any session of the user
+ *   "subscription" {notification_types, excluded_types}
+ *   "heartbeat", "pong"   {timestamp}
+ *   "servererror"  {code, message}                 an `error` message; the session goes on
+ */
+
+const PATH = "/api/v1/ws/notifications";
+
+/** Close codes with a meaning for the client. */
+export const CloseCode = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  UNAUTHORIZED: 1008,
+  TOO_BIG: 1009,
+  ENGINE_UNAVAILABLE: 1011,
+  TRY_AGAIN_LATER: 1013,
+  DISCONNECTED: 4001,
+  HEARTBEAT_TIMEOUT: 4000, // used by this client when it gives up on a silent socket
+});
+
+const DEFAULTS = Object.freeze({
+  url: null,
+  token: null,
+  userId: null,
+  types: null,
+  since: null,
+  initialDelay: 500,
+  maxDelay: 30_000,
+  disconnectedDelay: 30_000,
+  dedupeSize: 2_000,
+  WebSocket: globalThis.WebSocket,
+});
+
+/** The socket URL for the page this runs on (ws:// or wss:// to the same host). */
+export function defaultUrl() {
+  const here = new URL(globalThis.location.href);
+  here.protocol = here.protocol === "https:" ? "wss:" : "ws:";
+  here.pathname = PATH;
+  here.search = "";
+  here.hash = "";
+  return here.toString();
+}
+
+/** Backoff with full jitter: a random delay in [0, min(max, initial · 2^attempt)). */
+export function backoffDelay(attempt, initial, max, random = Math.random) {
+  const ceiling = Math.min(max, initial * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * ceiling);
+}
+
+export class TidingsClient extends EventTarget {
+  /** @param {Partial<typeof DEFAULTS>} options */
+  constructor(options = {}) {
+    super();
+    this.options = { ...DEFAULTS, ...options };
+    this.state = "closed";
+    /** The largest notification id handed out; `since` on the next connect. */
+    this.lastId = Number(this.options.since) || 0;
+    this.connection = null; // the last connection_established message
+    this._ws = null;
+    this._attempt = 0;
+    this._retryTimer = null;
+    this._watchdog = null;
+    this._lastFrameAt = 0;
+    this._stopped = true;
+    this._seen = new Set();
+    /** The session filter: {only: string[] | null, excluded: string[]} (null = all types). */
+    this._filter = this.options.types
+      ? { only: [...this.options.types], excluded: [] }
+      : { only: null, excluded: [] };
+  }
+
+  /** Open the connection (and keep it open until `close`). */
+  connect() {
+    this._stopped = false;
+    if (this._ws === null && this._retryTimer === null) this._open();
+    return this;
+  }
+
+  /** Close for good: no reconnect. */
+  close() {
+    this._stopped = true;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    if (this._ws !== null) this._ws.close(CloseCode.NORMAL, "client closed");
+    this._teardown();
+    this._setState("closed", { code: CloseCode.NORMAL, reason: "client closed" });
+  }
+
+  /** Ask the server to mark a notification read; false when not connected. */
+  markRead(notificationId) {
+    return this._send({ type: "mark_read", notification_id: notificationId });
+  }
+
+  /** Receive these types too (from "all types" mode: only these). */
+  subscribe(types) {
+    return this._send({ type: "subscribe", notification_types: [...types] });
+  }
+
+  /** Stop receiving these types. */
+  unsubscribe(types) {
+    return this._send({ type: "unsubscribe", notification_types: [...types] });
+  }
+
+  /** Ask for a pong. */
+  ping() {
+    return this._send({ type: "ping" });
+  }
+
+  // --- internals ------------------------------------------------------------------
+
+  _url() {
+    const url = new URL(this.options.url || defaultUrl());
+    const { token, userId } = this.options;
+    if (token) url.searchParams.set("token", token);
+    if (userId !== null && userId !== undefined) url.searchParams.set("user_id", String(userId));
+    if (this.lastId > 0) url.searchParams.set("since", String(this.lastId));
+    const only = this._filter.only;
+    if (only !== null && only.length > 0) url.searchParams.set("types", only.join(","));
+    return url.toString();
+  }
+
+  _open() {
+    this._setState("connecting");
+    let ws;
+    try {
+      ws = new this.options.WebSocket(this._url());
+    } catch (error) {
+      this._scheduleReconnect(CloseCode.ENGINE_UNAVAILABLE, String(error));
+      return;
+    }
+    this._ws = ws;
+    ws.onmessage = (event) => this._onFrame(event.data);
+    ws.onclose = (event) => {
+      if (this._ws !== ws) return;
+      this._teardown();
+      this._onClose(event.code, event.reason);
+    };
+  }
+
+  _onFrame(text) {
+    this._lastFrameAt = Date.now();
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    switch (message.type) {
+      case "connection_established":
+        this._onEstablished(message);
+        break;
+      case "notification":
+        this._onNotification(message.notification);
+        break;
+      case "notification_marked_read":
+        this._emit("read", { notification_id: message.notification_id });
+        break;
+      case "subscription_updated":
+        this._filter = {
+          only: message.notification_types === null ? null : [...message.notification_types],
+          excluded: [...(message.excluded_types || [])],
+        };
+        this._emit("subscription", message);
+        break;
+      case "heartbeat":
+      case "pong":
+        this._emit(message.type, { timestamp: message.timestamp });
+        break;
+      case "error":
+        this._emit("servererror", { code: message.code, message: message.message });
+        break;
+      default:
+        break;
+    }
+  }
+
+  _onEstablished(message) {
+    this.connection = message;
+    this._attempt = 0;
+    this._startWatchdog(Number(message.heartbeat_interval) || 30);
+    this._setState("open");
+    this._restoreFilter();
+    this._emit("connected", message);
+  }
+
+  _restoreFilter() {
+    // `types=` restored a non-empty "only" filter; the other shapes need a command.
+    const { only, excluded } = this._filter;
+    if (only !== null && only.length === 0) this.subscribe([]);
+    else if (only === null && excluded.length > 0) this.unsubscribe(excluded);
+  }
+
+  _onNotification(notification) {
+    const id = notification.id;
+    if (this._seen.has(id)) return;
+    this._seen.add(id);
+    if (this._seen.size > this.options.dedupeSize) {
+      // Sets iterate in insertion order: drop the oldest.
+      this._seen.delete(this._seen.values().next().value);
+    }
+    if (id > this.lastId) this.lastId = id;
+    this._emit("notification", notification);
+  }
+
+  _onClose(code, reason) {
+    if (this._stopped) {
+      this._setState("closed", { code, reason });
+      return;
+    }
+    if (code === CloseCode.UNAUTHORIZED) {
+      this._stopped = true;
+      this._setState("closed", { code, reason: reason || "unauthorized" });
+      return;
+    }
+    this._scheduleReconnect(code, reason);
+  }
+
+  _scheduleReconnect(code, reason) {
+    const { initialDelay, maxDelay, disconnectedDelay } = this.options;
+    let delay = backoffDelay(this._attempt, initialDelay, maxDelay);
+    if (code === CloseCode.DISCONNECTED) {
+      // An operator asked us to go: come back later, not in a stampede.
+      delay = Math.floor(disconnectedDelay * (0.5 + Math.random() / 2));
+    }
+    this._attempt += 1;
+    this._setState("waiting", { code, reason, retryIn: delay });
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      if (!this._stopped) this._open();
+    }, delay);
+  }
+
+  _startWatchdog(intervalSeconds) {
+    clearInterval(this._watchdog);
+    const limit = 2 * intervalSeconds * 1000;
+    this._watchdog = setInterval(
+      () => {
+        if (Date.now() - this._lastFrameAt > limit && this._ws !== null) {
+          const ws = this._ws;
+          this._teardown();
+          ws.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat");
+          this._onClose(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat");
+        }
+      },
+      Math.max(250, limit / 4),
+    );
+  }
+
+  _teardown() {
+    clearInterval(this._watchdog);
+    this._watchdog = null;
+    if (this._ws !== null) {
+      this._ws.onmessage = null;
+      this._ws.onclose = null;
+      this._ws = null;
+    }
+  }
+
+  _send(message) {
+    const ws = this._ws;
+    if (ws === null || ws.readyState !== 1 || this.state !== "open") return false;
+    ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  _setState(state, extra = {}) {
+    this.state = state;
+    this._emit("state", { state, code: null, reason: "", retryIn: null, ...extra });
+  }
+
+  _emit(name, detail) {
+    this.dispatchEvent(new CustomEvent(name, { detail }));
+  }
+}

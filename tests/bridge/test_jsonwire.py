@@ -1,0 +1,347 @@
+"""The pure translations: tidings.v1 ⇄ JSON frames, metadata, origins, close codes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+import orjson
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from tidings.v1 import admin_pb2, notification_pb2, stream_pb2
+
+from bridge.jsonwire import (
+    FrameCache,
+    WireError,
+    decode_command,
+    event_frame,
+    iso,
+    notification_object,
+    stats_object,
+)
+from bridge.metadata import BadMetadata, http_metadata, ws_metadata
+from bridge.origin import OriginPolicy
+from bridge.outcomes import ApiError, CloseCode, ending_for
+from bridge.upstream import StreamEnded
+
+
+def ts(seconds: int, nanos: int = 0) -> Timestamp:
+    return Timestamp(seconds=seconds, nanos=nanos)
+
+
+def note(**fields: Any) -> notification_pb2.Notification:
+    values: dict[str, Any] = {
+        "id": 7,
+        "user_id": "42",
+        "type": "application_update",
+        "title": "T",
+        "message": "M",
+        "data_json": '{"a":[1,2.5,{"b":null}],"big":123456789012345678901234567890}',
+        "priority": notification_pb2.PRIORITY_HIGH,
+        "created_at": ts(1795647127, 123_456_789),
+    }
+    values.update(fields)
+    return notification_pb2.Notification(**values)
+
+
+def frame_of(message: stream_pb2.ConnectResponse) -> dict[str, Any]:
+    framed = event_frame(message, FrameCache())
+    assert framed is not None
+    kind, text = framed
+    value = orjson.loads(text)
+    assert value["type"] == kind
+    return value  # type: ignore[no-any-return]
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def test_iso_has_milliseconds_and_z() -> None:
+    assert iso(ts(1795647127, 123_456_789)) == "2026-11-25T22:52:07.123Z"
+    assert iso(ts(0)) == "1970-01-01T00:00:00.000Z"
+    assert iso(ts(1795647127, 999_999_999)) == "2026-11-25T22:52:07.999Z"
+
+
+def test_notification_object_is_section_3() -> None:
+    value = json.loads(orjson.dumps(notification_object(note())))  # json keeps big ints
+    assert value == {
+        "id": 7,
+        "user_id": "42",
+        "type": "application_update",
+        "title": "T",
+        "message": "M",
+        "data": {"a": [1, 2.5, {"b": None}], "big": 123456789012345678901234567890},
+        "priority": "high",
+        "created_at": "2026-11-25T22:52:07.123Z",
+        "read": False,
+        "read_at": None,
+    }
+
+
+def test_data_is_spliced_not_reencoded() -> None:
+    text = orjson.dumps(notification_object(note())).decode()
+    assert '"data":{"a":[1,2.5,{"b":null}],"big":123456789012345678901234567890}' in text
+
+
+def test_empty_data_and_unspecified_priority() -> None:
+    value = orjson.loads(
+        orjson.dumps(
+            notification_object(note(data_json="", priority=notification_pb2.PRIORITY_UNSPECIFIED))
+        )
+    )
+    assert value["data"] == {}
+    assert value["priority"] == "normal"
+
+
+def test_read_notification_has_read_at() -> None:
+    value = notification_object(note(read=True, read_at=ts(1795647200, 5_000_000)))
+    assert value["read"] is True
+    assert value["read_at"] == "2026-11-25T22:53:20.005Z"
+
+
+def test_stats_object() -> None:
+    node = admin_pb2.NodeStats(
+        node_id="n1", total_connections=3, unique_users=2, messages_sent=9, uptime_s=1.5, dropped=1
+    )
+    stats = admin_pb2.GetStatsResponse(
+        total_connections=3, unique_users=2, messages_sent=9, queued=4, dropped=1,
+        uptime_s=1.5, node_id="n1", nodes=[node],
+    )  # fmt: skip
+    assert stats_object(stats) == {
+        "total_connections": 3, "unique_users": 2, "messages_sent": 9, "queued": 4,
+        "dropped": 1, "uptime_s": 1.5, "node_id": "n1",
+        "nodes": [{"node_id": "n1", "total_connections": 3, "unique_users": 2,
+                   "messages_sent": 9, "dropped": 1, "uptime_s": 1.5}],
+    }  # fmt: skip
+
+
+# --- server → client frames -----------------------------------------------------------------
+
+
+def test_frame_cache_encodes_each_notification_once() -> None:
+    cache = FrameCache()
+    message = note()
+    first = cache.frame(message)
+    again = cache.frame(note())  # an equal message, as another stream would deserialize it
+    assert again is first
+    assert (cache.hits, cache.misses) == (1, 1)
+    read = cache.frame(note(read=True, read_at=ts(1795647200)))
+    assert read is not first and orjson.loads(read)["notification"]["read"] is True
+
+
+def test_frame_cache_is_bounded() -> None:
+    cache = FrameCache(size=3)
+    for i in range(1, 6):
+        cache.frame(note(id=i))
+    assert len(cache) == 3
+    cache.frame(note(id=1))
+    assert cache.misses == 6
+
+
+def test_notification_frame() -> None:
+    message = stream_pb2.ConnectResponse(
+        notification=stream_pb2.NotificationEvent(notification=note())
+    )
+    value = frame_of(message)
+    assert value["type"] == "notification"
+    assert value["notification"]["id"] == 7
+
+
+def test_connection_established_frame() -> None:
+    message = stream_pb2.ConnectResponse(
+        connection_established=stream_pb2.ConnectionEstablished(
+            user_id="42", connection_id="node-1", heartbeat_interval=30.0, queued=2,
+            truncated=True, server_time=ts(1795647127, 1_000_000),
+        )
+    )  # fmt: skip
+    assert frame_of(message) == {
+        "type": "connection_established",
+        "user_id": "42",
+        "connection_id": "node-1",
+        "heartbeat_interval": 30.0,
+        "queued": 2,
+        "truncated": True,
+        "server_time": "2026-11-25T22:52:07.001Z",
+    }
+
+
+def test_small_frames() -> None:
+    heartbeat = stream_pb2.ConnectResponse(heartbeat=stream_pb2.HeartbeatEvent(timestamp=ts(0)))
+    assert frame_of(heartbeat) == {"type": "heartbeat", "timestamp": "1970-01-01T00:00:00.000Z"}
+    pong = stream_pb2.ConnectResponse(pong=stream_pb2.PongEvent(timestamp=ts(0)))
+    assert frame_of(pong) == {"type": "pong", "timestamp": "1970-01-01T00:00:00.000Z"}
+    marked = stream_pb2.ConnectResponse(
+        notification_marked_read=stream_pb2.NotificationMarkedReadEvent(notification_id=9)
+    )
+    assert frame_of(marked) == {"type": "notification_marked_read", "notification_id": 9}
+    error = stream_pb2.ConnectResponse(error=stream_pb2.ErrorEvent(code="not_found", message="m"))
+    assert frame_of(error) == {"type": "error", "code": "not_found", "message": "m"}
+
+
+def test_subscription_frames_in_both_modes() -> None:
+    only = stream_pb2.ConnectResponse(
+        subscription_updated=stream_pb2.SubscriptionUpdatedEvent(
+            mode=stream_pb2.FILTER_MODE_ONLY, notification_types=["a", "b"]
+        )
+    )
+    assert frame_of(only) == {
+        "type": "subscription_updated",
+        "notification_types": ["a", "b"],
+        "excluded_types": [],
+    }
+    nothing = stream_pb2.ConnectResponse(
+        subscription_updated=stream_pb2.SubscriptionUpdatedEvent(mode=stream_pb2.FILTER_MODE_ONLY)
+    )
+    assert frame_of(nothing)["notification_types"] == []
+    all_but = stream_pb2.ConnectResponse(
+        subscription_updated=stream_pb2.SubscriptionUpdatedEvent(
+            mode=stream_pb2.FILTER_MODE_ALL_EXCEPT, excluded_types=["x"]
+        )
+    )
+    assert frame_of(all_but) == {
+        "type": "subscription_updated",
+        "notification_types": None,
+        "excluded_types": ["x"],
+    }
+
+
+def test_empty_message_has_no_frame() -> None:
+    assert event_frame(stream_pb2.ConnectResponse(), FrameCache()) is None
+
+
+# --- client → server frames ------------------------------------------------------------------
+
+
+def test_decode_commands() -> None:
+    ping = decode_command('{"type": "ping"}')
+    assert isinstance(ping, stream_pb2.ConnectRequest) and ping.WhichOneof("kind") == "ping"
+    mark = decode_command(b'{"type": "mark_read", "notification_id": 12}')
+    assert isinstance(mark, stream_pb2.ConnectRequest)
+    assert mark.mark_read.notification_id == 12
+    sub = decode_command('{"type": "subscribe", "notification_types": ["a", "b"]}')
+    assert isinstance(sub, stream_pb2.ConnectRequest)
+    assert list(sub.subscribe.notification_types) == ["a", "b"]
+    unsub = decode_command('{"type": "unsubscribe", "notification_types": []}')
+    assert isinstance(unsub, stream_pb2.ConnectRequest)
+    assert unsub.WhichOneof("kind") == "unsubscribe"
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{", "invalid_json"),
+        ("null", "invalid_json"),
+        ("[]", "invalid_json"),
+        ('{"type": "nope"}', "unknown_message_type"),
+        ("{}", "unknown_message_type"),
+        ('{"type": null}', "unknown_message_type"),
+        ('{"type": "mark_read", "notification_id": false}', "invalid_message"),
+        ('{"type": "mark_read", "notification_id": 3.0}', "invalid_message"),
+        ('{"type": "mark_read", "notification_id": 0}', "invalid_message"),
+        ('{"type": "mark_read", "notification_id": 9223372036854775808}', "not_found"),
+        ('{"type": "subscribe", "notification_types": ["a", 1]}', "invalid_message"),
+        ('{"type": "unsubscribe", "notification_types": {"a": 1}}', "invalid_message"),
+    ],
+)
+def test_decode_errors(frame: str, code: str) -> None:
+    error = decode_command(frame)
+    assert isinstance(error, WireError)
+    assert error.code == code
+    assert orjson.loads(error.frame) == {"type": "error", "code": code, "message": error.message}
+
+
+# --- metadata ---------------------------------------------------------------------------------
+
+
+def test_ws_metadata_passes_credentials_and_parameters_through() -> None:
+    md = ws_metadata({"token": "abc", "since": "5", "types": "a,b"}, {})
+    assert md == (
+        ("authorization", "Bearer abc"),
+        ("tidings-since", "5"),
+        ("tidings-types", "a,b"),
+    )
+    md = ws_metadata({"user_id": "42"}, {"Authorization": "Bearer xyz"})
+    assert md == (("authorization", "Bearer xyz"), ("x-tidings-user", "42"))
+    assert ws_metadata({}, {"X-Tidings-User": "7"}) == (("x-tidings-user", "7"),)
+
+
+def test_http_metadata() -> None:
+    headers = {"Authorization": "Bearer t", "X-Tidings-User": "9"}
+    assert http_metadata(headers) == (("authorization", "Bearer t"), ("x-tidings-user", "9"))
+    assert http_metadata({}) == ()
+
+
+def test_non_ascii_metadata_is_refused() -> None:
+    with pytest.raises(BadMetadata) as refused:
+        ws_metadata({"user_id": "jörg"}, {})
+    assert refused.value.code == "unauthorized"
+    with pytest.raises(BadMetadata) as refused:
+        ws_metadata({"types": "café"}, {})
+    assert refused.value.code == "invalid_message"
+
+
+# --- origins -----------------------------------------------------------------------------------
+
+
+def test_default_origin_policy_is_same_host() -> None:
+    policy = OriginPolicy(())
+    assert policy.allows(None, "localhost:8000")
+    assert policy.allows("http://localhost:8000", "localhost:8000")
+    assert policy.allows("http://LOCALHOST:8000", "localhost:8000")
+    assert not policy.allows("http://localhost:9000", "localhost:8000")
+    assert not policy.allows("http://evil.example", "localhost:8000")
+    assert not policy.allows("null", "localhost:8000")
+    assert policy.allows("https://app.example", "app.example")  # behind a TLS proxy
+    assert policy.allows("http://app.example", "app.example:80")
+    assert not policy.allows("http://app.example", None)
+
+
+def test_listed_origins() -> None:
+    policy = OriginPolicy(("https://app.example", "http://localhost:3000"))
+    assert policy.allows(None, "api.example")
+    assert policy.allows("https://app.example", "api.example")
+    assert policy.allows("https://app.example:443", "api.example")
+    assert policy.allows("http://localhost:3000", "api.example")
+    assert not policy.allows("http://app.example", "api.example")
+    assert not policy.allows("https://api.example", "api.example")
+    assert OriginPolicy(("*",)).allows("https://anything.example", "x")
+
+
+# --- outcomes -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "established", "code"),
+    [
+        (grpc.StatusCode.UNAUTHENTICATED, False, CloseCode.POLICY_VIOLATION),
+        (grpc.StatusCode.PERMISSION_DENIED, False, CloseCode.POLICY_VIOLATION),
+        (grpc.StatusCode.INVALID_ARGUMENT, False, CloseCode.POLICY_VIOLATION),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, True, CloseCode.TRY_AGAIN_LATER),
+        (grpc.StatusCode.ABORTED, True, CloseCode.DISCONNECTED),
+        (grpc.StatusCode.UNAVAILABLE, True, CloseCode.GOING_AWAY),
+        (grpc.StatusCode.UNAVAILABLE, False, CloseCode.INTERNAL_ERROR),
+        (grpc.StatusCode.INTERNAL, True, CloseCode.INTERNAL_ERROR),
+    ],
+)
+def test_stream_endings(status: grpc.StatusCode, established: bool, code: CloseCode) -> None:
+    ending = ending_for(StreamEnded(status, "why", established=established))
+    assert ending.code is code
+    assert ending_for(None).code is CloseCode.NORMAL
+
+
+def test_unauthorized_ending_sends_the_error_first() -> None:
+    ending = ending_for(StreamEnded(grpc.StatusCode.UNAUTHENTICATED, "expired", established=False))
+    assert ending.error_frame is not None
+    assert orjson.loads(ending.error_frame) == {
+        "type": "error",
+        "code": "unauthorized",
+        "message": "expired",
+    }
+
+
+def test_api_error_body() -> None:
+    assert ApiError.invalid("title", "title: too long").body == {
+        "error": {"code": "invalid_request", "message": "title: too long", "field": "title"}
+    }
+    assert ApiError.not_found().body == {"error": {"code": "not_found", "message": "not found"}}
