@@ -1,14 +1,17 @@
-"""Delivery marks: which notifications left the offline queue because a session got them.
+"""Queue marks: rows that left an offline queue because a session got them, and rows
+that must enter one because a live delivery failed.
 
-Marking is off the hot path: ids collect in a set and reach the store in one write
-per ``interval``. A mark that never reaches the store (a crash, a lost database)
-costs a duplicate on the next connect, never a lost notification.
+Marking is off the hot path: ids collect in sets and reach the store in one write
+per ``interval``. A "delivered" mark that never reaches the store (a crash, a lost
+database) costs a duplicate on the next connect; a "failed" one is what a client
+resuming with ``since`` recovers from the inbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,34 +21,45 @@ log = logging.getLogger(__name__)
 
 
 class DeliveryLog:
-    """Batches "delivered" marks into few store writes."""
+    """Batches queue marks into few store writes."""
 
     def __init__(self, store: Store, *, interval: float = 0.05, retry_after: float = 1.0) -> None:
         self._store = store
         self._interval = interval
         self._retry_after = retry_after
-        self._pending: set[int] = set()
+        self._delivered: set[int] = set()
+        self._failed: set[int] = set()
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()
 
-    def record(self, notification_id: int) -> None:
-        self._pending.add(notification_id)
+    def delivered(self, notification_id: int) -> None:
+        """A session's transport wrote this queued row: take it out of the queue."""
+        self._delivered.add(notification_id)
+        self._wakeup.set()
+
+    def failed(self, notification_ids: Iterable[int]) -> None:
+        """These unqueued rows never reached a session: queue them."""
+        self._failed.update(notification_ids)
         self._wakeup.set()
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._delivered) + len(self._failed)
 
     async def flush(self) -> None:
         """Write every mark recorded so far; on failure they stay pending and this raises."""
         async with self._lock:
-            if not self._pending:
-                return
-            batch, self._pending = self._pending, set()
+            delivered, self._delivered = self._delivered, set()
+            failed, self._failed = self._failed - delivered, set()
             try:
-                await self._store.dequeue(batch)
+                if failed:
+                    await self._store.requeue(failed)
+                    failed = set()
+                if delivered:
+                    await self._store.dequeue(delivered)
             except BaseException:
-                self._pending |= batch
+                self._delivered |= delivered
+                self._failed |= failed
                 raise
 
     async def run(self) -> None:
@@ -57,6 +71,6 @@ class DeliveryLog:
             try:
                 await self.flush()
             except Exception:
-                log.warning("could not record deliveries; retrying", exc_info=True)
+                log.warning("could not record queue marks; retrying", exc_info=True)
                 self._wakeup.set()
                 await asyncio.sleep(self._retry_after)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from server.engine.clock import Clock, SystemClock
 from server.engine.delivery import DeliveryLog
 from server.engine.errors import InvalidArgument, Unavailable
-from server.engine.events import CloseReason, MarkedRead
+from server.engine.events import CloseReason, Envelope, MarkedRead
 from server.engine.fanin import FanIn
 from server.engine.filters import TypeFilter
 from server.engine.hub import Hub
@@ -91,7 +91,7 @@ class Engine:
             store,
             self.clock,
             queue_cap=config.max_offline_queue,
-            trim=self._is_offline,
+            offline=self._is_offline,
             on_committed=self._on_committed,
         )
         self._connection_ids = itertools.count(1)
@@ -310,14 +310,17 @@ class Engine:
 
     # --- SessionHost -------------------------------------------------------------------
 
-    def on_written(self, session: Session, notification: Notification) -> None:
+    def on_written(self, session: Session, envelope: Envelope) -> None:
         self._messages_sent += 1
-        self._delivery.record(notification.id)
-        latency = (self.clock.now() - notification.created_at).total_seconds()
-        self._observer.written(notification, latency)
+        if envelope.queued:
+            self._delivery.delivered(envelope.notification.id)
+        self._observer.written(envelope.notification, envelope.age())
 
-    def on_closed(self, session: Session) -> None:
+    def on_closed(self, session: Session, undelivered: list[Envelope]) -> None:
         self._hub.remove(session)
+        lost = [e.notification.id for e in undelivered if not e.queued]
+        if lost:
+            self._delivery.failed(lost)
         self.peers.presence_changed(session.user_id, -1)
         self._observer.session_closed(session.close_reason or CloseReason.CLIENT_GONE)
 
@@ -332,9 +335,20 @@ class Engine:
             self._dropped += dropped
             self._observer.dropped(dropped)
         self._observer.created(notifications)
-        self._fanin.committed_here(notifications)
+        self._fanin.committed_here(notifications, result.queued)
         if notifications:
             self.peers.created(notifications[-1].id)
+            # Someone's last session may have closed while the row was being written
+            # unqueued: nobody took it, so it goes to the queue after all.
+            missed = [
+                n.id
+                for n in notifications
+                if n.id not in result.queued
+                and not self._hub.has(n.user_id)
+                and not self.peers.sessions_elsewhere(n.user_id)
+            ]
+            if missed:
+                self._delivery.failed(missed)
 
     def _ensure_running(self) -> None:
         if not self._running:

@@ -6,6 +6,7 @@ frames; nothing here knows either format.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,11 +26,18 @@ class Envelope:
     written pays for the encoding, every other session reuses the result.
     """
 
-    __slots__ = ("_encoded", "notification")
+    __slots__ = ("_encoded", "notification", "queued")
 
-    def __init__(self, notification: Notification) -> None:
+    def __init__(self, notification: Notification, *, queued: bool = True) -> None:
         self.notification = notification
+        #: Whether the row sits in its user's offline queue (then a delivery must take it
+        #: out; otherwise a failed delivery must put it in).
+        self.queued = queued
         self._encoded: dict[object, object] = {}
+
+    def age(self) -> float:
+        """Seconds since the notification was created (wall clock; for latency metrics)."""
+        return time.time() - self.notification.created_at.timestamp()
 
     def encoded(self, encoder: Callable[[Notification], T]) -> T:
         """``encoder(notification)``, computed once per envelope per encoder."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from server.engine.events import Envelope
@@ -60,14 +60,17 @@ class FanIn:
         """Everything up to ``last_id`` predates this node: sessions replay it from the store."""
         self._cursor = self._target = last_id
 
-    def committed_here(self, notifications: Sequence[Notification]) -> None:
-        """This node committed ``notifications`` (ascending ids)."""
+    def committed_here(
+        self, notifications: Sequence[Notification], queued: Collection[int]
+    ) -> None:
+        """This node committed ``notifications`` (ascending ids; ``queued`` went to queues)."""
         if not notifications:
             return
         caught_up = self._cursor >= self._target
         if caught_up and (not self._clustered or notifications[0].id == self._cursor + 1):
+            offer = self._hub.offer
             for notification in notifications:
-                self._hub.offer(Envelope(notification))
+                offer(Envelope(notification, queued=notification.id in queued))
             self._cursor = self._target = notifications[-1].id
         else:
             self.advance_to(notifications[-1].id)
@@ -92,7 +95,7 @@ class FanIn:
 
     async def _catch_up(self, target: int) -> None:
         rows = await self._store.fetch_range(self._cursor, target, self._batch)
-        for notification in rows:
+        for notification, queued in rows:
             if self._hub.has(notification.user_id):
-                self._hub.offer(Envelope(notification))
-        self._cursor = rows[-1].id if len(rows) == self._batch else target
+                self._hub.offer(Envelope(notification, queued=queued))
+        self._cursor = rows[-1][0].id if len(rows) == self._batch else target

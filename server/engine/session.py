@@ -68,11 +68,13 @@ class SessionHost(Protocol):
 
     async def mark_read(self, user_id: str, notification_id: int) -> Notification: ...
 
-    def on_written(self, session: Session, notification: Notification) -> None:
-        """The transport wrote ``notification`` to the client."""
+    def on_written(self, session: Session, envelope: Envelope) -> None:
+        """The transport wrote ``envelope``'s notification to the client."""
         ...
 
-    def on_closed(self, session: Session) -> None: ...
+    def on_closed(self, session: Session, undelivered: list[Envelope]) -> None:
+        """The session ended; ``undelivered`` were queued for it but never written."""
+        ...
 
 
 class Session:
@@ -95,7 +97,7 @@ class Session:
         self._outbox: deque[Event] = deque()
         self._held: list[Envelope] | None = []
         self._waiter: asyncio.Future[None] | None = None
-        self._unconfirmed: Notification | None = None
+        self._unconfirmed: Envelope | None = None
         self._closed: Closed | None = None
         self._final_taken = False
         self._max_outbox = limits.max_buffer
@@ -168,13 +170,17 @@ class Session:
         if self._closed is not None:
             return
         self._closed = Closed(reason, message)
+        undelivered = [e.envelope for e in self._outbox if isinstance(e, Delivery)]
+        if self._unconfirmed is not None:  # taken, but the transport never asked for more
+            undelivered.append(self._unconfirmed)
+            self._unconfirmed = None
         self._outbox.clear()
         self._held = None
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             self._heartbeat = None
         self._wake()
-        self._host.on_closed(self)
+        self._host.on_closed(self, undelivered)
 
     # --- transport side -----------------------------------------------------------
 
@@ -199,7 +205,7 @@ class Session:
                 self._waiter = None
         event = self._outbox.popleft()
         if isinstance(event, Delivery):
-            self._unconfirmed = event.notification
+            self._unconfirmed = event.envelope
         return event
 
     async def handle(self, command: Command) -> None:

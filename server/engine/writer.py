@@ -41,14 +41,14 @@ class Writer:
         clock: Clock,
         *,
         queue_cap: int,
-        trim: Callable[[str], bool],
+        offline: Callable[[str], bool],
         on_committed: Callable[[Sequence[Notification], CreateResult], None],
         max_batch: int = 5000,
     ) -> None:
         self._store = store
         self._clock = clock
         self._queue_cap = queue_cap
-        self._trim = trim
+        self._offline = offline
         self._on_committed = on_committed
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
@@ -93,7 +93,7 @@ class Writer:
         items = [item for r in live for item in r.items]
         try:
             result = await self._store.create(
-                items, now=self._clock.now(), queue_cap=self._queue_cap, trim=self._trim
+                items, now=self._clock.now(), queue_cap=self._queue_cap, offline=self._offline
             )
         except Exception as exc:
             if len(live) > 1:  # do not let one request's failure fail the others

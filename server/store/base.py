@@ -6,9 +6,11 @@ Rules every implementation keeps:
   assigned in the order of ``items``, and ids increase with commit order (a later
   ``create`` on any node gets larger ids), so "everything after id N" never misses a
   row committed before it was asked.
-* Every new row starts *queued*. A row leaves the queue when it is delivered
+* A new row starts *queued* when its user is offline (nobody connected anywhere), and
+  not queued otherwise: live sessions get it at once, and a client that resumes with
+  ``since`` reads it from the inbox. A row leaves the queue when it is delivered
   (``dequeue``), replayed past (``replay`` clears what it does not return), or dropped
-  by the per-user cap.
+  by the per-user cap; it re-enters it with ``requeue`` when a live delivery failed.
 * A row of another user is invisible: every per-user call filters on ``user_id``.
 """
 
@@ -25,10 +27,13 @@ from server.engine.models import Created, NewNotification, Notification, Page, R
 
 @dataclass(frozen=True, slots=True)
 class CreateResult:
-    """``outcomes`` in the order of the items; ``dropped`` counts queue-cap drops per user."""
+    """``outcomes`` in the order of the items; ``dropped`` counts queue-cap drops per user;
+    ``queued`` holds the ids of the new rows inserted queued (the cap may have dropped
+    some of them at once)."""
 
     outcomes: Sequence[Created]
     dropped: dict[str, int] = field(default_factory=dict)
+    queued: frozenset[int] = frozenset()
 
 
 class Store(Protocol):
@@ -50,15 +55,16 @@ class Store(Protocol):
         *,
         now: datetime,
         queue_cap: int,
-        trim: Callable[[str], bool],
+        offline: Callable[[str], bool],
     ) -> CreateResult:
-        """Insert ``items`` in one transaction, queued, and register their users.
+        """Insert ``items`` in one transaction and register their users.
 
-        An item whose ``(user_id, idempotency_key)`` exists already (or repeats an
-        earlier item of the same batch) yields the existing notification with
-        ``created=False`` and inserts nothing. For each user with a new row for whom
-        ``trim(user_id)`` is true, the oldest queued rows beyond ``queue_cap`` leave the
-        queue and are counted in ``dropped`` and in the user's dropped-since-connect.
+        A new row is queued when ``offline(user_id)`` (asked once per user), and for
+        each such user the oldest queued rows beyond ``queue_cap`` leave the queue and
+        are counted in ``dropped`` and in the user's dropped-since-connect. An item whose
+        ``(user_id, idempotency_key)`` exists already (or repeats an earlier item of the
+        same batch) yields the existing notification with ``created=False`` and inserts
+        nothing.
         """
         ...
 
@@ -80,12 +86,18 @@ class Store(Protocol):
         """Take these rows out of the offline queue (they were delivered)."""
         ...
 
+    async def requeue(self, ids: Collection[int]) -> None:
+        """Put these rows (back) in their users' offline queues: a live delivery failed."""
+        ...
+
     async def fetch(self, ids: Collection[int]) -> list[Notification]:
         """The rows with these ids, ascending (ids that do not exist are skipped)."""
         ...
 
-    async def fetch_range(self, after_id: int, upto_id: int, limit: int) -> list[Notification]:
-        """Rows with ``after_id < id <= upto_id``, ascending, at most ``limit`` (the oldest)."""
+    async def fetch_range(
+        self, after_id: int, upto_id: int, limit: int
+    ) -> list[tuple[Notification, bool]]:
+        """``(row, queued)`` for ids in ``(after_id, upto_id]``, ascending, the oldest ``limit``."""
         ...
 
     async def last_id(self) -> int:

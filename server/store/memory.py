@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 
@@ -39,10 +39,12 @@ class MemoryStore:
         *,
         now: datetime,
         queue_cap: int,
-        trim: Callable[[str], bool],
+        offline: Callable[[str], bool],
     ) -> CreateResult:
         outcomes: list[Created] = []
         touched: set[str] = set()
+        away: dict[str, bool] = {}
+        queued: set[int] = set()
         for item in items:
             self._dropped_since_connect.setdefault(item.user_id, 0)
             key = (item.user_id, item.idempotency_key) if item.idempotency_key else None
@@ -63,20 +65,23 @@ class MemoryStore:
             self._next_id += 1
             self._rows[row.id] = row
             self._by_user.setdefault(row.user_id, []).append(row.id)
-            self._queued.setdefault(row.user_id, []).append(row.id)
+            if away.setdefault(row.user_id, offline(row.user_id)):
+                self._queued.setdefault(row.user_id, []).append(row.id)
+                queued.add(row.id)
+                touched.add(row.user_id)
             if key is not None:
                 self._keys[key] = row.id
-            touched.add(row.user_id)
             outcomes.append(Created(row))
         dropped: dict[str, int] = {}
         for user_id in touched:
             queue = self._queued[user_id]
-            if trim(user_id) and len(queue) > queue_cap:
+            if len(queue) > queue_cap:
                 excess = len(queue) - queue_cap
+                queued.difference_update(queue[:excess])
                 del queue[:excess]
                 dropped[user_id] = excess
                 self._dropped_since_connect[user_id] += excess
-        return CreateResult(outcomes, dropped)
+        return CreateResult(outcomes, dropped, frozenset(queued))
 
     async def replay(
         self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
@@ -104,18 +109,29 @@ class MemoryStore:
                 if i in queue:
                     queue.remove(i)
 
+    async def requeue(self, ids: Collection[int]) -> None:
+        for i in sorted(set(ids)):
+            row = self._rows.get(i)
+            if row is not None:
+                queue = self._queued.setdefault(row.user_id, [])
+                if i not in queue:
+                    insort(queue, i)
+
     async def fetch(self, ids: Collection[int]) -> list[Notification]:
         return [self._rows[i] for i in sorted(set(ids)) if i in self._rows]
 
-    async def fetch_range(self, after_id: int, upto_id: int, limit: int) -> list[Notification]:
+    async def fetch_range(
+        self, after_id: int, upto_id: int, limit: int
+    ) -> list[tuple[Notification, bool]]:
         if limit <= 0:
             return []
         ids = list(self._rows)  # insertion order is id order
-        found: list[Notification] = []
+        found: list[tuple[Notification, bool]] = []
         for i in ids[bisect_right(ids, after_id) :]:
             if i > upto_id or len(found) == limit:
                 break
-            found.append(self._rows[i])
+            row = self._rows[i]
+            found.append((row, i in self._queued.get(row.user_id, ())))
         return found
 
     async def last_id(self) -> int:

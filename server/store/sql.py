@@ -135,6 +135,9 @@ class SqlStore:
         self._engine = make_engine(url, echo=echo, schema=schema)
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         self._pg = self._engine.dialect.name == "postgresql"
+        # Users known to be registered (rows are never deleted): a broadcast to everyone
+        # need not upsert every recipient again.
+        self._known: set[str] = set()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -157,10 +160,11 @@ class SqlStore:
         *,
         now: datetime,
         queue_cap: int,
-        trim: Callable[[str], bool],
+        offline: Callable[[str], bool],
     ) -> CreateResult:
         if not items:
             return CreateResult([])
+        users = {item.user_id for item in items}
         async with self._writer.begin() as conn:
             if self._pg:
                 # Sequence values are taken at INSERT, not at COMMIT: two concurrent creates
@@ -168,7 +172,7 @@ class SqlStore:
                 # skip the lower ids that commit last. One create at a time, cluster-wide,
                 # makes id order commit order.
                 await conn.execute(select(func.pg_advisory_xact_lock(CREATE_LOCK)))
-            await self._register(conn, {item.user_id for item in items}, now)
+            await self._register(conn, users, now)
             existing = await _by_key(conn, {k for item in items if (k := _key(item))})
             fresh: list[NewNotification] = []
             plan: list[tuple[Notification | int, bool]] = []  # (existing row | index in fresh)
@@ -184,13 +188,15 @@ class SqlStore:
                         first[key] = len(fresh)
                     plan.append((len(fresh), True))
                     fresh.append(item)
-            rows = await self._insert(conn, fresh, now)
-            affected = sorted({row.user_id for row in rows})
-            dropped = await _trim(conn, [u for u in affected if trim(u)], queue_cap)
+            away = {u for u in sorted({item.user_id for item in fresh}) if offline(u)}
+            rows = await self._insert(conn, fresh, now, away)
+            dropped = await _trim(conn, sorted(away), queue_cap)
+        self._known |= users
         outcomes = [
             Created(rows[ref] if isinstance(ref, int) else ref, created) for ref, created in plan
         ]
-        return CreateResult(outcomes, dropped)
+        queued = frozenset(row.id for row in rows if row.user_id in away)
+        return CreateResult(outcomes, dropped, queued)
 
     async def replay(
         self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
@@ -237,6 +243,17 @@ class SqlStore:
                     update(N).where(N.c.id.in_(chunk), N.c.queued).values(queued=False)
                 )
 
+    async def requeue(self, ids: Collection[int]) -> None:
+        wanted = _valid_ids(ids)
+        if not wanted:
+            return
+        async with self._writer.begin() as conn:
+            await self._share_create_lock(conn)
+            for chunk in _chunks(wanted):
+                await conn.execute(
+                    update(N).where(N.c.id.in_(chunk), not_(N.c.queued)).values(queued=True)
+                )
+
     async def fetch(self, ids: Collection[int]) -> list[Notification]:
         found: list[Notification] = []
         async with self._engine.connect() as conn:
@@ -245,17 +262,19 @@ class SqlStore:
                 found.extend(_notification(row) for row in await conn.execute(query))
         return found
 
-    async def fetch_range(self, after_id: int, upto_id: int, limit: int) -> list[Notification]:
+    async def fetch_range(
+        self, after_id: int, upto_id: int, limit: int
+    ) -> list[tuple[Notification, bool]]:
         if limit <= 0 or upto_id <= after_id:
             return []
         query = (
-            select(*_FIELDS)
+            select(*_FIELDS, N.c.queued)
             .where(N.c.id > after_id, N.c.id <= upto_id)
             .order_by(N.c.id)
             .limit(limit)
         )
         async with self._engine.connect() as conn:
-            return [_notification(row) for row in await conn.execute(query)]
+            return [(_notification(row), bool(row.queued)) for row in await conn.execute(query)]
 
     async def last_id(self) -> int:
         async with self._engine.connect() as conn:
@@ -312,38 +331,29 @@ class SqlStore:
         self, conn: AsyncConnection, user_ids: Iterable[str], now: datetime
     ) -> None:
         """Make these users known (first sighting wins)."""
+        unknown = sorted(set(user_ids) - self._known)
+        if not unknown:
+            return
         new: Insert = (pg_insert if self._pg else sqlite_insert)(U).on_conflict_do_nothing(
             index_elements=[U.c.user_id]
         )
-        await conn.execute(new, [{"user_id": u, "first_seen": now} for u in sorted(user_ids)])
+        await conn.execute(new, [{"user_id": u, "first_seen": now} for u in unknown])
 
     async def _insert(
-        self, conn: AsyncConnection, items: Sequence[NewNotification], now: datetime
+        self,
+        conn: AsyncConnection,
+        items: Sequence[NewNotification],
+        now: datetime,
+        away: Collection[str],
     ) -> list[Notification]:
-        """Insert ``items`` queued, in batched multi-row INSERTs; the rows in item order."""
+        """Insert ``items`` (queued when their user is ``away``); the rows in item order."""
         if not items:
             return []
-        values = [
-            {
-                "user_id": item.user_id,
-                "type": item.content.type,
-                "title": item.content.title,
-                "message": item.content.message,
-                "data_json": item.content.data_json,
-                "priority": item.content.priority.value,
-                "created_at": now,
-                "queued": True,
-                "idempotency_key": item.idempotency_key,
-            }
-            for item in items
-        ]
-        # PostgreSQL: SQLAlchemy orders the RETURNING rows by parameter position. SQLite
-        # cannot, so the batches go unordered; under the write lock an autoincrement
-        # assigns consecutive ids in VALUES order, so the sorted ids are the item order.
-        returning = N.insert().returning(N.c.id, sort_by_parameter_order=self._pg)
-        ids = list(await conn.scalars(returning, values))
-        if not self._pg:
-            ids.sort()
+        ids: Sequence[int]
+        if self._pg:
+            ids = await self._insert_returning(conn, items, now, away)
+        else:
+            ids = await self._insert_sqlite(conn, items, now, away)
         return [
             Notification(
                 id=new_id,
@@ -357,6 +367,76 @@ class SqlStore:
             )
             for new_id, item in zip(ids, items, strict=True)
         ]
+
+    async def _insert_returning(
+        self,
+        conn: AsyncConnection,
+        items: Sequence[NewNotification],
+        now: datetime,
+        away: Collection[str],
+    ) -> list[int]:
+        """PostgreSQL: batched multi-row INSERT … RETURNING, ordered by parameter position."""
+        values = [
+            {
+                "user_id": item.user_id,
+                "type": item.content.type,
+                "title": item.content.title,
+                "message": item.content.message,
+                "data_json": item.content.data_json,
+                "priority": item.content.priority.value,
+                "created_at": now,
+                "queued": item.user_id in away,
+                "idempotency_key": item.idempotency_key,
+            }
+            for item in items
+        ]
+        returning = N.insert().returning(N.c.id, sort_by_parameter_order=True)
+        return list(await conn.scalars(returning, values))
+
+    async def _insert_sqlite(
+        self,
+        conn: AsyncConnection,
+        items: Sequence[NewNotification],
+        now: datetime,
+        away: Collection[str],
+    ) -> range:
+        """SQLite: one driver-level executemany, the hot path of every broadcast.
+
+        Under ``BEGIN IMMEDIATE`` nobody else writes, and AUTOINCREMENT gives each row
+        the next id, so the new ids are the ``len(items)`` ending at the last rowid.
+        """
+        stamp = self._sqlite_stamp(conn, now)
+        rows = [
+            (
+                item.user_id,
+                item.content.type,
+                item.content.title,
+                item.content.message,
+                item.content.data_json,
+                item.content.priority.value,
+                stamp,
+                item.user_id in away,
+                item.idempotency_key,
+            )
+            for item in items
+        ]
+        await conn.exec_driver_sql(_SQLITE_INSERT, rows)
+        last = (await conn.exec_driver_sql("SELECT last_insert_rowid()")).scalar_one()
+        return range(last - len(rows) + 1, last + 1)
+
+    def _sqlite_stamp(self, conn: AsyncConnection, now: datetime) -> object:
+        """``now`` as the created_at column stores it (the type's own bind processing)."""
+        column_type = N.c.created_at.type
+        bound = column_type.process_bind_param(now, conn.dialect)  # type: ignore[attr-defined]
+        impl = column_type.dialect_impl(conn.dialect).impl_instance  # type: ignore[attr-defined]
+        process = impl.bind_processor(conn.dialect)
+        return process(bound) if process is not None else bound
+
+
+_SQLITE_INSERT = (
+    "INSERT INTO notifications (user_id, type, title, message, data_json, priority, "
+    "created_at, queued, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 async def _by_key(

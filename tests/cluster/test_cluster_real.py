@@ -176,6 +176,7 @@ async def test_kill_9_of_the_clients_node_loses_nothing_acknowledged(cluster: Cl
         while not stop.is_set():
             acknowledged.append(await cluster.create(a, "k", str(i)))
             i += 1
+            await asyncio.sleep(0.02)  # a steady producer, within the replay cap meanwhile
             if killed and len(acknowledged) >= killed[0] + 30:
                 enough.set()
 

@@ -43,10 +43,10 @@ async def create(
     items: Sequence[NewNotification],
     *,
     cap: int = 100,
-    trim: Callable[[str], bool] = lambda _user: True,
+    offline: Callable[[str], bool] = lambda _user: True,
     now: datetime = NOW,
 ) -> CreateResult:
-    return await store.create(items, now=now, queue_cap=cap, trim=trim)
+    return await store.create(items, now=now, queue_cap=cap, offline=offline)
 
 
 async def ids_of(store: Store, items: Sequence[NewNotification], **kw: Any) -> list[int]:
@@ -164,17 +164,28 @@ async def test_drops_add_up_until_the_next_connect(store: Store) -> None:
     assert len(ids) == 1
 
 
-async def test_trim_only_for_users_it_names(store: Store) -> None:
-    result = await create(store, [item("a")] * 3 + [item("b")] * 3, cap=1, trim=lambda u: u == "b")
+async def test_only_offline_users_rows_are_queued_and_trimmed(store: Store) -> None:
+    result = await create(
+        store, [item("a")] * 3 + [item("b")] * 3, cap=1, offline=lambda u: u == "b"
+    )
     assert result.dropped == {"b": 2}
-    assert await store.queued_count() == 4
-    assert (await replay_ids(store, "a"))[1] is False
+    assert await store.queued_count() == 1
+    b_rows = [o.notification.id for o in result.outcomes if o.notification.user_id == "b"]
+    assert b_rows[-1] in result.queued
+    assert result.queued <= set(b_rows)
+    assert await replay_ids(store, "a") == ([], False)
+    ranged = await store.fetch_range(0, 2**62, 10)
+    assert [queued for _, queued in ranged] == [False] * 3 + [False, False, True]
 
 
-async def test_no_trim_when_trim_says_no(store: Store) -> None:
-    result = await create(store, [item("a")] * 5, cap=2, trim=lambda _user: False)
-    assert result.dropped == {}
-    assert await store.queued_count() == 5
+async def test_requeue_puts_rows_back_in_their_queues(store: Store) -> None:
+    result = await create(store, [item("a")] * 3, offline=lambda _user: False)
+    ids = [o.notification.id for o in result.outcomes]
+    assert result.queued == frozenset()
+    assert await store.queued_count() == 0
+    await store.requeue([ids[2], ids[0], 10**6])
+    assert await store.queued_count() == 2
+    assert await replay_ids(store, "a") == ([ids[0], ids[2]], False)
 
 
 async def test_a_large_broadcast_is_one_call_and_few_statements(store: Store) -> None:
@@ -338,8 +349,8 @@ async def test_fetch_is_ascending_and_skips_missing(store: Store) -> None:
 async def test_fetch_range_is_bounded_ascending_and_limited(store: Store) -> None:
     ids = await ids_of(store, [item("a"), item("b"), item("a"), item("c"), item("a")])
     found = await store.fetch_range(ids[0], ids[3], 10)
-    assert [n.id for n in found] == ids[1:4]
-    assert [n.id for n in await store.fetch_range(0, ids[-1], 2)] == ids[:2]
+    assert [n.id for n, _ in found] == ids[1:4]
+    assert [n.id for n, _ in await store.fetch_range(0, ids[-1], 2)] == ids[:2]
     assert await store.fetch_range(ids[-1], ids[-1] + 100, 10) == []
     assert await store.fetch_range(ids[3], ids[1], 10) == []
 
@@ -381,7 +392,7 @@ async def test_upgrade_twice_is_a_no_op(database: Database) -> None:
         await create(first, [item("a")])
     assert await current_revision(database.url, schema=database.schema) == head_revision()
     async with migrated_store(database) as second:
-        assert [n.user_id for n in await second.fetch_range(0, 2**62, 10)] == ["a"]
+        assert [n.user_id for n, _ in await second.fetch_range(0, 2**62, 10)] == ["a"]
 
 
 async def test_nodes_upgrading_together_take_turns(database: Database) -> None:
@@ -475,7 +486,7 @@ async def test_ids_follow_commit_order_across_processes(
             while True:
                 last_round = writers_done.is_set()
                 after = seen[-1] if seen else 0
-                seen += [n.id for n in await follower.fetch_range(after, 2**62, 10_000)]
+                seen += [n.id for n, _ in await follower.fetch_range(after, 2**62, 10_000)]
                 if last_round:
                     return seen
                 await asyncio.sleep(0)
