@@ -92,7 +92,7 @@ browser: ## install Chromium for the browser tests (apt; needs root), unless pre
 lint: setup ## ruff, mypy --strict, buf lint/format/breaking
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy server bridge
+	$(BIN)/mypy server bridge clients/python/src/tidings/client
 	$(BUF) lint
 	$(BUF) format -d --exit-code
 	@against=$$(git describe --tags --abbrev=0 --match 'v*' 2>/dev/null || true); \

@@ -1,0 +1,90 @@
+"""Where to connect and who to be: targets, caller identity, and channel construction."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+#: ``"host:port"``; a list of them, tried in turn; or a callable asked before every
+#: connection attempt (for a server that may come back somewhere else).
+Target = str | Sequence[str] | Callable[[], str]
+
+#: A JWT, or a callable returning a fresh one before every connection attempt or call.
+TokenSource = str | Callable[[], str]
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+AUTHORIZATION_KEY = "authorization"
+USER_KEY = "x-tidings-user"
+SINCE_KEY = "tidings-since"
+TYPES_KEY = "tidings-types"
+
+#: Client keepalive pings every 30 s would be refused by the server below 10 s; 30 s is
+#: plenty for an idle channel, and the heartbeat watches live sessions anyway.
+DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the caller is: a bearer token (secure mode) or a user id (insecure mode only)."""
+
+    token: TokenSource | None = None
+    user: str | None = None
+
+    def metadata(self) -> list[tuple[str, str]]:
+        """The gRPC metadata that carries this identity (PROTOCOL §2)."""
+        pairs: list[tuple[str, str]] = []
+        token = self.token() if callable(self.token) else self.token
+        if token:
+            pairs.append((AUTHORIZATION_KEY, f"Bearer {token}"))
+        if self.user:
+            pairs.append((USER_KEY, self.user))
+        return pairs
+
+
+class Targets:
+    """Hands out the address for each connection attempt."""
+
+    def __init__(self, target: Target) -> None:
+        self._call: Callable[[], str] | None = None
+        self._cycle: Iterator[str] | None = None
+        if isinstance(target, str):
+            self._cycle = itertools.repeat(target)
+        elif callable(target):
+            self._call = target
+        else:
+            addresses = list(target)
+            if not addresses:
+                raise ValueError("give at least one target address")
+            self._cycle = itertools.cycle(addresses)
+
+    def next(self) -> str:
+        if self._call is not None:
+            return self._call()
+        assert self._cycle is not None
+        return next(self._cycle)
+
+
+def open_channel(
+    address: str,
+    *,
+    credentials: grpc.ChannelCredentials | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+) -> grpc.aio.Channel:
+    """A new ``grpc.aio`` channel: TLS when ``credentials`` are given, plaintext otherwise."""
+    merged = dict(DEFAULT_CHANNEL_OPTIONS)
+    merged.update(dict(options))
+    opts = list(merged.items())
+    if credentials is not None:
+        return grpc.aio.secure_channel(
+            address, credentials, options=opts, interceptors=list(interceptors) or None
+        )
+    return grpc.aio.insecure_channel(address, options=opts, interceptors=list(interceptors) or None)

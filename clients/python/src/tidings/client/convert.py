@@ -1,0 +1,120 @@
+"""tidings.v1 messages ↔ SDK values. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from tidings.client.models import (
+    ConnectionInfo,
+    ConnectionStatus,
+    NodeStats,
+    Notification,
+    Priority,
+    Stats,
+    Subscription,
+)
+from tidings.v1 import admin_pb2, notification_pb2, stream_pb2
+
+_PRIORITY_TO_PB: dict[Priority, notification_pb2.Priority.ValueType] = {
+    Priority.LOW: notification_pb2.PRIORITY_LOW,
+    Priority.NORMAL: notification_pb2.PRIORITY_NORMAL,
+    Priority.HIGH: notification_pb2.PRIORITY_HIGH,
+    Priority.URGENT: notification_pb2.PRIORITY_URGENT,
+}
+_PRIORITY_FROM_PB: dict[int, Priority] = {int(v): k for k, v in _PRIORITY_TO_PB.items()}
+
+
+def priority_to_pb(priority: Priority | str) -> notification_pb2.Priority.ValueType:
+    return _PRIORITY_TO_PB[Priority(priority)]
+
+
+def priority_from_pb(value: int) -> Priority:
+    return _PRIORITY_FROM_PB.get(value, Priority.NORMAL)
+
+
+def _time(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def parse_data(data_json: str) -> dict[str, Any]:
+    """The ``data`` object of a notification; anything but a JSON object reads as ``{}``."""
+    if not data_json:
+        return {}
+    try:
+        value = json.loads(data_json)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def data_to_json(data: dict[str, Any] | None) -> str:
+    if not data:
+        return ""
+    if not isinstance(data, dict):
+        raise TypeError("data must be a dict (a JSON object)")
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def notification(msg: notification_pb2.Notification) -> Notification:
+    return Notification(
+        id=msg.id,
+        user_id=msg.user_id,
+        type=msg.type,
+        title=msg.title,
+        message=msg.message,
+        data=parse_data(msg.data_json),
+        priority=priority_from_pb(msg.priority),
+        created_at=_time(msg.created_at) if msg.HasField("created_at") else None,
+        read=msg.read,
+        read_at=_time(msg.read_at) if msg.HasField("read_at") else None,
+    )
+
+
+def connection_info(msg: stream_pb2.ConnectionEstablished) -> ConnectionInfo:
+    return ConnectionInfo(
+        user_id=msg.user_id,
+        connection_id=msg.connection_id,
+        heartbeat_interval=msg.heartbeat_interval,
+        queued=msg.queued,
+        truncated=msg.truncated,
+        server_time=_time(msg.server_time) if msg.HasField("server_time") else None,
+    )
+
+
+def subscription(msg: stream_pb2.SubscriptionUpdatedEvent) -> Subscription:
+    if msg.mode == stream_pb2.FILTER_MODE_ONLY:
+        return Subscription(types=frozenset(msg.notification_types))
+    return Subscription(excluded=frozenset(msg.excluded_types))
+
+
+def stats(msg: admin_pb2.GetStatsResponse) -> Stats:
+    return Stats(
+        total_connections=msg.total_connections,
+        unique_users=msg.unique_users,
+        messages_sent=msg.messages_sent,
+        queued=msg.queued,
+        dropped=msg.dropped,
+        uptime_s=msg.uptime_s,
+        node_id=msg.node_id,
+        nodes=tuple(
+            NodeStats(
+                node_id=n.node_id,
+                total_connections=n.total_connections,
+                unique_users=n.unique_users,
+                messages_sent=n.messages_sent,
+                uptime_s=n.uptime_s,
+                dropped=n.dropped,
+            )
+            for n in msg.nodes
+        ),
+    )
+
+
+def connection_status(msg: admin_pb2.GetConnectionStatusResponse) -> ConnectionStatus:
+    return ConnectionStatus(
+        user_id=msg.user_id, connected=msg.connected, connection_count=msg.connection_count
+    )

@@ -1,0 +1,146 @@
+"""What the SDK hands back: small frozen dataclasses, free of protobuf types."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Priority(StrEnum):
+    """How urgent a notification is (PROTOCOL §3)."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One notification of the user, as delivered or stored (PROTOCOL §3)."""
+
+    id: int
+    user_id: str
+    type: str
+    title: str
+    message: str = ""
+    #: The producer's ``data`` object, parsed from the wire's ``data_json``.
+    data: dict[str, Any] = field(default_factory=dict)
+    priority: Priority = Priority.NORMAL
+    created_at: datetime | None = None
+    read: bool = False
+    read_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The PROTOCOL §3 JSON shape (timestamps as ISO-8601 UTC with milliseconds and ``Z``)."""
+        return {
+            "id": self.id,
+            "user_id": self.user_id,
+            "type": self.type,
+            "title": self.title,
+            "message": self.message,
+            "data": self.data,
+            "priority": self.priority.value,
+            "created_at": iso(self.created_at),
+            "read": self.read,
+            "read_at": iso(self.read_at),
+        }
+
+
+def iso(moment: datetime | None) -> str | None:
+    """``2026-11-25T22:52:07.123Z`` for an aware UTC datetime."""
+    if moment is None:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    """The answer to ``Publisher.create``."""
+
+    notification: Notification
+    #: False when the idempotency key matched an earlier notification (nothing new was made).
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """The server's greeting on a live session (``connection_established``)."""
+
+    user_id: str
+    connection_id: str
+    #: Seconds between heartbeats; silence for twice this long means the connection is dead.
+    heartbeat_interval: float
+    #: How many replayed notifications follow the greeting.
+    queued: int
+    #: True when older notifications were skipped by the server's queue or replay cap.
+    truncated: bool
+    server_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A session's type filter: *only* ``types``, or every type except ``excluded``.
+
+    ``types is None`` means "all but ``excluded``". The rules (PROTOCOL §5):
+    ``subscribe(T)`` from "all but E" gives "only T", from "only S" gives "only S ∪ T";
+    ``unsubscribe(T)`` from "only S" gives "only S \\ T", from "all but E" gives "all but E ∪ T".
+    """
+
+    types: frozenset[str] | None = None
+    excluded: frozenset[str] = frozenset()
+
+    def admits(self, notification_type: str) -> bool:
+        if self.types is not None:
+            return notification_type in self.types
+        return notification_type not in self.excluded
+
+    def subscribe(self, types: Iterable[str]) -> Subscription:
+        admitted = frozenset(types)
+        if self.types is None:
+            return Subscription(types=admitted)
+        return Subscription(types=self.types | admitted)
+
+    def unsubscribe(self, types: Iterable[str]) -> Subscription:
+        refused = frozenset(types)
+        if self.types is None:
+            return Subscription(excluded=self.excluded | refused)
+        return Subscription(types=self.types - refused)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    """One node's figures."""
+
+    node_id: str
+    total_connections: int
+    unique_users: int
+    messages_sent: int
+    uptime_s: float
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Connection and delivery figures for the cluster, as one node saw them."""
+
+    total_connections: int
+    unique_users: int
+    messages_sent: int
+    queued: int
+    dropped: int
+    uptime_s: float
+    node_id: str
+    nodes: tuple[NodeStats, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatus:
+    """Whether a user has live sessions."""
+
+    user_id: str
+    connected: bool
+    connection_count: int

@@ -1,0 +1,230 @@
+"""The Publisher: the producer and operator calls of NotificationAdminService.
+
+Every call has a deadline (``timeout``, covering all its attempts). A call that fails
+with UNAVAILABLE is retried with backoff, at most ``retries`` times, when a retry is
+safe: ``create`` carries an idempotency key (PROTOCOL §3), generated once per call and
+sent again on every retry, so a retry after a lost answer returns the notification the
+first attempt made instead of making a second; reads and ``disconnect`` are safe as
+they are. ``broadcast`` is never retried: the protocol gives it no idempotency key, and
+a broadcast whose answer was lost may well have been delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+
+from tidings.client import convert
+from tidings.client.backoff import Backoff, BackoffPolicy
+from tidings.client.channel import DEFAULT_TARGET, Identity, TokenSource, open_channel
+from tidings.client.errors import ClosedError, error_from_rpc
+from tidings.client.models import ConnectionStatus, CreateResult, Priority, Stats
+from tidings.v1 import admin_pb2, admin_pb2_grpc
+
+T = TypeVar("T")
+
+
+class Publisher:
+    """Creates and broadcasts notifications, and asks or acts on connections.
+
+    ::
+
+        async with Publisher("127.0.0.1:50051", token=admin_jwt) as pub:
+            result = await pub.create("42", "welcome", "Hello", data={"plan": "pro"})
+            print(result.notification.id)
+
+    The caller needs the admin role (a JWT whose ``roles`` hold ``admin``), except for
+    ``status`` of its own user id. Against an insecure development server no token is
+    needed (``user`` may pick the caller).
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        token: TokenSource | None = None,
+        user: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: BackoffPolicy | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must not be negative")
+        self._identity = Identity(token=token, user=user)
+        self._timeout = timeout
+        self._retries = retries
+        self._backoff: BackoffPolicy = backoff or Backoff(base=0.1, cap=2.0)
+        self._channel = open_channel(
+            target,
+            credentials=channel_credentials,
+            options=channel_options,
+            interceptors=interceptors,
+        )
+        self._stub = admin_pb2_grpc.NotificationAdminServiceStub(self._channel)
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the channel; calls still running are cancelled."""
+        if not self._closed:
+            self._closed = True
+            await self._channel.close()
+
+    # --- calls -------------------------------------------------------------------------
+
+    async def create(
+        self,
+        user_id: str | int,
+        type: str,
+        title: str,
+        *,
+        message: str = "",
+        data: dict[str, Any] | None = None,
+        priority: Priority | str = Priority.NORMAL,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> CreateResult:
+        """Create one notification for ``user_id``; committed before anyone is told.
+
+        ``idempotency_key`` defaults to a fresh UUID, reused by this call's retries; pass
+        your own to make retries of *your* operation (e.g. a job re-run) safe as well.
+        """
+        request = admin_pb2.CreateNotificationRequest(
+            user_id=str(user_id),
+            type=type,
+            title=title,
+            message=message,
+            data_json=convert.data_to_json(data),
+            priority=convert.priority_to_pb(priority),
+            idempotency_key=idempotency_key or str(uuid.uuid4()),
+        )
+        response = await self._call(
+            lambda remaining: self._stub.CreateNotification(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+            retry=True,
+        )
+        return CreateResult(convert.notification(response.notification), response.created)
+
+    async def broadcast(
+        self,
+        type: str,
+        title: str,
+        *,
+        user_ids: Sequence[str | int] | None = None,
+        all_users: bool = False,
+        message: str = "",
+        data: dict[str, Any] | None = None,
+        priority: Priority | str = Priority.NORMAL,
+        timeout: float | None = None,
+    ) -> int:
+        """One notification per recipient (``user_ids``, or every known user with
+        ``all_users``); returns how many were created. Not retried (see the module doc)."""
+        if not all_users and not user_ids:
+            raise ValueError("give user_ids or set all_users")
+        request = admin_pb2.BroadcastNotificationRequest(
+            user_ids=[str(u) for u in user_ids or ()],
+            all=all_users,
+            type=type,
+            title=title,
+            message=message,
+            data_json=convert.data_to_json(data),
+            priority=convert.priority_to_pb(priority),
+        )
+        response = await self._call(
+            lambda remaining: self._stub.BroadcastNotification(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+            retry=False,
+        )
+        return response.created
+
+    async def stats(self, *, timeout: float | None = None) -> Stats:
+        """Connection and delivery figures of the cluster."""
+        response = await self._call(
+            lambda remaining: self._stub.GetStats(
+                admin_pb2.GetStatsRequest(), timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+            retry=True,
+        )
+        return convert.stats(response)
+
+    async def status(
+        self, user_id: str | int | None = None, *, timeout: float | None = None
+    ) -> ConnectionStatus:
+        """Whether ``user_id`` (default: the caller) has live sessions."""
+        request = admin_pb2.GetConnectionStatusRequest(
+            user_id="" if user_id is None else str(user_id)
+        )
+        response = await self._call(
+            lambda remaining: self._stub.GetConnectionStatus(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+            retry=True,
+        )
+        return convert.connection_status(response)
+
+    async def disconnect(self, user_id: str | int, *, timeout: float | None = None) -> int:
+        """Close every live session of ``user_id`` (their streams end with ABORTED)."""
+        request = admin_pb2.DisconnectUserRequest(user_id=str(user_id))
+        response = await self._call(
+            lambda remaining: self._stub.DisconnectUser(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+            retry=True,
+        )
+        return response.disconnected
+
+    # --- retries -----------------------------------------------------------------------
+
+    async def _call(
+        self,
+        attempt: Callable[[float], Awaitable[T]],
+        timeout: float | None,
+        *,
+        retry: bool,
+    ) -> T:
+        """Run ``attempt(remaining seconds)`` until it succeeds, the deadline passes, or it
+        fails with anything but UNAVAILABLE (or retries are used up)."""
+        if self._closed:
+            raise ClosedError("this Publisher is closed")
+        deadline = time.monotonic() + (self._timeout if timeout is None else timeout)
+        failures = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return await attempt(max(remaining, 0.001))
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or not retry:
+                    raise error_from_rpc(exc) from exc
+                if failures >= self._retries:
+                    raise error_from_rpc(exc) from exc
+                delay = self._backoff.delay(failures)
+                if time.monotonic() + delay >= deadline:
+                    raise error_from_rpc(exc) from exc
+                failures += 1
+                await asyncio.sleep(delay)

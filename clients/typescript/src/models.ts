@@ -1,0 +1,124 @@
+/** What the client hands back: plain objects, with `data` parsed from the wire's `data_json`. */
+
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import * as pb from "../gen/tidings/v1/notification_pb.js";
+import * as streamPb from "../gen/tidings/v1/stream_pb.js";
+
+export type Priority = "low" | "normal" | "high" | "urgent";
+
+/** One notification of the user (PROTOCOL §3). Ids are int64, hence `bigint`. */
+export interface Notification {
+  id: bigint;
+  userId: string;
+  type: string;
+  title: string;
+  message: string;
+  data: Record<string, unknown>;
+  priority: Priority;
+  createdAt: Date | undefined;
+  read: boolean;
+  readAt: Date | undefined;
+}
+
+/** The server's greeting on a live session. */
+export interface ConnectionInfo {
+  userId: string;
+  connectionId: string;
+  /** Seconds between heartbeats; silence for twice this long means the connection is dead. */
+  heartbeatInterval: number;
+  /** How many replayed notifications follow. */
+  queued: number;
+  truncated: boolean;
+  serverTime: Date | undefined;
+}
+
+/** A type filter: only `types`, or (types undefined) every type except `excluded`. */
+export interface Subscription {
+  types: ReadonlySet<string> | undefined;
+  excluded: ReadonlySet<string>;
+}
+
+export const EVERYTHING: Subscription = { types: undefined, excluded: new Set() };
+
+export function admits(filter: Subscription, type: string): boolean {
+  return filter.types !== undefined ? filter.types.has(type) : !filter.excluded.has(type);
+}
+
+/** PROTOCOL §5: from "all but E" → only T; from "only S" → only S ∪ T. */
+export function subscribe(filter: Subscription, types: Iterable<string>): Subscription {
+  const added = new Set(types);
+  if (filter.types === undefined) return { types: added, excluded: new Set() };
+  return { types: new Set([...filter.types, ...added]), excluded: new Set() };
+}
+
+/** PROTOCOL §5: from "only S" → only S \ T; from "all but E" → all but E ∪ T. */
+export function unsubscribe(filter: Subscription, types: Iterable<string>): Subscription {
+  const removed = new Set(types);
+  if (filter.types === undefined) return { types: undefined, excluded: new Set([...filter.excluded, ...removed]) };
+  return { types: new Set([...filter.types].filter((t) => !removed.has(t))), excluded: new Set() };
+}
+
+const PRIORITY_FROM_PB: Record<number, Priority> = {
+  [pb.Priority.LOW]: "low",
+  [pb.Priority.NORMAL]: "normal",
+  [pb.Priority.HIGH]: "high",
+  [pb.Priority.URGENT]: "urgent",
+};
+
+export function priorityToPb(priority: Priority): pb.Priority {
+  switch (priority) {
+    case "low":
+      return pb.Priority.LOW;
+    case "high":
+      return pb.Priority.HIGH;
+    case "urgent":
+      return pb.Priority.URGENT;
+    default:
+      return pb.Priority.NORMAL;
+  }
+}
+
+function date(ts: Timestamp | undefined): Date | undefined {
+  return ts === undefined ? undefined : timestampDate(ts);
+}
+
+export function parseData(json: string): Record<string, unknown> {
+  if (!json) return {};
+  try {
+    const value: unknown = JSON.parse(json);
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+export function notificationFromPb(n: pb.Notification): Notification {
+  return {
+    id: n.id,
+    userId: n.userId,
+    type: n.type,
+    title: n.title,
+    message: n.message,
+    data: parseData(n.dataJson),
+    priority: PRIORITY_FROM_PB[n.priority] ?? "normal",
+    createdAt: date(n.createdAt),
+    read: n.read,
+    readAt: date(n.readAt),
+  };
+}
+
+export function connectionInfoFromPb(c: streamPb.ConnectionEstablished): ConnectionInfo {
+  return {
+    userId: c.userId,
+    connectionId: c.connectionId,
+    heartbeatInterval: c.heartbeatInterval,
+    queued: c.queued,
+    truncated: c.truncated,
+    serverTime: date(c.serverTime),
+  };
+}
+
+export function subscriptionFromPb(s: streamPb.SubscriptionUpdatedEvent): Subscription {
+  if (s.mode === streamPb.FilterMode.ONLY) return { types: new Set(s.notificationTypes), excluded: new Set() };
+  return { types: undefined, excluded: new Set(s.excludedTypes) };
+}

@@ -1,0 +1,480 @@
+/**
+ * The Subscriber: one user's notifications as an async iterable that survives reconnects.
+ *
+ * Same rules as the Python SDK (docs/CLIENTS.md): backoff with full jitter and a cap;
+ * resume with `tidings-since` = the last id the application processed (a notification
+ * counts as processed when the application asks for the next one); ids already seen are
+ * dropped; silence for 2 × heartbeat_interval drops the connection; after ABORTED wait at
+ * least `afterAbortMs`; UNAUTHENTICATED / PERMISSION_DENIED end the iteration with AuthError.
+ *
+ * Commands on the live stream are answered in order, so unanswered ones wait in a FIFO
+ * matched against the answers, and the FIFO is sent again after a reconnect (mark read,
+ * subscribe and unsubscribe are all idempotent).
+ */
+
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import {
+  ConnectRequestSchema,
+  NotificationStream,
+  type ConnectRequest,
+  type ConnectResponse,
+} from "../gen/tidings/v1/stream_pb.js";
+import { Backoff, type BackoffPolicy } from "./backoff.js";
+import { identityHeaders, openTransport, targets, type Target, type TokenSource } from "./channel.js";
+import { AuthError, ClosedError, CommandError, ReconnectGaveUp, rpcError, type TidingsError } from "./errors.js";
+import {
+  EVERYTHING,
+  admits,
+  connectionInfoFromPb,
+  notificationFromPb,
+  subscribe,
+  subscriptionFromPb,
+  unsubscribe,
+  type ConnectionInfo,
+  type Notification,
+  type Subscription,
+} from "./models.js";
+import { Inbox, Pushable } from "./queues.js";
+import type { DisconnectReason, StateEvent, StateListener } from "./states.js";
+
+/** A connection is dead after this many heartbeat intervals without any message. */
+export const DEAD_AFTER_HEARTBEATS = 2;
+const NOTHING_PLACEHOLDER = "tidings.client.nothing";
+const SEEN_CAPACITY = 10_000;
+
+export interface SubscriberOptions {
+  target: Target;
+  token?: TokenSource;
+  user?: string;
+  /** Resume after this id (one the application stored from `lastProcessedId`). */
+  since?: bigint | number;
+  /** The initial filter: only these types. */
+  types?: readonly string[];
+  backoff?: BackoffPolicy;
+  onState?: StateListener;
+  onMarkedRead?: (id: bigint) => void;
+  connectTimeoutMs?: number;
+  commandTimeoutMs?: number;
+  bufferSize?: number;
+}
+
+interface Command {
+  kind: "markRead" | "subscribe" | "unsubscribe";
+  request: ConnectRequest;
+  notificationId?: bigint;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+interface Ended {
+  reason: DisconnectReason;
+  detail: string;
+  fatal?: TidingsError;
+}
+
+/**
+ * A live, resuming stream of one user's notifications.
+ *
+ * ```ts
+ * const sub = new Subscriber({ target: "127.0.0.1:50051", token });
+ * for await (const n of sub) {
+ *   console.log(n.title, n.data);
+ *   await sub.markRead(n.id);
+ * }
+ * ```
+ * Leaving the loop does not close the Subscriber: call `close()`.
+ */
+export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<Notification> {
+  private readonly nextTarget: () => string;
+  private readonly backoff: BackoffPolicy;
+  private readonly connectTimeoutMs: number;
+  private readonly commandTimeoutMs: number;
+  private readonly bufferSize: number;
+  private filter: Subscription;
+  private readonly inbox = new Inbox();
+  private readonly seen = new Set<bigint>();
+  private handed: Notification | undefined;
+  private lastProcessed: bigint | undefined;
+  private firstReceived: bigint | undefined;
+  private readonly initialSince: bigint | undefined;
+  private readonly pending: Command[] = [];
+  private requests: Pushable<ConnectRequest> | undefined;
+  private info: ConnectionInfo | undefined;
+  private greeted = false;
+  private failure: unknown;
+  private closed = false;
+  private running: Promise<void> | undefined;
+  private stopCurrent: (() => void) | undefined;
+  private wakeSleep: (() => void) | undefined;
+  private connectedWaiters: { resolve(info: ConnectionInfo): void; reject(e: unknown): void }[] = [];
+
+  constructor(private readonly options: SubscriberOptions) {
+    this.nextTarget = targets(options.target);
+    this.backoff = options.backoff ?? new Backoff();
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.commandTimeoutMs = options.commandTimeoutMs ?? 10_000;
+    this.bufferSize = Math.max(2, options.bufferSize ?? 1000);
+    this.filter = options.types?.length ? subscribe(EVERYTHING, options.types) : EVERYTHING;
+    this.initialSince = options.since === undefined ? undefined : BigInt(options.since);
+  }
+
+  // --- lifecycle --------------------------------------------------------------------
+
+  /** Begin connecting in the background (iteration does this too). */
+  start(): void {
+    if (this.closed) throw new ClosedError("this Subscriber is closed");
+    this.running ??= this.run();
+  }
+
+  /** End the stream: iteration stops, unanswered commands reject with ClosedError. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.inbox.finish(undefined, true);
+    this.stopCurrent?.();
+    this.wakeSleep?.();
+    await this.running;
+    this.failPending(new ClosedError("the Subscriber was closed"));
+    this.rejectConnectedWaiters(new ClosedError("the Subscriber was closed"));
+  }
+
+  // --- what the application sees ----------------------------------------------------
+
+  [Symbol.asyncIterator](): this {
+    this.start();
+    return this;
+  }
+
+  /** The next notification; asking for it marks the previous one processed. */
+  async next(): Promise<IteratorResult<Notification>> {
+    if (this.handed !== undefined) {
+      this.lastProcessed = this.handed.id;
+      this.handed = undefined;
+    }
+    this.start();
+    const n = await this.inbox.get();
+    if (n === undefined) return { done: true, value: undefined };
+    this.handed = n;
+    return { done: false, value: n };
+  }
+
+  /** The id a restart should pass as `since` to resume where the application was. */
+  get lastProcessedId(): bigint | undefined {
+    return this.lastProcessed;
+  }
+
+  get subscription(): Subscription {
+    return this.filter;
+  }
+
+  /** Resolves with the greeting of a live session (rejects if the Subscriber gave up). */
+  waitConnected(): Promise<ConnectionInfo> {
+    this.start();
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.requests !== undefined && this.info !== undefined) return Promise.resolve(this.info);
+    return new Promise((resolve, reject) => this.connectedWaiters.push({ resolve, reject }));
+  }
+
+  // --- commands on the live stream --------------------------------------------------
+
+  /** Mark one of the user's notifications read; resolves when the server confirmed. */
+  async markRead(id: bigint | number, timeoutMs?: number): Promise<void> {
+    const notificationId = BigInt(id);
+    const request = create(ConnectRequestSchema, { kind: { case: "markRead", value: { notificationId } } });
+    await this.command("markRead", request, timeoutMs, notificationId);
+  }
+
+  /** Receive (also) these types; resolves with the filter the server now applies. */
+  async subscribe(types: readonly string[], timeoutMs?: number): Promise<Subscription> {
+    this.filter = subscribe(this.filter, types);
+    const request = create(ConnectRequestSchema, {
+      kind: { case: "subscribe", value: { notificationTypes: [...types] } },
+    });
+    return (await this.command("subscribe", request, timeoutMs)) as Subscription;
+  }
+
+  /** Stop receiving these types; resolves with the filter the server now applies. */
+  async unsubscribe(types: readonly string[], timeoutMs?: number): Promise<Subscription> {
+    this.filter = unsubscribe(this.filter, types);
+    const request = create(ConnectRequestSchema, {
+      kind: { case: "unsubscribe", value: { notificationTypes: [...types] } },
+    });
+    return (await this.command("unsubscribe", request, timeoutMs)) as Subscription;
+  }
+
+  private command(
+    kind: Command["kind"],
+    request: ConnectRequest,
+    timeoutMs: number | undefined,
+    notificationId?: bigint,
+  ): Promise<unknown> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new ClosedError("this Subscriber is closed"));
+    this.start();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new CommandError("timeout", `no answer within ${timeoutMs ?? this.commandTimeoutMs} ms`)),
+        timeoutMs ?? this.commandTimeoutMs,
+      );
+      const settle =
+        <T>(f: (v: T) => void) =>
+        (v: T) => {
+          clearTimeout(timer);
+          f(v);
+        };
+      const command: Command = { kind, request, resolve: settle(resolve), reject: settle(reject) };
+      if (notificationId !== undefined) command.notificationId = notificationId;
+      this.pending.push(command);
+      this.requests?.push(request);
+    });
+  }
+
+  private answer(kind: "error" | "markRead" | "subscription", value: unknown): void {
+    const head = this.pending[0];
+    if (head === undefined) return;
+    if (kind === "error") {
+      this.pending.shift();
+      const [code, message] = value as [string, string];
+      head.reject(new CommandError(code, message));
+    } else if (kind === "markRead") {
+      // Another device's mark-read echo may name a different id: not our answer.
+      if (head.kind === "markRead" && head.notificationId === value) {
+        this.pending.shift();
+        head.resolve(undefined);
+      }
+    } else if (head.kind === "subscribe" || head.kind === "unsubscribe") {
+      this.pending.shift();
+      head.resolve(value);
+    }
+  }
+
+  private failPending(error: unknown): void {
+    for (const command of this.pending.splice(0)) command.reject(error);
+  }
+
+  // --- the connection loop ----------------------------------------------------------
+
+  private async run(): Promise<void> {
+    try {
+      await this.loop();
+    } catch (err) {
+      // A bug: surface it to the application rather than hang it.
+      this.finish({ reason: "error", detail: String(err) }, err);
+    }
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    while (!this.closed) {
+      this.greeted = false;
+      let ended: Ended;
+      try {
+        const address = this.nextTarget();
+        this.emit({ kind: "connecting", target: address, attempt: failures });
+        ended = await this.connection(address);
+      } catch (err) {
+        ended = { reason: "connect_failed", detail: String(err) };
+      }
+      if (this.closed) break;
+      if (this.greeted) failures = 0;
+      if (ended.fatal !== undefined) return this.finish(ended, ended.fatal);
+      if (ended.reason === "buffer_full") {
+        this.emit({ kind: "disconnected", reason: ended.reason, detail: ended.detail, willReconnect: true });
+        await this.inbox.waitAtMost(Math.floor(this.bufferSize / 2));
+        continue;
+      }
+      const limit = this.backoff.maxAttempts;
+      if (limit !== undefined && failures >= limit) {
+        return this.finish(ended, new ReconnectGaveUp(failures, ended.detail || ended.reason));
+      }
+      this.emit({ kind: "disconnected", reason: ended.reason, detail: ended.detail, willReconnect: true });
+      const delayMs =
+        ended.reason === "aborted" ? this.backoff.delayAfterAbortMs(failures) : this.backoff.delayMs(failures);
+      this.emit({ kind: "reconnecting", delayMs, attempt: failures });
+      failures += 1;
+      await this.sleep(delayMs);
+    }
+    this.emit({ kind: "disconnected", reason: "closed", detail: "", willReconnect: false });
+  }
+
+  private finish(ended: Ended, error: unknown): void {
+    this.failure = error;
+    this.emit({ kind: "disconnected", reason: ended.reason, detail: ended.detail, willReconnect: false });
+    this.inbox.finish(error);
+    this.failPending(error);
+    this.rejectConnectedWaiters(error);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wakeSleep = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  /** Runs one connection until it ends; resolves with how it ended. */
+  private async connection(address: string): Promise<Ended> {
+    const { transport, close } = openTransport(address);
+    const client = createClient(NotificationStream, transport);
+    const abort = new AbortController();
+    const requests = new Pushable<ConnectRequest>();
+    let ours: Ended | undefined; // set when we end the connection ourselves
+    let timer: NodeJS.Timeout | undefined;
+    const stop = (ended: Ended) => {
+      ours ??= ended;
+      abort.abort();
+    };
+    const arm = (ms: number, reason: DisconnectReason) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => stop({ reason, detail: `no message for ${ms} ms` }), ms);
+    };
+    this.stopCurrent = () => stop({ reason: "closed", detail: "" });
+    let silenceMs: number | undefined;
+    try {
+      arm(this.connectTimeoutMs, "connect_timeout");
+      const responses = client.connect(requests, { headers: this.metadata(), signal: abort.signal });
+      for await (const message of responses) {
+        if (!this.greeted) {
+          if (message.kind.case !== "connectionEstablished") {
+            return { reason: "error", detail: "the server did not greet the session" };
+          }
+          this.greeted = true;
+          this.info = connectionInfoFromPb(message.kind.value);
+          this.queueRestore();
+          for (const command of this.pending) requests.push(command.request);
+          this.requests = requests;
+          const interval = this.info.heartbeatInterval;
+          silenceMs = interval > 0 ? DEAD_AFTER_HEARTBEATS * interval * 1000 : undefined;
+          this.emit({ kind: "connected", target: address, info: this.info });
+          for (const waiter of this.connectedWaiters.splice(0)) waiter.resolve(this.info);
+        } else {
+          const full = this.dispatch(message);
+          if (full) {
+            stop(full);
+            break;
+          }
+        }
+        if (silenceMs !== undefined) arm(silenceMs, "heartbeat_timeout");
+        else clearTimeout(timer);
+      }
+      return ours ?? { reason: "stream_ended", detail: "the server ended the stream" };
+    } catch (err) {
+      return ours ?? this.endedBy(err);
+    } finally {
+      clearTimeout(timer);
+      this.stopCurrent = undefined;
+      this.requests = undefined;
+      requests.end();
+      abort.abort();
+      close();
+    }
+  }
+
+  private metadata(): Record<string, string> {
+    const headers = identityHeaders({ token: this.options.token, user: this.options.user });
+    const since = this.resumeSince();
+    if (since !== undefined) headers["tidings-since"] = since.toString();
+    const types = this.filter.types;
+    if (types !== undefined) headers["tidings-types"] = types.size ? [...types].sort().join(",") : NOTHING_PLACEHOLDER;
+    return headers;
+  }
+
+  private resumeSince(): bigint | undefined {
+    if (this.lastProcessed !== undefined) return this.lastProcessed;
+    if (this.initialSince !== undefined) return this.initialSince;
+    // Nothing processed yet: ask again from the first one received, so that what was in
+    // flight when the connection broke is not lost.
+    if (this.firstReceived !== undefined) return this.firstReceived - 1n;
+    return undefined;
+  }
+
+  /** Puts first in the FIFO the command that turns the server's initial filter into ours. */
+  private queueRestore(): void {
+    const { types, excluded } = this.filter;
+    let refused: string[] = [];
+    if (types === undefined && excluded.size) refused = [...excluded].sort();
+    else if (types !== undefined && types.size === 0) refused = [NOTHING_PLACEHOLDER];
+    if (!refused.length) return;
+    const request = create(ConnectRequestSchema, {
+      kind: { case: "unsubscribe", value: { notificationTypes: refused } },
+    });
+    // An internal command: its answer must be matched like any other.
+    this.pending.unshift({ kind: "unsubscribe", request, resolve: () => {}, reject: () => {} });
+  }
+
+  private endedBy(err: unknown): Ended {
+    const ce = ConnectError.from(err);
+    const detail = ce.rawMessage;
+    switch (ce.code) {
+      case Code.Unauthenticated:
+      case Code.PermissionDenied:
+        return { reason: "auth_failed", detail, fatal: rpcError(ce) as AuthError };
+      case Code.InvalidArgument:
+      case Code.Unimplemented:
+        return { reason: "error", detail, fatal: rpcError(ce) };
+      case Code.Aborted:
+        return { reason: "aborted", detail };
+      case Code.ResourceExhausted:
+        return { reason: "slow", detail };
+      case Code.Unavailable:
+        return { reason: this.greeted ? "unavailable" : "connect_failed", detail };
+      default:
+        return { reason: this.greeted ? "error" : "connect_failed", detail };
+    }
+  }
+
+  /** Handles one message; returns an Ended when the application has fallen too far behind. */
+  private dispatch(message: ConnectResponse): Ended | undefined {
+    const kind = message.kind;
+    switch (kind.case) {
+      case "notification": {
+        if (kind.value.notification === undefined) return undefined;
+        const n = notificationFromPb(kind.value.notification);
+        if (this.seen.has(n.id) || !admits(this.filter, n.type)) return undefined;
+        this.remember(n.id);
+        this.firstReceived ??= n.id;
+        this.inbox.put(n);
+        if (this.inbox.length >= this.bufferSize) {
+          return { reason: "buffer_full", detail: `${this.inbox.length} notifications wait for the application` };
+        }
+        return undefined;
+      }
+      case "notificationMarkedRead":
+        this.answer("markRead", kind.value.notificationId);
+        this.options.onMarkedRead?.(kind.value.notificationId);
+        return undefined;
+      case "subscriptionUpdated":
+        this.answer("subscription", subscriptionFromPb(kind.value));
+        return undefined;
+      case "error":
+        this.answer("error", [kind.value.code, kind.value.message]);
+        return undefined;
+      default:
+        return undefined; // heartbeat, pong: the silence timer has been re-armed
+    }
+  }
+
+  private remember(id: bigint): void {
+    this.seen.add(id);
+    if (this.seen.size > SEEN_CAPACITY) {
+      const oldest = this.seen.values().next().value;
+      if (oldest !== undefined) this.seen.delete(oldest);
+    }
+  }
+
+  private rejectConnectedWaiters(error: unknown): void {
+    for (const waiter of this.connectedWaiters.splice(0)) waiter.reject(error);
+  }
+
+  private emit(event: StateEvent): void {
+    try {
+      this.options.onState?.(event);
+    } catch (err) {
+      console.error("a Subscriber onState callback threw", err);
+    }
+  }
+}
