@@ -58,7 +58,11 @@ def _field(error: Exception) -> tuple[str | None, str]:
 
 
 def create_app(
-    upstream: str, *, allowed_origins: tuple[str, ...] = (), max_message_bytes: int = 65536
+    upstream: str,
+    *,
+    allowed_origins: tuple[str, ...] = (),
+    max_message_bytes: int = 65536,
+    max_session_buffer: int = 1000,
 ) -> Quart:
     """The bridge app, talking to the engine at ``upstream`` (``HOST:PORT``)."""
     app = Quart(__name__, static_folder="static", static_url_path="/static")
@@ -84,7 +88,10 @@ def create_app(
         security=[{"bearer": []}, {"insecureUser": []}],
     )
     state = BridgeState(
-        upstream, origins=OriginPolicy(allowed_origins), max_message_bytes=max_message_bytes
+        upstream,
+        origins=OriginPolicy(allowed_origins),
+        max_message_bytes=max_message_bytes,
+        max_session_buffer=max_session_buffer,
     )
     app.extensions[EXTENSION_KEY] = state
     app.before_serving(state.start)

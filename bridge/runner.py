@@ -83,6 +83,7 @@ async def run_bridge(settings: Settings, upstream: str, stop: asyncio.Event) -> 
         upstream,
         allowed_origins=settings.allowed_origins,
         max_message_bytes=settings.max_message_bytes,
+        max_session_buffer=settings.max_session_buffer,
     )
     host, port = split_addr(settings.http_addr)
     sock = listen(host, port)

@@ -18,9 +18,15 @@ class BridgeState:
     """The bridge's runtime resources. ``start`` and ``stop`` run inside the event loop."""
 
     def __init__(
-        self, upstream_addr: str, *, origins: OriginPolicy, max_message_bytes: int
+        self,
+        upstream_addr: str,
+        *,
+        origins: OriginPolicy,
+        max_message_bytes: int,
+        max_session_buffer: int = 1000,
     ) -> None:
         self.upstream_addr = upstream_addr
+        self.max_session_buffer = max_session_buffer
         self.origins = origins
         self.max_message_bytes = max_message_bytes
         #: Notification frames shared by every socket (one encode per notification).
@@ -29,7 +35,7 @@ class BridgeState:
         self._draining: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
-        self._upstream = Upstream(self.upstream_addr)
+        self._upstream = Upstream(self.upstream_addr, max_session_buffer=self.max_session_buffer)
         self._draining = asyncio.get_running_loop().create_future()
 
     async def stop(self) -> None:

@@ -292,6 +292,10 @@ class Engine:
             session.close(CloseReason.DISCONNECTED, "disconnected by an operator")
         return len(sessions)
 
+    def undelivered(self, notification_ids: list[int]) -> None:
+        """A transport took these notifications but could not pass them on: queue them."""
+        self._delivery.failed(notification_ids)
+
     def deliver_read(self, user_id: str, notification_id: int) -> None:
         """Tell the user's sessions on this node that a notification was read."""
         self._hub.push(user_id, MarkedRead(notification_id))

@@ -14,16 +14,19 @@ A session is a bounded outbox of events plus the rules for what goes in it:
 * Client messages are rate limited (a token bucket); over the limit, each gets a
   ``rate_limited`` error and is otherwise ignored.
 
-The transport drives a session with two calls: ``async for event in session`` to
-write, and ``await session.handle(command)`` for what the client sends. It calls
-``close(CloseReason.CLIENT_GONE)`` when its connection ends.
+A transport drives a session in one of two ways. Pulling: ``async for event in
+session`` to write (asking for the next event confirms the previous one was written).
+Pushing, for transports that serve many sessions from one task: ``watch(callback)``
+to hear when events are waiting, ``drain()`` to take them, ``confirm()`` once they
+are written. Either way ``await session.handle(command)`` takes what the client
+sends, and ``close(CloseReason.CLIENT_GONE)`` says the connection ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -97,7 +100,8 @@ class Session:
         self._outbox: deque[Event] = deque()
         self._held: list[Envelope] | None = []
         self._waiter: asyncio.Future[None] | None = None
-        self._unconfirmed: Envelope | None = None
+        self._on_ready: Callable[[], None] | None = None
+        self._taken: list[Envelope] = []  # handed to the transport, not yet confirmed
         self._closed: Closed | None = None
         self._final_taken = False
         self._max_outbox = limits.max_buffer
@@ -170,10 +174,9 @@ class Session:
         if self._closed is not None:
             return
         self._closed = Closed(reason, message)
-        undelivered = [e.envelope for e in self._outbox if isinstance(e, Delivery)]
-        if self._unconfirmed is not None:  # taken, but the transport never asked for more
-            undelivered.append(self._unconfirmed)
-            self._unconfirmed = None
+        # Taken but never confirmed, or never taken: either way not written.
+        undelivered = self._taken + [e.envelope for e in self._outbox if isinstance(e, Delivery)]
+        self._taken = []
         self._outbox.clear()
         self._held = None
         if self._heartbeat is not None:
@@ -189,9 +192,7 @@ class Session:
 
     async def __anext__(self) -> Event:
         """The next event to write. Asking for it confirms the previous one was written."""
-        if self._unconfirmed is not None:
-            written, self._unconfirmed = self._unconfirmed, None
-            self._host.on_written(self, written)
+        self.confirm()
         while not self._outbox:
             if self._closed is not None:
                 if self._final_taken:
@@ -205,8 +206,40 @@ class Session:
                 self._waiter = None
         event = self._outbox.popleft()
         if isinstance(event, Delivery):
-            self._unconfirmed = event.envelope
+            self._taken.append(event.envelope)
         return event
+
+    def watch(self, on_ready: Callable[[], None]) -> None:
+        """Call ``on_ready`` whenever events start waiting (now, if some already are)."""
+        self._on_ready = on_ready
+        if self._outbox or self._closed is not None:
+            on_ready()
+
+    def drain(self, limit: int) -> list[Event]:
+        """Take up to ``limit`` waiting events (ending with ``Closed`` once closed)."""
+        taken: list[Event] = []
+        outbox = self._outbox
+        while outbox and len(taken) < limit:
+            event = outbox.popleft()
+            if isinstance(event, Delivery):
+                self._taken.append(event.envelope)
+            taken.append(event)
+        if not outbox and self._closed is not None and not self._final_taken:
+            self._final_taken = True
+            taken.append(self._closed)
+        return taken
+
+    @property
+    def waiting(self) -> bool:
+        """Whether ``drain`` would return something."""
+        return bool(self._outbox) or (self._closed is not None and not self._final_taken)
+
+    def confirm(self) -> None:
+        """Everything taken so far was written to the client."""
+        if self._taken:
+            taken, self._taken = self._taken, []
+            for envelope in taken:
+                self._host.on_written(self, envelope)
 
     async def handle(self, command: Command) -> None:
         """Act on one client message; answers and errors go to the outbox."""
@@ -260,11 +293,14 @@ class Session:
             self.close(CloseReason.SLOW, "the client did not keep up")
             return
         self._outbox.append(event)
-        self._wake()
+        if len(self._outbox) == 1:  # the transport only waits on an empty outbox
+            self._wake()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        elif self._on_ready is not None:
+            self._on_ready()
 
     def _schedule_heartbeat(self) -> None:
         loop = asyncio.get_running_loop()

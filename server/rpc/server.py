@@ -10,11 +10,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from tidings.v1 import admin_pb2, stream_pb2
+from tidings.v1 import admin_pb2, relay_pb2, stream_pb2
 
 from server.auth import Authenticator
 from server.engine import Engine
 from server.rpc.admin import AdminServicer
+from server.rpc.relay import RelayServicer
 from server.rpc.stream import StreamServicer
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ HEALTH_CHECK_INTERVAL = 5.0
 
 STREAM_SERVICE = stream_pb2.DESCRIPTOR.services_by_name["NotificationStream"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["NotificationAdminService"].full_name
+RELAY_SERVICE = relay_pb2.DESCRIPTOR.services_by_name["SessionRelayService"].full_name
 
 #: Keepalive and flow-control settings; the server tolerates client pings every 10 s.
 SERVER_OPTIONS: list[tuple[str, Any]] = [
@@ -41,7 +43,9 @@ def _serialize(message: Any) -> bytes:
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
-def _handlers(stream: StreamServicer, admin: AdminServicer) -> list[grpc.GenericRpcHandler]:
+def _handlers(
+    stream: StreamServicer, admin: AdminServicer, relay: RelayServicer
+) -> list[grpc.GenericRpcHandler]:
     def unary(fn: Any, request: Any) -> grpc.RpcMethodHandler[Any, Any]:
         return grpc.unary_unary_rpc_method_handler(
             fn, request_deserializer=request.FromString, response_serializer=_serialize
@@ -68,9 +72,17 @@ def _handlers(stream: StreamServicer, admin: AdminServicer) -> list[grpc.Generic
         ),
         "DisconnectUser": unary(admin.DisconnectUser, admin_pb2.DisconnectUserRequest),
     }
+    relay_methods = {
+        "Relay": grpc.stream_stream_rpc_method_handler(
+            relay.Relay,
+            request_deserializer=relay_pb2.RelayRequest.FromString,
+            response_serializer=_serialize,
+        ),
+    }
     return [
         grpc.method_handlers_generic_handler(STREAM_SERVICE, stream_methods),
         grpc.method_handlers_generic_handler(ADMIN_SERVICE, admin_methods),
+        grpc.method_handlers_generic_handler(RELAY_SERVICE, relay_methods),
     ]
 
 
@@ -83,11 +95,21 @@ class GrpcServer:
         self._server = grpc.aio.server(options=SERVER_OPTIONS)
         self._health = health.aio.HealthServicer()
         self._server.add_generic_rpc_handlers(
-            _handlers(StreamServicer(engine, authenticator), AdminServicer(engine, authenticator))
+            _handlers(
+                StreamServicer(engine, authenticator),
+                AdminServicer(engine, authenticator),
+                RelayServicer(engine, authenticator),
+            )
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
-            (STREAM_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            (
+                STREAM_SERVICE,
+                ADMIN_SERVICE,
+                RELAY_SERVICE,
+                health.SERVICE_NAME,
+                reflection.SERVICE_NAME,
+            ),
             self._server,
         )
         self.port = 0
@@ -117,7 +139,7 @@ class GrpcServer:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for service in ("", STREAM_SERVICE, ADMIN_SERVICE):
+        for service in ("", STREAM_SERVICE, ADMIN_SERVICE, RELAY_SERVICE):
             await self._health.set(service, status)
 
     async def _watch_health(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
 import grpc
@@ -37,8 +37,22 @@ def metadata(context: Context) -> dict[str, str]:
 
 def caller(authenticator: Authenticator, context: Context) -> Principal:
     """The authenticated caller of this RPC (raises ``Unauthenticated``)."""
-    md = metadata(context)
+    return principal(authenticator, metadata(context))
+
+
+def principal(authenticator: Authenticator, md: Mapping[str, str]) -> Principal:
+    """The caller that metadata ``md`` names (raises ``Unauthenticated``)."""
     return authenticator.authenticate(bearer_token(md.get("authorization")), md.get(USER_KEY))
+
+
+async def open_session(
+    engine: Engine, authenticator: Authenticator, md: Mapping[str, str]
+) -> Session:
+    """A live session for the caller of a Connect call (or a relayed one) with ``md``."""
+    user = principal(authenticator, md)
+    return await engine.connect(
+        user.user_id, since=_since(md.get(SINCE_KEY)), types=_types(md.get(TYPES_KEY))
+    )
 
 
 def _since(value: str | None) -> int | None:
@@ -66,11 +80,7 @@ class StreamServicer:
         self, requests: AsyncIterable[stream_pb2.ConnectRequest], context: Context
     ) -> AsyncIterator[stream_pb2.ConnectResponse | bytes]:
         try:
-            principal = caller(self._auth, context)
-            md = metadata(context)
-            session = await self._engine.connect(
-                principal.user_id, since=_since(md.get(SINCE_KEY)), types=_types(md.get(TYPES_KEY))
-            )
+            session = await open_session(self._engine, self._auth, metadata(context))
         except TidingsError as exc:
             await abort(context, exc)
         reader = asyncio.create_task(self._read(requests, session))

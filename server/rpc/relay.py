@@ -1,0 +1,195 @@
+"""The SessionRelayService servicer: many live sessions over one stream (the bridge's link).
+
+Each relayed session is opened, fed and ended exactly like a ``Connect`` call (see
+``server.rpc.stream``); only the framing differs. One writer serves every session of
+the stream: sessions signal when events wait (``Session.watch``), the writer drains
+them into one batched ``RelayResponse`` and confirms the deliveries once it is
+written. No task per session, one gRPC message per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Sequence
+from typing import Any
+
+from tidings.v1 import relay_pb2, stream_pb2
+
+from server.auth import Authenticator
+from server.engine import Engine, Session
+from server.engine.errors import InvalidArgument, TidingsError
+from server.engine.events import Closed, CloseReason, MarkRead
+from server.rpc import convert
+from server.rpc.errors import status_for
+from server.rpc.stream import CLOSE_STATUS, Context, open_session
+
+log = logging.getLogger(__name__)
+
+#: Events per session per batch, so that one busy session cannot starve the others.
+PER_SESSION = 64
+#: Frames per RelayResponse.
+PER_BATCH = 2048
+
+
+class RelayServicer:
+    """Translates tidings.v1.SessionRelayService onto the engine."""
+
+    def __init__(self, engine: Engine, authenticator: Authenticator) -> None:
+        self._engine = engine
+        self._auth = authenticator
+
+    async def Relay(
+        self, requests: AsyncIterable[relay_pb2.RelayRequest], context: Context
+    ) -> AsyncIterator[bytes]:
+        relay = _Relay(self._engine, self._auth)
+        reader = asyncio.create_task(relay.read(requests))
+        try:
+            async for batch in relay.batches(reader):
+                yield batch
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            await relay.close()
+
+
+class _Relay:
+    """The sessions of one relay stream."""
+
+    def __init__(self, engine: Engine, authenticator: Authenticator) -> None:
+        self._engine = engine
+        self._auth = authenticator
+        self._sessions: dict[int, Session] = {}
+        self._ready: dict[int, Session | relay_pb2.RelayEnd] = {}
+        self._opening: set[int] = set()
+        self._abandoned: set[int] = set()  # closed by the client before their open finished
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def read(self, requests: AsyncIterable[relay_pb2.RelayRequest]) -> None:
+        async for request in requests:
+            kind = request.WhichOneof("kind")
+            if kind == "open":
+                self._opening.add(request.open.session_id)
+                self._spawn(self._open(request.open.session_id, dict(request.open.metadata)))
+            elif kind == "command":
+                await self._command(request.command.session_id, request.command.request)
+            elif kind == "close":
+                self._close(request.close.session_id, request.close.undelivered_ids)
+
+    async def batches(self, reader: asyncio.Task[None]) -> AsyncIterator[bytes]:
+        """Serialized RelayResponses, as events wait, until the reader ends."""
+        while True:
+            if not self._ready:
+                self._wake.clear()
+                waiter = asyncio.ensure_future(self._wake.wait())
+                done, _ = await asyncio.wait((waiter, reader), return_when=asyncio.FIRST_COMPLETED)
+                if reader in done:
+                    waiter.cancel()
+                    return
+            frames, drained = self._collect()
+            if frames:
+                yield relay_pb2.RelayResponse(frames=frames).SerializeToString()
+            for session in drained:
+                session.confirm()
+
+    def _collect(self) -> tuple[list[relay_pb2.RelayFrame], list[Session]]:
+        frames: list[relay_pb2.RelayFrame] = []
+        drained: list[Session] = []
+        Frame = relay_pb2.RelayFrame
+        while self._ready and len(frames) < PER_BATCH:
+            sid, ready = next(iter(self._ready.items()))
+            del self._ready[sid]
+            if isinstance(ready, relay_pb2.RelayEnd):
+                frames.append(Frame(session_id=sid, end=ready))
+                continue
+            drained.append(ready)
+            for event in ready.drain(PER_SESSION):
+                if isinstance(event, Closed):
+                    self._sessions.pop(sid, None)
+                    status = CLOSE_STATUS.get(event.reason)
+                    if status is not None:
+                        end = relay_pb2.RelayEnd(code=status.value[0], message=event.message)
+                        frames.append(Frame(session_id=sid, end=end))
+                    break
+                wire = convert.event_to_pb(event)
+                frames.append(
+                    Frame(
+                        session_id=sid,
+                        event=wire if isinstance(wire, bytes) else wire.SerializeToString(),
+                    )
+                )
+            if ready.waiting and sid in self._sessions:
+                self._ready[sid] = ready  # more than its share: back of the line
+        return frames, drained
+
+    async def _open(self, sid: int, metadata: dict[str, str]) -> None:
+        try:
+            session = await open_session(self._engine, self._auth, metadata)
+        except TidingsError as exc:
+            self._opening.discard(sid)
+            if self._abandoned_now(sid):
+                return
+            status = status_for(exc)
+            self._ready[sid] = relay_pb2.RelayEnd(
+                code=status.value[0],
+                message=exc.message,
+                error_code=exc.code,
+                error_field=exc.field if isinstance(exc, InvalidArgument) else "",
+            )
+            self._wake.set()
+            return
+        self._opening.discard(sid)
+        if self._abandoned_now(sid) or sid in self._sessions:  # gone already, or id reused
+            session.close(CloseReason.CLIENT_GONE)
+            return
+        self._sessions[sid] = session
+        session.watch(lambda: self._on_ready(sid, session))
+
+    def _abandoned_now(self, sid: int) -> bool:
+        if sid in self._abandoned:
+            self._abandoned.discard(sid)
+            return True
+        return False
+
+    def _on_ready(self, sid: int, session: Session) -> None:
+        self._ready[sid] = session
+        self._wake.set()
+
+    async def _command(self, sid: int, request: stream_pb2.ConnectRequest) -> None:
+        session = self._sessions.get(sid)
+        if session is None:
+            return
+        command = convert.command_from_pb(request)
+        if isinstance(command, MarkRead):  # store I/O: do not hold up the other sessions
+            self._spawn(session.handle(command))
+        else:
+            await session.handle(command)
+
+    def _close(self, sid: int, undelivered: Sequence[int]) -> None:
+        session = self._sessions.pop(sid, None)
+        self._ready.pop(sid, None)
+        if session is None:
+            if sid in self._opening:
+                self._abandoned.add(sid)
+            return
+        if undelivered:
+            self._engine.undelivered(list(undelivered))
+        session.close(CloseReason.CLIENT_GONE)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """The stream ended: every session's client is gone."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for session in list(self._sessions.values()):
+            session.close(CloseReason.CLIENT_GONE)
+        self._sessions.clear()
+        self._ready.clear()
