@@ -7,7 +7,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from server.cli_client import add_client_commands, run_client_command
 from server.config import DEFAULT_DATABASE_URL, ConfigError, add_serve_arguments, settings_from
@@ -23,6 +23,15 @@ def _configure_logging(level: str) -> None:
     )
     for chatty in ("alembic", "hypercorn.access", "asyncio"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop where it is installed (faster I/O, fewer allocations), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; be tolerant anyway
+        return None
+    return uvloop.new_event_loop
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,7 +72,8 @@ def _serve(args: argparse.Namespace) -> int:
     from server.runtime import serve
 
     try:
-        asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(serve(settings))
     except OSError as exc:
         log.error("could not start: %s", exc)
         return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,9 @@ from server.rpc.server import GrpcServer
 from server.store import open_store
 
 log = logging.getLogger("tidings")
+
+#: Allocations between young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 20_000
 
 #: How long in-flight calls get to finish at shutdown.
 SHUTDOWN_GRACE = 3.0
@@ -41,6 +45,18 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+def settle_memory() -> None:
+    """Move what start-up allocated out of the collector's way, and collect less often.
+
+    Start-up objects (modules, descriptors, the app) never die: frozen, full collections
+    stop walking them. A larger first-generation threshold trades a little memory for
+    far fewer collections under heavy traffic, where most objects die young anyway.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def _scheme(settings: Settings) -> str:
     return (settings.broker_url or "").split(":", 1)[0]
 
@@ -53,6 +69,7 @@ async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -
     """Run the roles ``settings`` asks for until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    log.debug("event loop: %s", type(loop).__module__)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
@@ -92,6 +109,7 @@ async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -
             port = await grpc_server.start(settings.grpc_addr)
             upstream = display_addr(host, port)
             log.info("grpc listening on %s", upstream)
+        settle_memory()
         if settings.role in (Role.ALL, Role.BRIDGE):
             if bridge_runner is None:
                 from bridge.runner import run_bridge
