@@ -471,10 +471,18 @@ async def test_heartbeats_and_a_truncated_replay(
         await socket.close()
 
 
-async def test_permessage_deflate_is_declined(insecure_server: ServerProcess, uid: str) -> None:
+async def test_permessage_deflate_is_negotiated_without_context(
+    insecure_server: ServerProcess, uid: str
+) -> None:
     socket, _ = await open_socket(insecure_server, user_id=uid)  # the client offers it
     assert socket.ws.response is not None
-    assert "Sec-WebSocket-Extensions" not in socket.ws.response.headers
+    agreed = socket.ws.response.headers["Sec-WebSocket-Extensions"]
+    assert agreed.startswith("permessage-deflate")
+    assert "client_no_context_takeover" in agreed
+    # compressed client messages are understood, one after the other
+    for _ in range(3):
+        await socket.send({"type": "ping", "padding": "x" * 2000})
+        assert (await socket.expect("pong"))["type"] == "pong"
     await socket.close()
 
 
