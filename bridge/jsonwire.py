@@ -141,8 +141,32 @@ class FrameCache:
 
 
 def notification_frame(n: notification_pb2.Notification) -> str:
-    """``{"type":"notification","notification":{…}}`` as text."""
-    return orjson.dumps({"type": "notification", "notification": notification_object(n)}).decode()
+    """``{"type":"notification","notification":{…}}`` as text.
+
+    Unread notifications of one content (a broadcast: one row per recipient) share
+    everything after ``user_id``: that tail is encoded once and kept, each row adds
+    its id and user id.
+    """
+    if n.read:
+        return orjson.dumps(
+            {"type": "notification", "notification": notification_object(n)}
+        ).decode()
+    ts = n.created_at
+    key = (n.type, n.title, n.message, n.data_json, n.priority, ts.seconds, ts.nanos)
+    tail = _TAILS.get(key)
+    if tail is None:
+        if len(_TAILS) >= TAIL_CACHE_SIZE:
+            _TAILS.clear()
+        obj = notification_object(n)
+        del obj["id"], obj["user_id"]
+        tail = _TAILS[key] = orjson.dumps(obj).decode()[1:]  # without the opening brace
+    user = orjson.dumps(n.user_id).decode()
+    return f'{{"type":"notification","notification":{{"id":{n.id},"user_id":{user},{tail}}}'
+
+
+#: Encoded tails of recent notification contents (see ``notification_frame``).
+TAIL_CACHE_SIZE = 512
+_TAILS: dict[tuple[str, str, str, str, int, int, int], str] = {}
 
 
 def error_frame(code: str, message: str) -> str:

@@ -11,6 +11,7 @@ from server.engine import events
 from server.engine.errors import InvalidArgument
 from server.engine.filters import TypeFilter
 from server.engine.models import Content, NodeStats, Notification, Priority, Stats
+from server.rpc import wire
 
 _PRIORITY_TO_PB = {
     Priority.LOW: notification_pb2.PRIORITY_LOW,
@@ -83,10 +84,39 @@ def content_from_pb(
 
 
 def delivery_bytes(n: Notification) -> bytes:
-    """A serialized ``ConnectResponse{notification}``: encoded once per fan-out, shared."""
-    return stream_pb2.ConnectResponse(
-        notification=stream_pb2.NotificationEvent(notification=notification_to_pb(n))
-    ).SerializeToString()
+    """A serialized ``ConnectResponse{notification}``, byte for byte what protobuf writes.
+
+    A broadcast commits one row per recipient, all with the same content: fields 3–8
+    (type … created_at) are serialized once per content and kept, and each row adds
+    only its id and user id (fields 1–2, which come first in the canonical order), and
+    the two enclosing length prefixes.
+    """
+    if n.read_at is not None:
+        return stream_pb2.ConnectResponse(
+            notification=stream_pb2.NotificationEvent(notification=notification_to_pb(n))
+        ).SerializeToString()
+    key = (n.type, n.title, n.message, n.data_json, n.priority, n.created_at)
+    tail = _CONTENT_BYTES.get(key)
+    if tail is None:
+        if len(_CONTENT_BYTES) >= CONTENT_CACHE_SIZE:
+            _CONTENT_BYTES.clear()
+        tail = _CONTENT_BYTES[key] = notification_pb2.Notification(
+            type=n.type,
+            title=n.title,
+            message=n.message,
+            data_json=n.data_json,
+            priority=_PRIORITY_TO_PB[n.priority],
+            created_at=timestamp(n.created_at),
+        ).SerializeToString()
+    body = notification_pb2.Notification(id=n.id, user_id=n.user_id).SerializeToString() + tail
+    return wire.field(
+        wire.CONNECT_RESPONSE_NOTIFICATION, wire.field(wire.NOTIFICATION_EVENT_NOTIFICATION, body)
+    )
+
+
+#: Serialized content of recent notifications (see ``delivery_bytes``).
+CONTENT_CACHE_SIZE = 512
+_CONTENT_BYTES: dict[tuple[str, str, str, str, Priority, datetime], bytes] = {}
 
 
 def filter_to_pb(type_filter: TypeFilter) -> stream_pb2.SubscriptionUpdatedEvent:

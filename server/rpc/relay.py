@@ -21,7 +21,7 @@ from server.auth import Authenticator
 from server.engine import Engine, Session
 from server.engine.errors import InvalidArgument, TidingsError
 from server.engine.events import Closed, CloseReason, MarkRead
-from server.rpc import convert
+from server.rpc import convert, wire
 from server.rpc.errors import status_for
 from server.rpc.stream import CLOSE_STATUS, Context, open_session
 
@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 PER_SESSION = 64
 #: Frames per RelayResponse.
 PER_BATCH = 2048
+
+
+def _end_frame(sid: int, end: relay_pb2.RelayEnd) -> bytes:
+    return relay_pb2.RelayResponse(
+        frames=[relay_pb2.RelayFrame(session_id=sid, end=end)]
+    ).SerializeToString()
 
 
 class RelayServicer:
@@ -91,19 +97,19 @@ class _Relay:
                     return
             frames, drained = self._collect()
             if frames:
-                yield relay_pb2.RelayResponse(frames=frames).SerializeToString()
+                yield b"".join(frames)
             for session in drained:
                 session.confirm()
 
-    def _collect(self) -> tuple[list[relay_pb2.RelayFrame], list[Session]]:
-        frames: list[relay_pb2.RelayFrame] = []
+    def _collect(self) -> tuple[list[bytes], list[Session]]:
+        """The frames of one batch (serialized ``RelayResponse.frames`` entries)."""
+        frames: list[bytes] = []
         drained: list[Session] = []
-        Frame = relay_pb2.RelayFrame
         while self._ready and len(frames) < PER_BATCH:
             sid, ready = next(iter(self._ready.items()))
             del self._ready[sid]
             if isinstance(ready, relay_pb2.RelayEnd):
-                frames.append(Frame(session_id=sid, end=ready))
+                frames.append(_end_frame(sid, ready))
                 continue
             drained.append(ready)
             for event in ready.drain(PER_SESSION):
@@ -112,15 +118,12 @@ class _Relay:
                     status = CLOSE_STATUS.get(event.reason)
                     if status is not None:
                         end = relay_pb2.RelayEnd(code=status.value[0], message=event.message)
-                        frames.append(Frame(session_id=sid, end=end))
+                        frames.append(_end_frame(sid, end))
                     break
-                wire = convert.event_to_pb(event)
-                frames.append(
-                    Frame(
-                        session_id=sid,
-                        event=wire if isinstance(wire, bytes) else wire.SerializeToString(),
-                    )
-                )
+                encoded = convert.event_to_pb(event)
+                if not isinstance(encoded, bytes):
+                    encoded = encoded.SerializeToString()
+                frames.append(wire.relay_event_frame(sid, encoded))
             if ready.waiting and sid in self._sessions:
                 self._ready[sid] = ready  # more than its share: back of the line
         return frames, drained

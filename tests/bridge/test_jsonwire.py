@@ -17,6 +17,7 @@ from bridge.jsonwire import (
     decode_command,
     event_frame,
     iso,
+    notification_frame,
     notification_object,
     stats_object,
 )
@@ -146,6 +147,19 @@ def test_notification_frame() -> None:
     value = frame_of(message)
     assert value["type"] == "notification"
     assert value["notification"]["id"] == 7
+
+
+@pytest.mark.parametrize("user_id", ["42", 'q"u\\o\nte', "ü" * 128])
+@pytest.mark.parametrize("read", [False, True])
+def test_notification_frames_share_content_and_stay_exact(user_id: str, read: bool) -> None:
+    extra: dict[str, Any] = {"read": True, "read_at": ts(1795647200, 5_000_000)} if read else {}
+    for nid in (1, 2, 2**40):
+        n = note(id=nid, user_id=user_id, **extra)
+        reference = orjson.dumps(
+            {"type": "notification", "notification": notification_object(n)}
+        ).decode()
+        assert notification_frame(n) == reference
+        assert notification_frame(n) == reference, "and again, from the shared tail"
 
 
 def test_connection_established_frame() -> None:
