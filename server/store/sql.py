@@ -11,6 +11,7 @@ Writers never interleave where it matters:
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -41,14 +42,15 @@ from sqlalchemy.sql.dml import Insert
 from server.engine.errors import NotFound
 from server.engine.filters import TypeFilter
 from server.engine.models import (
-    Created,
     NewNotification,
     Notification,
     Page,
     Priority,
     Replay,
 )
+from server.store import sqlite
 from server.store.base import CreateResult
+from server.store.rows import Plan, idempotency_key, outcomes, plan_creates
 from server.store.tables import notifications as N
 from server.store.tables import users as U
 
@@ -135,6 +137,13 @@ class SqlStore:
         self._engine = make_engine(url, echo=echo, schema=schema)
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         self._pg = self._engine.dialect.name == "postgresql"
+        #: SQLite: the hot paths run whole transactions on this connection's thread.
+        self._lite: sqlite.SqliteConnection | None = None
+        if not self._pg:
+            database = self._engine.url.database
+            if not database or database == ":memory:":
+                raise ValueError("SQLite needs a database file (not :memory:)")
+            self._lite = sqlite.SqliteConnection(database)
         # Users known to be registered (rows are never deleted): a broadcast to everyone
         # need not upsert every recipient again.
         self._known: set[str] = set()
@@ -146,8 +155,12 @@ class SqlStore:
 
     async def open(self) -> None:
         await self.ping()
+        if self._lite is not None:
+            await self._lite.open()
 
     async def close(self) -> None:
+        if self._lite is not None:
+            await self._lite.close()
         await self._engine.dispose()
 
     async def ping(self) -> None:
@@ -165,6 +178,32 @@ class SqlStore:
         if not items:
             return CreateResult([])
         users = {item.user_id for item in items}
+        away = {u for u in sorted(users) if offline(u)}
+        if self._lite is not None:
+            plan, rows, dropped = await self._lite.transaction(
+                functools.partial(
+                    sqlite.create,
+                    items=items,
+                    now=now,
+                    unknown_users=users - self._known,
+                    away=away,
+                    queue_cap=queue_cap,
+                )
+            )
+        else:
+            plan, rows, dropped = await self._create(items, now, users, away, queue_cap)
+        self._known |= users
+        queued = frozenset(row.id for row in rows if row.user_id in away)
+        return CreateResult(outcomes(plan, rows), dropped, queued)
+
+    async def _create(
+        self,
+        items: Sequence[NewNotification],
+        now: datetime,
+        users: set[str],
+        away: set[str],
+        queue_cap: int,
+    ) -> tuple[Plan, list[Notification], dict[str, int]]:
         async with self._writer.begin() as conn:
             if self._pg:
                 # Sequence values are taken at INSERT, not at COMMIT: two concurrent creates
@@ -173,34 +212,26 @@ class SqlStore:
                 # makes id order commit order.
                 await conn.execute(select(func.pg_advisory_xact_lock(CREATE_LOCK)))
             await self._register(conn, users, now)
-            existing = await _by_key(conn, {k for item in items if (k := _key(item))})
-            fresh: list[NewNotification] = []
-            plan: list[tuple[Notification | int, bool]] = []  # (existing row | index in fresh)
-            first: dict[tuple[str, str], int] = {}
-            for item in items:
-                key = _key(item)
-                if key in existing:
-                    plan.append((existing[key], False))
-                elif key in first:
-                    plan.append((first[key], False))
-                else:
-                    if key is not None:
-                        first[key] = len(fresh)
-                    plan.append((len(fresh), True))
-                    fresh.append(item)
-            away = {u for u in sorted({item.user_id for item in fresh}) if offline(u)}
+            existing = await _by_key(conn, {k for item in items if (k := idempotency_key(item))})
+            fresh, plan = plan_creates(items, existing)
             rows = await self._insert(conn, fresh, now, away)
-            dropped = await _trim(conn, sorted(away), queue_cap)
-        self._known |= users
-        outcomes = [
-            Created(rows[ref] if isinstance(ref, int) else ref, created) for ref, created in plan
-        ]
-        queued = frozenset(row.id for row in rows if row.user_id in away)
-        return CreateResult(outcomes, dropped, queued)
+            dropped = await _trim(conn, sorted(away & {row.user_id for row in rows}), queue_cap)
+        return plan, rows, dropped
 
     async def replay(
         self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
     ) -> Replay:
+        if self._lite is not None:
+            return await self._lite.transaction(
+                functools.partial(
+                    sqlite.replay,
+                    user_id=user_id,
+                    since=since,
+                    cap=cap,
+                    type_filter=type_filter,
+                    now=now,
+                )
+            )
         cap = max(cap, 0)
         admitted = _admitted(type_filter)
         mine = N.c.user_id == user_id
@@ -236,6 +267,11 @@ class SqlStore:
         wanted = _valid_ids(ids)
         if not wanted:
             return
+        if self._lite is not None:
+            await self._lite.transaction(
+                functools.partial(sqlite.set_queued, ids=wanted, queued=False)
+            )
+            return
         async with self._writer.begin() as conn:
             await self._share_create_lock(conn)
             for chunk in _chunks(wanted):
@@ -246,6 +282,11 @@ class SqlStore:
     async def requeue(self, ids: Collection[int]) -> None:
         wanted = _valid_ids(ids)
         if not wanted:
+            return
+        if self._lite is not None:
+            await self._lite.transaction(
+                functools.partial(sqlite.set_queued, ids=wanted, queued=True)
+            )
             return
         async with self._writer.begin() as conn:
             await self._share_create_lock(conn)
@@ -267,6 +308,12 @@ class SqlStore:
     ) -> list[tuple[Notification, bool]]:
         if limit <= 0 or upto_id <= after_id:
             return []
+        if self._lite is not None:
+            return await self._lite.transaction(
+                functools.partial(
+                    sqlite.fetch_range, after_id=after_id, upto_id=upto_id, limit=limit
+                )
+            )
         query = (
             select(*_FIELDS, N.c.queued)
             .where(N.c.id > after_id, N.c.id <= upto_id)
@@ -302,6 +349,12 @@ class SqlStore:
     async def mark_read(self, user_id: str, notification_id: int, now: datetime) -> Notification:
         if not _valid_id(notification_id):
             raise NotFound(f"notification {notification_id} not found")
+        if self._lite is not None:
+            return await self._lite.transaction(
+                functools.partial(
+                    sqlite.mark_read, user_id=user_id, notification_id=notification_id, now=now
+                )
+            )
         mine = and_(N.c.id == notification_id, N.c.user_id == user_id)
         async with self._writer.begin() as conn:
             marked = await conn.execute(
@@ -346,36 +399,10 @@ class SqlStore:
         now: datetime,
         away: Collection[str],
     ) -> list[Notification]:
-        """Insert ``items`` (queued when their user is ``away``); the rows in item order."""
+        """Batched multi-row INSERT … RETURNING, ordered by parameter position; the rows
+        in item order (queued when their user is ``away``)."""
         if not items:
             return []
-        ids: Sequence[int]
-        if self._pg:
-            ids = await self._insert_returning(conn, items, now, away)
-        else:
-            ids = await self._insert_sqlite(conn, items, now, away)
-        return [
-            Notification(
-                id=new_id,
-                user_id=item.user_id,
-                type=item.content.type,
-                title=item.content.title,
-                message=item.content.message,
-                data_json=item.content.data_json,
-                priority=item.content.priority,
-                created_at=now,
-            )
-            for new_id, item in zip(ids, items, strict=True)
-        ]
-
-    async def _insert_returning(
-        self,
-        conn: AsyncConnection,
-        items: Sequence[NewNotification],
-        now: datetime,
-        away: Collection[str],
-    ) -> list[int]:
-        """PostgreSQL: batched multi-row INSERT … RETURNING, ordered by parameter position."""
         values = [
             {
                 "user_id": item.user_id,
@@ -391,52 +418,20 @@ class SqlStore:
             for item in items
         ]
         returning = N.insert().returning(N.c.id, sort_by_parameter_order=True)
-        return list(await conn.scalars(returning, values))
-
-    async def _insert_sqlite(
-        self,
-        conn: AsyncConnection,
-        items: Sequence[NewNotification],
-        now: datetime,
-        away: Collection[str],
-    ) -> range:
-        """SQLite: one driver-level executemany, the hot path of every broadcast.
-
-        Under ``BEGIN IMMEDIATE`` nobody else writes, and AUTOINCREMENT gives each row
-        the next id, so the new ids are the ``len(items)`` ending at the last rowid.
-        """
-        stamp = self._sqlite_stamp(conn, now)
-        rows = [
-            (
-                item.user_id,
-                item.content.type,
-                item.content.title,
-                item.content.message,
-                item.content.data_json,
-                item.content.priority.value,
-                stamp,
-                item.user_id in away,
-                item.idempotency_key,
+        ids = list(await conn.scalars(returning, values))
+        return [
+            Notification(
+                id=new_id,
+                user_id=item.user_id,
+                type=item.content.type,
+                title=item.content.title,
+                message=item.content.message,
+                data_json=item.content.data_json,
+                priority=item.content.priority,
+                created_at=now,
             )
-            for item in items
+            for new_id, item in zip(ids, items, strict=True)
         ]
-        await conn.exec_driver_sql(_SQLITE_INSERT, rows)
-        last = (await conn.exec_driver_sql("SELECT last_insert_rowid()")).scalar_one()
-        return range(last - len(rows) + 1, last + 1)
-
-    def _sqlite_stamp(self, conn: AsyncConnection, now: datetime) -> object:
-        """``now`` as the created_at column stores it (the type's own bind processing)."""
-        column_type = N.c.created_at.type
-        bound = column_type.process_bind_param(now, conn.dialect)  # type: ignore[attr-defined]
-        impl = column_type.dialect_impl(conn.dialect).impl_instance  # type: ignore[attr-defined]
-        process = impl.bind_processor(conn.dialect)
-        return process(bound) if process is not None else bound
-
-
-_SQLITE_INSERT = (
-    "INSERT INTO notifications (user_id, type, title, message, data_json, priority, "
-    "created_at, queued, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 async def _by_key(
@@ -485,10 +480,6 @@ def _admitted(type_filter: TypeFilter) -> ColumnElement[bool]:
     if type_filter.only is not None:
         return N.c.type.in_(sorted(type_filter.only)) if type_filter.only else false()
     return N.c.type.not_in(sorted(type_filter.excluded)) if type_filter.excluded else true()
-
-
-def _key(item: NewNotification) -> tuple[str, str] | None:
-    return None if item.idempotency_key is None else (item.user_id, item.idempotency_key)
 
 
 def _notification(row: Row[Any, *tuple[Any, ...]]) -> Notification:
