@@ -26,6 +26,7 @@ from server.engine.errors import InvalidArgument, Unavailable
 from server.engine.events import CloseReason, Envelope, MarkedRead
 from server.engine.fanin import FanIn
 from server.engine.filters import TypeFilter
+from server.engine.heartbeat import Heartbeats
 from server.engine.hub import Hub
 from server.engine.models import (
     ConnectionStatus,
@@ -85,6 +86,7 @@ class Engine:
         self.node_id = config.node_id
         self._store = store
         self._hub = Hub()
+        self.heartbeats = Heartbeats(config.session.heartbeat_interval)
         self._fanin = FanIn(store, self._hub, clustered=self.peers.clustered)
         self._delivery = DeliveryLog(store, interval=config.delivery_flush_interval)
         self._writer = Writer(
@@ -121,6 +123,7 @@ class Engine:
             return
         self._running = False
         self.close_sessions(CloseReason.SHUTDOWN)
+        self.heartbeats.close()
         self._writer.close()
         writer_task, *others = self._tasks
         await writer_task

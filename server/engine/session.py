@@ -25,7 +25,6 @@ sends, and ``close(CloseReason.CLIENT_GONE)`` says the connection ended.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -50,7 +49,9 @@ from server.engine.events import (
     UnknownCommand,
     Unsubscribe,
 )
+from server.engine.fifo import Fifo
 from server.engine.filters import TypeFilter
+from server.engine.heartbeat import Heartbeats
 from server.engine.models import Notification, check_types
 from server.engine.ratelimit import TokenBucket
 
@@ -68,6 +69,7 @@ class SessionHost(Protocol):
     """What a session needs from the engine that owns it."""
 
     clock: Clock
+    heartbeats: Heartbeats
 
     async def mark_read(self, user_id: str, notification_id: int) -> Notification: ...
 
@@ -97,7 +99,7 @@ class Session:
         self.type_filter = type_filter
         self._host = host
         self._limits = limits
-        self._outbox: deque[Event] = deque()
+        self._outbox: Fifo[Event] = Fifo()
         self._held: list[Envelope] | None = []
         self._waiter: asyncio.Future[None] | None = None
         self._on_ready: Callable[[], None] | None = None
@@ -106,7 +108,6 @@ class Session:
         self._final_taken = False
         self._max_outbox = limits.max_buffer
         self._high = 0  # the largest notification id queued for the client
-        self._heartbeat: asyncio.TimerHandle | None = None
         self._bucket = TokenBucket(limits.max_rate, 2 * limits.max_rate, host.clock.monotonic())
 
     # --- engine side ------------------------------------------------------------
@@ -163,7 +164,7 @@ class Session:
             (n.id for n in (*backlog, *(e.notification for e in late))), default=self._high
         )
         if heartbeat and self._closed is None:
-            self._schedule_heartbeat()
+            self._host.heartbeats.add(self)
 
     def push(self, event: Event) -> None:
         """Queue a non-notification event (mark-read echoes, errors)."""
@@ -179,9 +180,7 @@ class Session:
         self._taken = []
         self._outbox.clear()
         self._held = None
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            self._heartbeat = None
+        self._host.heartbeats.remove(self)
         self._wake()
         self._host.on_closed(self, undelivered)
 
@@ -302,11 +301,7 @@ class Session:
         elif self._on_ready is not None:
             self._on_ready()
 
-    def _schedule_heartbeat(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._heartbeat = loop.call_later(self._limits.heartbeat_interval, self._beat)
-
-    def _beat(self) -> None:
+    def beat(self) -> None:
+        """Send a heartbeat (called by the engine's ``Heartbeats``)."""
         if self._closed is None:
             self._push(Heartbeat(self._host.clock.now()))
-            self._schedule_heartbeat()
