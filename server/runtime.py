@@ -8,7 +8,10 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
+
+from prometheus_client import Histogram
 
 from server.auth import Authenticator
 from server.broker import open_broker
@@ -21,6 +24,13 @@ from server.rpc.server import GrpcServer
 from server.store import open_store
 
 log = logging.getLogger("tidings")
+
+GC_PAUSES = Histogram(
+    "tidings_gc_pause_seconds",
+    "Garbage collections, by generation.",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
 
 #: Allocations between young-generation collections (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 20_000
@@ -55,6 +65,28 @@ def settle_memory() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    watch_gc_pauses()
+
+
+def watch_gc_pauses(threshold: float = 0.05) -> None:
+    """Time every collection into a metric, and log the ones longer than ``threshold`` s."""
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took = time.perf_counter() - started[0]
+        GC_PAUSES.labels(str(info["generation"])).observe(took)
+        if took > threshold:
+            log.warning(
+                "gc: generation %d took %.0f ms (%d collected)",
+                info["generation"],
+                took * 1000,
+                info["collected"],
+            )
+
+    gc.callbacks.append(callback)
 
 
 def _scheme(settings: Settings) -> str:
