@@ -22,6 +22,7 @@ log = logging.getLogger("tidings")
 #: How long open HTTP requests get to finish after the sockets were told to close.
 GRACEFUL_TIMEOUT = 3.0
 BACKLOG = 1024
+STALLED_PEER_MS = 30_000
 
 
 class StatelessDeflate(PerMessageDeflate):
@@ -68,6 +69,10 @@ def listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux; accepted sockets inherit it
+        # A browser that stops reading (zero window) for this long is disconnected by
+        # the kernel, so a stuck socket cannot pin its buffers and handler forever.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, STALLED_PEER_MS)
     sock.setblocking(False)
     return sock
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable, Sequence
 from typing import Any, Final, Protocol
 
 import grpc
@@ -85,14 +86,25 @@ class SessionLink(Protocol):
         """Tear the session down (idempotent); the engine sees the client go."""
         ...
 
+    @property
+    def ending(self) -> asyncio.Future[StreamEnded]:
+        """Done as soon as the session ends (even while the handler is busy writing)."""
+        ...
+
+    @property
+    def ended(self) -> StreamEnded | None:
+        """How the session ended, once it has."""
+        ...
+
 
 class RelaySessionLink:
     """A ``SessionLink`` carried, with many others, by one ``Relay`` stream.
 
     Frames wait here until the WebSocket handler takes them. A browser that falls more
     than ``max_buffer`` frames behind ends its session as slow (the engine's own rule
-    for the same case); whatever it had not taken goes back to the engine, which
-    queues it again.
+    for the same case). Whatever a link received but never passed on — buffered when
+    it ended, or still in flight towards it — goes back to the engine, which puts it in
+    the user's queue again.
     """
 
     __slots__ = (
@@ -104,6 +116,7 @@ class RelaySessionLink:
         "_relay",
         "_sid",
         "_waiter",
+        "ending",
     )
 
     def __init__(self, relay: _RelayStream, sid: int, max_buffer: int) -> None:
@@ -117,32 +130,47 @@ class RelaySessionLink:
         self._waiter: asyncio.Future[None] | None = None
         self._ended: StreamEnded | None = None
         self._established = False
+        #: Done as soon as the session has ended, whatever the handler is doing.
+        self.ending: asyncio.Future[StreamEnded] = asyncio.get_running_loop().create_future()
 
     # --- the relay's side ---
 
     def deliver(self, frame: bytes) -> None:
         if self._ended is not None:
             return
-        if len(self._frames) - self._head >= self._max:
-            self.end(StreamEnded(grpc.StatusCode.RESOURCE_EXHAUSTED, "the client did not keep up"))
-            return
+        if not self._frames and not self._established and self._head == 0:
+            # The greeting says how many replayed notifications follow: like the
+            # engine, do not count the replay against the lag allowance.
+            greeting = stream_pb2.ConnectResponse.FromString(frame)
+            if greeting.WhichOneof("kind") == "connection_established":
+                self._max += greeting.connection_established.queued
         self._frames.append(frame)
+        if len(self._frames) - self._head > self._max:
+            self.end(StreamEnded(grpc.StatusCode.RESOURCE_EXHAUSTED, "the client did not keep up"))
+            self._relay.close_session(self._sid, self._take_undelivered())
+            return
         self._wake()
 
     def end(self, ended: StreamEnded) -> None:
         if self._ended is None:
             ended.established = ended.established and self._established
             self._ended = ended
+            self.ending.set_result(ended)
             self._wake()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def _take_undelivered(self) -> list[int]:
+        """The ids of the notifications buffered and never taken; the buffer is emptied."""
+        pending, self._frames, self._head = self._frames[self._head :], [], 0
+        return notification_ids(pending)
+
     # --- SessionLink ---
 
     async def receive(self) -> stream_pb2.ConnectResponse | None:
-        while self._head == len(self._frames) or self._slow:
+        while self._head == len(self._frames):
             if self._ended is not None:
                 if self._ended.status is grpc.StatusCode.OK:
                     return None
@@ -162,8 +190,8 @@ class RelaySessionLink:
         return message
 
     @property
-    def _slow(self) -> bool:
-        return self._ended is not None and self._ended.status is grpc.StatusCode.RESOURCE_EXHAUSTED
+    def ended(self) -> StreamEnded | None:
+        return self._ended
 
     async def send(self, request: stream_pb2.ConnectRequest) -> bool:
         if self._ended is not None:
@@ -176,16 +204,10 @@ class RelaySessionLink:
         return True
 
     def close(self) -> None:
-        if not self._relay.forget(self._sid):
-            return
-        undelivered = [
-            msg.notification.notification.id
-            for msg in map(stream_pb2.ConnectResponse.FromString, self._frames[self._head :])
-            if msg.WhichOneof("kind") == "notification"
-        ]
-        self._frames.clear()
-        self._head = 0
-        if self._ended is None or self._slow:
+        undelivered = self._take_undelivered()
+        if self._ended is None:
+            self._relay.close_session(self._sid, undelivered)
+        elif undelivered:  # the engine ended the session; it only needs to requeue
             self._relay.send(
                 relay_pb2.RelayRequest(
                     close=relay_pb2.RelayClose(session_id=self._sid, undelivered_ids=undelivered)
@@ -194,12 +216,28 @@ class RelaySessionLink:
         self.end(StreamEnded(grpc.StatusCode.CANCELLED, "closed"))
 
 
+def notification_ids(frames: Iterable[bytes]) -> list[int]:
+    """The ids of the notifications among serialized ``ConnectResponse`` frames."""
+    ids = []
+    for frame in frames:
+        message = stream_pb2.ConnectResponse.FromString(frame)
+        if message.WhichOneof("kind") == "notification":
+            ids.append(message.notification.notification.id)
+    return ids
+
+
 class _RelayStream:
-    """One ``Relay`` call and the session links it carries."""
+    """One ``Relay`` call and the session links it carries.
+
+    Closing a session is a handshake: the bridge sends ``RelayClose``, the engine closes
+    the session and answers with an ``end`` frame. Notifications that arrive for the
+    session in between were never passed on: they go back with another ``RelayClose``.
+    """
 
     def __init__(self, stub: relay_pb2_grpc.SessionRelayServiceAsyncStub) -> None:
         self._call = stub.Relay()
         self._links: dict[int, RelaySessionLink] = {}
+        self._closing: set[int] = set()
         self._outbox: deque[relay_pb2.RelayRequest] = deque()
         self._wake = asyncio.Event()
         self.broken = False
@@ -221,9 +259,16 @@ class _RelayStream:
             self._outbox.append(request)
             self._wake.set()
 
-    def forget(self, sid: int) -> bool:
-        """Drop a link; whether it was still there."""
-        return self._links.pop(sid, None) is not None
+    def close_session(self, sid: int, undelivered: Sequence[int]) -> None:
+        """The bridge is done with ``sid``: tell the engine, and await its ``end``."""
+        if self._links.pop(sid, None) is None or self.broken:
+            return
+        self._closing.add(sid)
+        self.send(
+            relay_pb2.RelayRequest(
+                close=relay_pb2.RelayClose(session_id=sid, undelivered_ids=undelivered)
+            )
+        )
 
     async def _write(self) -> None:
         try:
@@ -239,20 +284,34 @@ class _RelayStream:
         ended = StreamEnded(grpc.StatusCode.UNAVAILABLE, "the engine closed the relay")
         try:
             async for response in self._call:
+                late: dict[int, list[bytes]] = {}
                 for frame in response.frames:
-                    link = self._links.get(frame.session_id)
-                    if link is None:
-                        continue
-                    if frame.HasField("end"):
-                        del self._links[frame.session_id]
-                        link.end(_ended(frame.end))
-                    else:
-                        link.deliver(frame.event)
+                    sid = frame.session_id
+                    link = self._links.get(sid)
+                    if link is not None:
+                        if frame.HasField("end"):
+                            del self._links[sid]
+                            link.end(_ended(frame.end))
+                        else:
+                            link.deliver(frame.event)
+                    elif sid in self._closing:
+                        if frame.HasField("end"):
+                            self._closing.discard(sid)
+                        else:
+                            late.setdefault(sid, []).append(frame.event)
+                for sid, frames in late.items():
+                    if ids := notification_ids(frames):
+                        self.send(
+                            relay_pb2.RelayRequest(
+                                close=relay_pb2.RelayClose(session_id=sid, undelivered_ids=ids)
+                            )
+                        )
         except grpc.aio.AioRpcError as exc:
             ended = StreamEnded(exc.code(), exc.details() or "", established=True)
         finally:
             self.broken = True
             links, self._links = self._links, {}
+            self._closing.clear()
             for link in links.values():
                 link.end(StreamEnded(ended.status, ended.details))
 

@@ -32,6 +32,9 @@ sockets = Blueprint("ws", __name__)
 
 DRAINED = Ending(CloseCode.GOING_AWAY, "server shutting down")
 
+#: Seconds a closing socket gets to take its last frames.
+CLOSE_TIMEOUT = 2.0
+
 
 @sockets.websocket("/api/v1/ws/notifications")
 async def notifications() -> Response | None:
@@ -76,7 +79,9 @@ async def _relay(ws: Websocket, link: SessionLink, state: BridgeState) -> Ending
     down = asyncio.create_task(_downstream(ws, link, state.frames))
     up = asyncio.create_task(_upstream(ws, link, state.max_message_bytes))
     try:
-        await _first_of(down, up, state.draining)
+        # The session may end while ``down`` is stuck writing to a browser that stopped
+        # reading: its end must not wait for that write.
+        await _first_of(down, up, state.draining, link.ending)
     finally:
         down.cancel()
         up.cancel()
@@ -89,6 +94,8 @@ async def _relay(ws: Websocket, link: SessionLink, state: BridgeState) -> Ending
             except Exception:
                 log.exception("websocket relay failed")
                 return Ending(CloseCode.INTERNAL_ERROR, "internal error")
+    if link.ended is not None and not state.draining.done():
+        return ending_for(link.ended)
     return DRAINED
 
 
@@ -169,11 +176,19 @@ def _size(frame: str | bytes) -> int:
 
 
 async def _finish(ws: Websocket, ending: Ending) -> None:
-    """Send the last error frame, if any, then close with the ending's code."""
-    if ending.error_frame is not None:
-        await ws.send(ending.error_frame)
-        metrics.sent("error")
-        if ending.error_code is not None:
-            metrics.error("ws", ending.error_code)
-    await ws.close(int(ending.code), ending.reason)
+    """Send the last error frame, if any, then close with the ending's code.
+
+    A browser that stopped reading cannot take even the close frame: give up after
+    ``CLOSE_TIMEOUT`` (the kernel drops such a connection after ``TCP_USER_TIMEOUT``).
+    """
     metrics.WS_CLOSES.labels(str(int(ending.code))).inc()
+    if ending.error_code is not None:
+        metrics.error("ws", ending.error_code)
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            if ending.error_frame is not None:
+                await ws.send(ending.error_frame)
+                metrics.sent("error")
+            await ws.close(int(ending.code), ending.reason)
+    except TimeoutError:
+        log.info("websocket close timed out (the browser is not reading)")

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Sequence
 from typing import Any
 
+import grpc
 from tidings.v1 import relay_pb2, stream_pb2
 
 from server.auth import Authenticator
@@ -172,15 +173,18 @@ class _Relay:
             await session.handle(command)
 
     def _close(self, sid: int, undelivered: Sequence[int]) -> None:
+        """The client is done with ``sid``: requeue what it could not pass on, close the
+        session and acknowledge with an ``end`` frame (after which nothing more comes)."""
+        if undelivered:
+            self._engine.undelivered(list(undelivered))
         session = self._sessions.pop(sid, None)
-        self._ready.pop(sid, None)
         if session is None:
             if sid in self._opening:
                 self._abandoned.add(sid)
             return
-        if undelivered:
-            self._engine.undelivered(list(undelivered))
         session.close(CloseReason.CLIENT_GONE)
+        self._ready[sid] = relay_pb2.RelayEnd(code=grpc.StatusCode.OK.value[0], message="closed")
+        self._wake.set()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
