@@ -101,6 +101,18 @@ lint: setup ## ruff, mypy --strict, buf lint/format/breaking
 	  $(BUF) breaking --against ".git#ref=$$against"; \
 	else echo "buf breaking: no earlier commit to compare with"; fi
 
+# The comparison benchmark (bench/run.py, bench/README.md): Tidings against reference servers,
+# 5–8 minutes; results in bench/results/, a report appended to docs/BENCHMARKS.md.
+# BENCH_ARGS passes flags through, e.g. make bench BENCH_ARGS=--quick
+BENCH_ARGS ?=
+BENCH_INSTALLED := $(VENV)/.bench-installed
+$(BENCH_INSTALLED): pyproject.toml $(INSTALLED)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
+
+bench: setup $(BENCH_INSTALLED) ## run the comparison benchmark (5–8 min; BENCH_ARGS=--quick for a short one)
+	ulimit -n 65536 || ulimit -n hard || true; TIDINGS_BENCH_VIA_MAKE=1 $(BIN)/python -m bench.run $(BENCH_ARGS)
+
 fmt: setup ## format Python and proto files in place
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .

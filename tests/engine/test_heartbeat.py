@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -38,7 +39,7 @@ async def test_each_session_beats_every_interval() -> None:
     await b.beats(3)
     step = 0.08 / 16
     assert times[0] - start == pytest.approx(0.08, abs=2 * step + 0.02)
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert all(g == pytest.approx(0.08, abs=2 * step + 0.02) for g in gaps)
     hb.close()
 

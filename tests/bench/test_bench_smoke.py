@@ -1,0 +1,43 @@
+"""The benchmark machinery runs end to end: ``bench.run --quick`` against the raw
+``websockets`` reference and Tidings' WebSocket path at a tiny N. Asserts that figures
+come back, never how fast they are."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(60)]
+
+
+def test_quick_run_reports_numbers(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "bench.run", "--quick", "--no-docs",
+            "--servers", "ws-raw,tidings-ws", "--n", "10",
+            "--scenarios", "connect,fanout,broadcast,targeted,backlog",
+            "--out", str(tmp_path),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=50,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (results,) = tmp_path.glob("bench-*.jsonl")
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert "meta" in rows[0]
+    by = {(r.get("server"), r.get("phase")): r for r in rows[1:]}
+    for server in ("ws-raw", "tidings-ws"):
+        assert by[server, "connect"]["connected"] == 10, by[server, "connect"]
+        assert by[server, "connect"]["idle_kib_per_session"] is not None
+        broadcast = by[server, "broadcast"]
+        assert broadcast["deliveries"] == broadcast["expected"] > 0, broadcast
+        assert broadcast["deliveries_per_s"] > 0
+        assert broadcast["latency_p99_ms"] is not None
+        assert by[server, "targeted"]["delivered"] > 0
+    assert by["tidings-ws", "backlog"]["failures"] == 0
+    assert "deliveries/s" in done.stdout  # the Markdown report was printed
