@@ -112,6 +112,7 @@ class RelaySessionLink:
         "_established",
         "_frames",
         "_head",
+        "_loop",
         "_max",
         "_relay",
         "_sid",
@@ -131,7 +132,9 @@ class RelaySessionLink:
         self._ended: StreamEnded | None = None
         self._established = False
         #: Done as soon as the session has ended, whatever the handler is doing.
-        self.ending: asyncio.Future[StreamEnded] = asyncio.get_running_loop().create_future()
+        # Looked up once: ``get_running_loop`` checks the process id on every call.
+        self._loop = asyncio.get_running_loop()
+        self.ending: asyncio.Future[StreamEnded] = self._loop.create_future()
 
     # --- the relay's side ---
 
@@ -175,7 +178,7 @@ class RelaySessionLink:
                 if self._ended.status is grpc.StatusCode.OK:
                     return None
                 raise self._ended
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:

@@ -168,7 +168,9 @@ class Engine:
             recipients = list(dict.fromkeys(check_user_id(u, "user_ids") for u in user_ids))
         if not recipients:
             return 0
-        outcomes = await self._writer.submit([NewNotification(u, content) for u in recipients])
+        outcomes = await self._writer.submit(
+            [NewNotification.checked_already(u, content) for u in recipients]
+        )
         return sum(1 for o in outcomes if o.created)
 
     # --- sessions ----------------------------------------------------------------------

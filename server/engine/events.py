@@ -26,10 +26,14 @@ class Envelope:
     written pays for the encoding, every other session reuses the result.
     """
 
-    __slots__ = ("_encoded", "notification", "queued")
+    __slots__ = ("_encoded", "born", "notification", "queued")
 
-    def __init__(self, notification: Notification, *, queued: bool = True) -> None:
+    def __init__(
+        self, notification: Notification, *, queued: bool = True, born: float | None = None
+    ) -> None:
         self.notification = notification
+        #: ``created_at`` as a POSIX timestamp (a fan-out passes it once for all its rows).
+        self.born = notification.created_at.timestamp() if born is None else born
         #: Whether the row sits in its user's offline queue (then a delivery must take it
         #: out; otherwise a failed delivery must put it in).
         self.queued = queued
@@ -37,7 +41,7 @@ class Envelope:
 
     def age(self) -> float:
         """Seconds since the notification was created (wall clock; for latency metrics)."""
-        return time.time() - self.notification.created_at.timestamp()
+        return time.time() - self.born
 
     def encoded(self, encoder: Callable[[Notification], T]) -> T:
         """``encoder(notification)``, computed once per envelope per encoder."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from server.engine.events import Envelope
@@ -69,8 +70,12 @@ class FanIn:
         caught_up = self._cursor >= self._target
         if caught_up and (not self._clustered or notifications[0].id == self._cursor + 1):
             offer = self._hub.offer
-            for notification in notifications:
-                offer(Envelope(notification, queued=notification.id in queued))
+            moment: datetime | None = None  # rows committed together share created_at
+            ts = 0.0
+            for n in notifications:
+                if n.created_at is not moment:
+                    moment, ts = n.created_at, n.created_at.timestamp()
+                offer(Envelope(n, queued=n.id in queued, born=ts))
             self._cursor = self._target = notifications[-1].id
         else:
             self.advance_to(notifications[-1].id)

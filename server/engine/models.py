@@ -85,6 +85,15 @@ class NewNotification:
         if self.idempotency_key is not None:
             check_text("idempotency_key", self.idempotency_key, IDEMPOTENCY_KEY_MAX, required=True)
 
+    @classmethod
+    def checked_already(cls, user_id: str, content: Content) -> NewNotification:
+        """For a recipient list validated as a whole (a broadcast): no per-item checks."""
+        item = object.__new__(cls)
+        object.__setattr__(item, "user_id", user_id)
+        object.__setattr__(item, "content", content)
+        object.__setattr__(item, "idempotency_key", None)
+        return item
+
 
 @dataclass(frozen=True, slots=True)
 class Created:

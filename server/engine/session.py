@@ -102,6 +102,7 @@ class Session:
         self._outbox: Fifo[Event] = Fifo()
         self._held: list[Envelope] | None = []
         self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._on_ready: Callable[[], None] | None = None
         self._taken: list[Envelope] = []  # handed to the transport, not yet confirmed
         self._closed: Closed | None = None
@@ -198,7 +199,9 @@ class Session:
                     raise StopAsyncIteration
                 self._final_taken = True
                 return self._closed
-            self._waiter = asyncio.get_running_loop().create_future()
+            if self._loop is None:  # looked up once: it checks the process id every call
+                self._loop = asyncio.get_running_loop()
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:
