@@ -13,7 +13,6 @@ types, fields of the wrong JSON type). Everything else is the engine's to judge.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeGuard
@@ -106,34 +105,34 @@ def stats_object(stats: admin_pb2.GetStatsResponse) -> dict[str, Any]:
 
 
 class FrameCache:
-    """The last ``size`` notification frames, keyed by id and read state.
+    """Recent notification frames, keyed by id and read state (the sessions of one
+    user on this bridge share them).
 
     A notification's content never changes after creation; only ``read``/``read_at``
-    do, so they are part of the key. Bounded, least recently used out first.
+    do, so they are part of the key. Bounded: when full it starts over, which costs
+    less per frame than keeping recency order.
     """
 
     __slots__ = ("_frames", "_size", "hits", "misses")
 
     def __init__(self, size: int = 4096) -> None:
-        self._frames: OrderedDict[tuple[int, int, int], str] = OrderedDict()
+        self._frames: dict[tuple[int, int, int] | int, str] = {}
         self._size = size
         self.hits = 0
         self.misses = 0
 
     def frame(self, n: notification_pb2.Notification) -> str:
         """The ``notification`` frame for ``n``, encoded at most once while cached."""
-        key = (n.id, n.read_at.seconds, n.read_at.nanos) if n.read else (n.id, -1, 0)
+        key = (n.id, n.read_at.seconds, n.read_at.nanos) if n.read else n.id
         frames = self._frames
         text = frames.get(key)
         if text is not None:
             self.hits += 1
-            frames.move_to_end(key)
             return text
         self.misses += 1
-        text = notification_frame(n)
-        frames[key] = text
-        if len(frames) > self._size:
-            frames.popitem(last=False)
+        if len(frames) >= self._size:
+            frames.clear()
+        text = frames[key] = notification_frame(n)
         return text
 
     def __len__(self) -> int:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
+
+from server.tally import LatencyTally, Tally
 
 WS_CONNECTIONS: Final = Gauge(
     "tidings_bridge_ws_connections", "Live browser WebSocket connections on this bridge."
 )
-WS_MESSAGES_SENT: Final = Counter(
-    "tidings_bridge_ws_messages_sent", "WebSocket frames written to browsers, by type.", ["type"]
+# Updated per frame: tallies, not locked prometheus-client metrics (see server.tally).
+WS_MESSAGES_SENT: Final = Tally(
+    "tidings_bridge_ws_messages_sent", "WebSocket frames written to browsers, by type.", "type"
 )
 WS_CLOSES: Final = Counter(
     "tidings_bridge_ws_closes",
@@ -26,31 +29,16 @@ ERRORS: Final = Counter(
     "Errors answered to clients, by transport (ws, http) and error code.",
     ["transport", "code"],
 )
-DELIVERY_LATENCY: Final = Histogram(
+DELIVERY_LATENCY: Final = LatencyTally(
     "tidings_bridge_delivery_latency_seconds",
     "Notification age (now - created_at) when the bridge writes it to a browser.",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
+    (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
 )
-
-#: The §5 server → client message types, bound once: no label lookup per frame.
-_SENT: Final = {
-    kind: WS_MESSAGES_SENT.labels(kind)
-    for kind in (
-        "connection_established",
-        "notification",
-        "heartbeat",
-        "pong",
-        "notification_marked_read",
-        "subscription_updated",
-        "error",
-    )
-}
 
 
 def sent(kind: str) -> None:
     """Count one frame of ``kind`` written to a browser."""
-    counter = _SENT.get(kind)
-    (counter or WS_MESSAGES_SENT.labels(kind)).inc()
+    WS_MESSAGES_SENT.inc(kind)
 
 
 def error(transport: str, code: str) -> None:

@@ -131,6 +131,8 @@ async def _downstream(ws: Websocket, link: SessionLink, frames: FrameCache) -> E
     """Engine → browser until the engine ends the session."""
     send = ws.send
     observe = metrics.DELIVERY_LATENCY.observe
+    count = metrics.WS_MESSAGES_SENT.inc
+    clock = time.time
     while True:
         try:
             message = await link.receive()
@@ -138,17 +140,22 @@ async def _downstream(ws: Websocket, link: SessionLink, frames: FrameCache) -> E
             return ending_for(ended)
         if message is None:
             return ending_for(None)
+        if message.WhichOneof("kind") == "notification":
+            notification = message.notification.notification
+            await send(frames.frame(notification))
+            created = notification.created_at
+            age = clock() - created.seconds - created.nanos * 1e-9
+            observe(age if age > 0.0 else 0.0)
+            count("notification")
+            continue
         framed = event_frame(message, frames)
         if framed is None:
             continue
         kind, text = framed
         await send(text)
-        if kind == "notification":
-            created = message.notification.notification.created_at
-            observe(max(0.0, time.time() - created.seconds - created.nanos * 1e-9))
-        elif kind == "error":
+        if kind == "error":
             metrics.error("ws", message.error.code)
-        metrics.sent(kind)
+        count(kind)
 
 
 async def _upstream(ws: Websocket, link: SessionLink, max_bytes: int) -> Ending:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from server.engine.events import CloseReason
 from server.engine.models import Notification
+from server.tally import LatencyTally, Tally
 
 #: Distinct notification types given their own label; the rest count as ``other``.
 MAX_TYPE_LABELS = 200
@@ -31,16 +32,17 @@ class PrometheusObserver:
             ["reason"],
             registry=registry,
         )
-        self.created_total = Counter(
+        # Updated per notification: tallies, not locked prometheus-client metrics.
+        self.created_total = Tally(
             "tidings_engine_notifications_created",
             "Notifications committed, by type.",
-            ["type"],
+            "type",
             registry=registry,
         )
-        self.written_total = Counter(
+        self.written_total = Tally(
             "tidings_engine_notifications_written",
             "Notification messages written to sessions, by type.",
-            ["type"],
+            "type",
             registry=registry,
         )
         self.dropped_total = Counter(
@@ -48,12 +50,11 @@ class PrometheusObserver:
             "Notifications dropped from offline queues by the cap.",
             registry=registry,
         )
-        self._types: set[str] = set()
-        self._written: dict[str, Counter] = {}  # children by type: labels() is slow per call
-        self.latency = Histogram(
+        self._labels: dict[str, str] = {}  # type -> its label value
+        self.latency = LatencyTally(
             "tidings_engine_delivery_latency_seconds",
             "From creation to the session's transport writing it.",
-            buckets=LATENCY_BUCKETS,
+            LATENCY_BUCKETS,
             registry=registry,
         )
 
@@ -69,22 +70,20 @@ class PrometheusObserver:
         for n in notifications:
             by_type[n.type] = by_type.get(n.type, 0) + 1
         for type_, count in by_type.items():
-            self.created_total.labels(self._label(type_)).inc(count)
+            self.created_total.inc(self._label(type_), count)
 
     def written(self, notification: Notification, latency_s: float) -> None:
-        counter = self._written.get(notification.type)
-        if counter is None:
-            label = self._label(notification.type)
-            counter = self._written[notification.type] = self.written_total.labels(label)
-        counter.inc()
-        self.latency.observe(max(0.0, latency_s))
+        self.written_total.inc(self._label(notification.type))
+        self.latency.observe(latency_s if latency_s > 0.0 else 0.0)
 
     def _label(self, notification_type: str) -> str:
         """The type as a label value; past ``MAX_TYPE_LABELS`` types, ``other``."""
-        if notification_type in self._types or len(self._types) < MAX_TYPE_LABELS:
-            self._types.add(notification_type)
-            return notification_type
-        return OTHER
+        label = self._labels.get(notification_type)
+        if label is None:
+            label = notification_type if len(self._labels) < MAX_TYPE_LABELS else OTHER
+            if label != OTHER:
+                self._labels[notification_type] = label
+        return label
 
     def dropped(self, count: int) -> None:
         self.dropped_total.inc(count)

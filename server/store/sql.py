@@ -145,7 +145,7 @@ class SqlStore:
                 raise ValueError("SQLite needs a database file (not :memory:)")
             self._lite = sqlite.SqliteConnection(database)
         # Users known to be registered (rows are never deleted): a broadcast to everyone
-        # need not upsert every recipient again.
+        # need not upsert every recipient again. On SQLite it holds every user.
         self._known: set[str] = set()
 
     @property
@@ -157,6 +157,9 @@ class SqlStore:
         await self.ping()
         if self._lite is not None:
             await self._lite.open()
+            # SQLite serves one node: the set of registered users stays complete here.
+            async with self._engine.connect() as conn:
+                self._known = set(await conn.scalars(select(U.c.user_id)))
 
     async def close(self) -> None:
         if self._lite is not None:
@@ -222,7 +225,7 @@ class SqlStore:
         self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
     ) -> Replay:
         if self._lite is not None:
-            return await self._lite.transaction(
+            replay = await self._lite.transaction(
                 functools.partial(
                     sqlite.replay,
                     user_id=user_id,
@@ -232,6 +235,8 @@ class SqlStore:
                     now=now,
                 )
             )
+            self._known.add(user_id)
+            return replay
         cap = max(cap, 0)
         admitted = _admitted(type_filter)
         mine = N.c.user_id == user_id
@@ -366,6 +371,8 @@ class SqlStore:
         return _notification(row)
 
     async def known_users(self) -> list[str]:
+        if self._lite is not None:  # every registration goes through this process
+            return sorted(self._known)
         async with self._engine.connect() as conn:
             # Sorted here, not in SQL: code-point order on every backend and collation.
             return sorted(await conn.scalars(select(U.c.user_id)))
