@@ -63,10 +63,14 @@ class FanIn:
 
     def committed_here(
         self, notifications: Sequence[Notification], queued: Collection[int]
-    ) -> None:
-        """This node committed ``notifications`` (ascending ids; ``queued`` went to queues)."""
+    ) -> list[Notification]:
+        """This node committed ``notifications`` (ascending ids; ``queued`` went to queues).
+
+        Returns those offered to no local session (when offered at once).
+        """
         if not notifications:
-            return
+            return []
+        unseen: list[Notification] = []
         caught_up = self._cursor >= self._target
         if caught_up and (not self._clustered or notifications[0].id == self._cursor + 1):
             offer = self._hub.offer
@@ -75,10 +79,13 @@ class FanIn:
             for n in notifications:
                 if n.created_at is not moment:
                     moment, ts = n.created_at, n.created_at.timestamp()
-                offer(Envelope(n, queued=n.id in queued, born=ts))
+                if not offer(Envelope(n, queued=n.id in queued, born=ts)):
+                    unseen.append(n)
             self._cursor = self._target = notifications[-1].id
         else:
             self.advance_to(notifications[-1].id)
+            unseen = [n for n in notifications if not self._hub.has(n.user_id)]
+        return unseen
 
     def advance_to(self, last_id: int) -> None:
         """Notifications up to ``last_id`` are committed somewhere: deliver the local ones."""

@@ -7,8 +7,15 @@ directly around pre-serialized parts avoids building message objects per deliver
 from __future__ import annotations
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 def varint(value: int) -> bytes:
     """``value`` (non-negative) as a protobuf base-128 varint."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
