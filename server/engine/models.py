@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from server.engine.errors import InvalidArgument
 
@@ -34,9 +34,12 @@ class Priority(StrEnum):
     URGENT = "urgent"
 
 
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """One notification of one user, as committed to the store."""
+class Notification(NamedTuple):
+    """One notification of one user, as committed to the store.
+
+    A named tuple rather than a frozen dataclass: one is built per recipient of every
+    broadcast, and a tuple is built in a third of the time.
+    """
 
     id: int
     user_id: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from bisect import bisect_right, insort
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
@@ -160,7 +159,7 @@ class MemoryStore:
         if row is None or row.user_id != user_id:
             raise NotFound(f"notification {notification_id} not found")
         if row.read_at is None:
-            row = dataclasses.replace(row, read_at=now)
+            row = row._replace(read_at=now)
             self._rows[notification_id] = row
         return row
 

@@ -19,6 +19,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -181,37 +182,54 @@ def _insert(
 ) -> list[Notification]:
     if not items:
         return []
-    values = [
-        (
+    users = [i.user_id for i in items]
+    c = items[0].content
+    if all(i.content is c and i.idempotency_key is None for i in items):
+        # A broadcast: one content for every row; only the recipient changes.
+        values: Iterable[tuple[Any, ...]] = zip(
+            users,
+            repeat(c.type),
+            repeat(c.title),
+            repeat(c.message),
+            repeat(c.data_json),
+            repeat(c.priority.value),
+            repeat(created_at),
+            [u in away for u in users],
+            repeat(None),
+        )
+    else:
+        values = [
+            (
+                i.user_id,
+                i.content.type,
+                i.content.title,
+                i.content.message,
+                i.content.data_json,
+                i.content.priority.value,
+                created_at,
+                i.user_id in away,
+                i.idempotency_key,
+            )
+            for i in items
+        ]
+    if len(items) == 1:
+        row = next(iter(values))
+        ids: Iterable[int] = [conn.execute(INSERT + " RETURNING id", row).fetchone()[0]]
+    else:
+        # One writer, AUTOINCREMENT: the new ids are consecutive, ending at the last rowid.
+        conn.executemany(INSERT, values)
+        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        ids = range(last - len(items) + 1, last + 1)
+    return [
+        Notification(
+            new_id,
             i.user_id,
             i.content.type,
             i.content.title,
             i.content.message,
             i.content.data_json,
-            i.content.priority.value,
-            created_at,
-            i.user_id in away,
-            i.idempotency_key,
-        )
-        for i in items
-    ]
-    if len(values) == 1:
-        ids: Iterable[int] = [conn.execute(INSERT + " RETURNING id", values[0]).fetchone()[0]]
-    else:
-        # One writer, AUTOINCREMENT: the new ids are consecutive, ending at the last rowid.
-        conn.executemany(INSERT, values)
-        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        ids = range(last - len(values) + 1, last + 1)
-    return [
-        Notification(
-            id=new_id,
-            user_id=i.user_id,
-            type=i.content.type,
-            title=i.content.title,
-            message=i.content.message,
-            data_json=i.content.data_json,
-            priority=i.content.priority,
-            created_at=now,
+            i.content.priority,
+            now,
         )
         for new_id, i in zip(ids, items, strict=True)
     ]
