@@ -313,6 +313,12 @@ async def run_session(
                 return await run_loadgen(spec, log_path)
             finally:
                 await server.kill()
+                # The server's own warnings (long garbage collections, errors) go with
+                # the run's log, labelled with the session.
+                notes = [line for line in server.log if " WARNING " in line or " ERROR " in line]
+                if notes:
+                    with log_path.open("a") as log:
+                        log.write(f"# server log, {session.label}:\n" + "\n".join(notes) + "\n")
         finally:
             if pg_name is not None:
                 await drop_pg_database(pg_name)
