@@ -9,20 +9,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from server import logs
 from server.cli_client import add_client_commands, run_client_command
 from server.config import DEFAULT_DATABASE_URL, ConfigError, add_serve_arguments, settings_from
 
 log = logging.getLogger("tidings")
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for chatty in ("alembic", "hypercorn.access", "asyncio"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -68,7 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"tidings serve: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     from server.runtime import serve
 
     try:
@@ -81,7 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    _configure_logging("info")
+    logs.configure("info")
     url = args.database_url or os.environ.get("TIDINGS_DATABASE_URL") or DEFAULT_DATABASE_URL
     from server.store.migrate import upgrade
 

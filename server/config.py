@@ -48,6 +48,7 @@ class Settings:
     max_session_buffer: int = 1000
     max_client_rate: float = 50.0
     log_level: str = "info"
+    log_format: str = "text"
     migrate: bool = True
     node_id: str = ""
 
@@ -99,6 +100,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     a("--max-session-buffer", metavar="N", help="messages a session may lag (default: 1000)")
     a("--max-client-rate", metavar="N", help="client messages per second (default: 50)")
     a("--log-level", help="debug, info, warning, error (default: info)")
+    a("--log-format", choices=["text", "json"], help="text, or one JSON object a line")
     a(
         "--no-migrate",
         dest="migrate",
@@ -165,6 +167,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         max_session_buffer=int(number("max_session_buffer", 1000, int, 1)),
         max_client_rate=number("max_client_rate", 50.0, float, 0.1),
         log_level=(text("log_level", "info") or "info").lower(),
+        log_format=(text("log_format", "text") or "text").lower(),
         migrate=flag("migrate", True) and not _truthy(environ.get("TIDINGS_NO_MIGRATE", "")),
         node_id=text("node_id", "") or "",
     )
@@ -180,6 +183,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"--log-level must be debug, info, warning or error, got {settings.log_level!r}"
         )
+    if settings.log_format not in {"text", "json"}:
+        raise ConfigError(f"--log-format must be text or json, got {settings.log_format!r}")
     if settings.role is not Role.BRIDGE and not settings.jwt_secret and not settings.insecure:
         raise ConfigError(
             "no JWT secret configured: set --jwt-secret (or TIDINGS_JWT_SECRET) for secure mode, "

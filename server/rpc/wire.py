@@ -6,7 +6,6 @@ directly around pre-serialized parts avoids building message objects per deliver
 
 from __future__ import annotations
 
-
 _ONE_BYTE = [bytes((i,)) for i in range(0x80)]
 
 

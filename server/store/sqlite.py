@@ -19,8 +19,8 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from itertools import repeat
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any, TypeVar
 
 from server.engine.errors import NotFound

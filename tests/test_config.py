@@ -1,0 +1,67 @@
+"""Settings from flags and their TIDINGS_* twins (PROTOCOL §8)."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.config import ConfigError, Role, parse_serve
+
+
+def test_defaults() -> None:
+    s = parse_serve(["--insecure"], {})
+    assert (s.role, s.grpc_addr, s.http_addr) == (Role.ALL, "127.0.0.1:50051", "127.0.0.1:8000")
+    assert s.upstream_addr == s.grpc_addr
+    assert s.database_url == "sqlite+aiosqlite:///tidings.db"
+    assert (s.heartbeat_interval, s.max_offline_queue, s.max_message_bytes) == (30.0, 100, 65536)
+    assert (s.max_session_buffer, s.max_client_rate) == (1000, 50.0)
+    assert (s.broker_url, s.jwt_secret, s.allowed_origins) == (None, None, ())
+    assert (s.log_level, s.log_format, s.migrate) == ("info", "text", True)
+
+
+def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
+    env = {
+        "TIDINGS_ROLE": "bridge",
+        "TIDINGS_GRPC_ADDR": "0.0.0.0:1",
+        "TIDINGS_HTTP_ADDR": "0.0.0.0:2",
+        "TIDINGS_UPSTREAM": "engine:50051",
+        "TIDINGS_DATABASE_URL": "postgresql+asyncpg://db/t",
+        "TIDINGS_BROKER_URL": "redis://cache",
+        "TIDINGS_JWT_SECRET": "s" * 32,
+        "TIDINGS_HEARTBEAT_INTERVAL": "0.5",
+        "TIDINGS_MAX_OFFLINE_QUEUE": "7",
+        "TIDINGS_MAX_MESSAGE_BYTES": "1024",
+        "TIDINGS_ALLOWED_ORIGINS": "https://a.example, https://b.example",
+        "TIDINGS_MAX_SESSION_BUFFER": "9",
+        "TIDINGS_MAX_CLIENT_RATE": "3",
+        "TIDINGS_LOG_LEVEL": "DEBUG",
+        "TIDINGS_LOG_FORMAT": "json",
+        "TIDINGS_NO_MIGRATE": "1",
+    }
+    s = parse_serve([], env)
+    assert s.role is Role.BRIDGE
+    assert s.upstream_addr == "engine:50051"
+    assert s.heartbeat_interval == 0.5
+    assert (s.max_offline_queue, s.max_message_bytes, s.max_session_buffer) == (7, 1024, 9)
+    assert s.allowed_origins == ("https://a.example", "https://b.example")
+    assert (s.log_level, s.log_format, s.migrate) == ("debug", "json", False)
+    flagged = parse_serve(["--max-offline-queue", "12", "--role", "grpc"], env)
+    assert (flagged.max_offline_queue, flagged.role) == (12, Role.GRPC)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ([], "--jwt-secret"),
+        (["--insecure", "--grpc-addr", "nowhere"], "HOST:PORT"),
+        (["--insecure", "--heartbeat-interval", "soon"], "--heartbeat-interval"),
+        (["--insecure", "--max-offline-queue", "0"], "--max-offline-queue"),
+        (["--insecure", "--log-level", "chatty"], "--log-level"),
+    ],
+)
+def test_bad_settings_say_what_is_wrong(argv: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        parse_serve(argv, {})
+
+
+def test_a_bridge_needs_no_key() -> None:
+    assert parse_serve(["--role", "bridge", "--upstream", "e:1"], {}).role is Role.BRIDGE
