@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -245,28 +246,7 @@ async def _stats(args: argparse.Namespace, options: ClientOptions) -> int:
     async with Publisher(options.server, token=options.token, user=options.user) as publisher:
         stats = await publisher.stats()
     if args.json:
-        _print_json(
-            {
-                "total_connections": stats.total_connections,
-                "unique_users": stats.unique_users,
-                "messages_sent": stats.messages_sent,
-                "queued": stats.queued,
-                "dropped": stats.dropped,
-                "uptime_s": stats.uptime_s,
-                "node_id": stats.node_id,
-                "nodes": [
-                    {
-                        "node_id": n.node_id,
-                        "total_connections": n.total_connections,
-                        "unique_users": n.unique_users,
-                        "messages_sent": n.messages_sent,
-                        "uptime_s": n.uptime_s,
-                        "dropped": n.dropped,
-                    }
-                    for n in stats.nodes
-                ],
-            }
-        )
+        _print_json(dataclasses.asdict(stats))  # the same fields as the REST answer
         return 0
     print(
         f"connections {stats.total_connections}, users {stats.unique_users}, "

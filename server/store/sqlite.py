@@ -16,6 +16,7 @@ the way the index is declared, so that SQLite uses it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,9 @@ T = TypeVar("T")
 
 PRAGMAS = ("busy_timeout=5000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
 CHUNK = 500  # parameters per IN list, well under SQLITE_MAX_VARIABLE_NUMBER
+CHECKPOINT_EVERY = 1.0  # seconds between passive WAL checkpoints
+
+log = logging.getLogger(__name__)
 
 COLUMNS = "id, user_id, type, title, message, data_json, priority, created_at, read_at"
 INSERT = (
@@ -98,21 +102,53 @@ def _admitted(type_filter: TypeFilter) -> tuple[str, list[str]]:
 
 
 class SqliteConnection:
-    """One SQLite connection on a thread of its own; ``transaction`` runs a function there."""
+    """One SQLite connection on a thread of its own; ``transaction`` runs a function there.
+
+    Checkpoints (copying the write-ahead log into the database file, with an fsync)
+    would otherwise run inside whichever commit crosses the WAL threshold and stall
+    every create queued behind it. This connection never checkpoints; a second one, on
+    a second thread, runs passive checkpoints every ``CHECKPOINT_EVERY`` seconds, which
+    never block the writer.
+    """
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tidings-sqlite")
+        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="tidings-checkpoint")
         self._conn: sqlite3.Connection | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         await self._run(self._connect)
+        self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="tidings-wal")
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            await asyncio.gather(self._checkpoints, return_exceptions=True)
         if self._conn is not None:
             await self._run(self._conn.close)
             self._conn = None
         self._executor.shutdown(wait=True)
+        self._checkpointer.shutdown(wait=True)
+
+    async def _checkpoint_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        conn = await loop.run_in_executor(self._checkpointer, self._open_checkpointer)
+        try:
+            while True:
+                await asyncio.sleep(CHECKPOINT_EVERY)
+                try:
+                    await loop.run_in_executor(self._checkpointer, _checkpoint, conn)
+                except sqlite3.Error as exc:  # the next round retries
+                    log.warning("WAL checkpoint failed: %s", exc)
+        finally:
+            await asyncio.shield(loop.run_in_executor(self._checkpointer, conn.close))
+
+    def _open_checkpointer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back if it raises)."""
@@ -125,6 +161,7 @@ class SqliteConnection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         for pragma in PRAGMAS:
             conn.execute(f"PRAGMA {pragma}")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # see the class docstring
         self._conn = conn
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -139,6 +176,10 @@ class SqliteConnection:
             raise
         conn.execute("COMMIT")
         return result
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
 
 # --- the transactions (each runs whole on the connection's thread) -----------------------
