@@ -37,7 +37,7 @@ class Envelope:
         #: Whether the row sits in its user's offline queue (then a delivery must take it
         #: out; otherwise a failed delivery must put it in).
         self.queued = queued
-        self._encoded: dict[object, object] = {}
+        self._encoded: dict[object, object] | None = None  # most envelopes meet one encoder
 
     def age(self) -> float:
         """Seconds since the notification was created (wall clock; for latency metrics)."""
@@ -45,11 +45,13 @@ class Envelope:
 
     def encoded(self, encoder: Callable[[Notification], T]) -> T:
         """``encoder(notification)``, computed once per envelope per encoder."""
-        try:
-            return cast(T, self._encoded[encoder])
-        except KeyError:
-            value = self._encoded[encoder] = encoder(self.notification)
-            return value
+        cache = self._encoded
+        if cache is None:
+            cache = self._encoded = {}
+        elif encoder in cache:
+            return cast(T, cache[encoder])
+        value = cache[encoder] = encoder(self.notification)
+        return value
 
 
 # --- client → server ---------------------------------------------------------------

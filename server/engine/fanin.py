@@ -66,11 +66,10 @@ class FanIn:
     ) -> list[Notification]:
         """This node committed ``notifications`` (ascending ids; ``queued`` went to queues).
 
-        Returns those offered to no local session (when offered at once).
+        Returns those whose user has no local session now.
         """
         if not notifications:
             return []
-        unseen: list[Notification] = []
         caught_up = self._cursor >= self._target
         if caught_up and (not self._clustered or notifications[0].id == self._cursor + 1):
             offer = self._hub.offer
@@ -79,13 +78,14 @@ class FanIn:
             for n in notifications:
                 if n.created_at is not moment:
                     moment, ts = n.created_at, n.created_at.timestamp()
-                if not offer(Envelope(n, queued=n.id in queued, born=ts)):
-                    unseen.append(n)
+                offer(Envelope(n, queued=n.id in queued, born=ts))
             self._cursor = self._target = notifications[-1].id
         else:
             self.advance_to(notifications[-1].id)
-            unseen = [n for n in notifications if not self._hub.has(n.user_id)]
-        return unseen
+        # After every offer: one may have closed a session as slow, leaving its user
+        # with none.
+        has = self._hub.has
+        return [n for n in notifications if not has(n.user_id)]
 
     def advance_to(self, last_id: int) -> None:
         """Notifications up to ``last_id`` are committed somewhere: deliver the local ones."""

@@ -39,9 +39,15 @@ class Hub:
         sessions = self._by_user.get(envelope.notification.user_id)
         if not sessions:
             return 0
-        for session in list(sessions.values()):
+        count = len(sessions)
+        if count == 1:  # the common case, without copying (an offer may close a session)
+            for session in sessions.values():
+                break
             session.offer(envelope)
-        return len(sessions)
+        else:
+            for session in list(sessions.values()):
+                session.offer(envelope)
+        return count
 
     def push(self, user_id: str, event: Event) -> int:
         """Queue an event on every session of a user; how many sessions there were."""

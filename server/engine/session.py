@@ -291,11 +291,12 @@ class Session:
     def _push(self, event: Event) -> None:
         if self._closed is not None:
             return
-        if len(self._outbox) >= self._max_outbox:
+        waiting = len(self._outbox)
+        if waiting >= self._max_outbox:
             self.close(CloseReason.SLOW, "the client did not keep up")
             return
         self._outbox.append(event)
-        if len(self._outbox) == 1:  # the transport only waits on an empty outbox
+        if not waiting:  # the transport only waits on an empty outbox
             self._wake()
 
     def _wake(self) -> None:

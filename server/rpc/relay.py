@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 #: Events per session per batch, so that one busy session cannot starve the others.
 PER_SESSION = 64
 #: Frames per RelayResponse.
-PER_BATCH = 2048
+PER_BATCH = 256
 
 
 def _end_frame(sid: int, end: relay_pb2.RelayEnd) -> bytes:
