@@ -41,9 +41,7 @@ class Hub:
             return 0
         count = len(sessions)
         if count == 1:  # the common case, without copying (an offer may close a session)
-            for session in sessions.values():
-                break
-            session.offer(envelope)
+            next(iter(sessions.values())).offer(envelope)
         else:
             for session in list(sessions.values()):
                 session.offer(envelope)
