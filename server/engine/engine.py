@@ -344,21 +344,18 @@ class Engine:
             self._dropped += dropped
             self._observer.dropped(dropped)
         self._observer.created(notifications)
+        unseen = self._fanin.committed_here(notifications, result.queued)
         if notifications:
             self.peers.created(notifications[-1].id)
-
-        def unseen(rows: list[Notification]) -> None:
-            # Someone's last session may have closed while the row was being written
-            # unqueued: nobody took it, so it goes to the queue after all.
-            missed = [
-                n.id
-                for n in rows
-                if n.id not in result.queued and not self.peers.sessions_elsewhere(n.user_id)
-            ]
-            if missed:
-                self._delivery.failed(missed)
-
-        self._fanin.committed_here(notifications, result.queued, unseen)
+        # Someone's last session may have closed while the row was being written
+        # unqueued: nobody took it, so it goes to the queue after all.
+        missed = [
+            n.id
+            for n in unseen
+            if n.id not in result.queued and not self.peers.sessions_elsewhere(n.user_id)
+        ]
+        if missed:
+            self._delivery.failed(missed)
 
     def _ensure_running(self) -> None:
         if not self._running:

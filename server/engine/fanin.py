@@ -12,19 +12,13 @@ sessions) and moves it forward in two ways:
   offers what belongs to local users.
 
 Either way a session sees ids in increasing order, so it can drop repeats cheaply.
-
-A large batch (a broadcast) is offered ``SLICE`` rows at a time, each slice in its own
-turn of the event loop, so that a 10 000-recipient fan-out does not stall every other
-session for its whole length. Later batches, and catch-up reads, wait their turn: the
-order stays the id order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -36,26 +30,6 @@ if TYPE_CHECKING:
     from server.store.base import Store
 
 log = logging.getLogger(__name__)
-
-#: Rows offered per turn of the event loop.
-SLICE = 500
-
-#: Told, once a batch was offered, which rows found no local session of their user.
-Unseen = Callable[[list[Notification]], None]
-
-
-class _Batch:
-    __slots__ = ("born", "done", "moment", "notifications", "position", "queued")
-
-    def __init__(
-        self, notifications: Sequence[Notification], queued: Collection[int], done: Unseen
-    ) -> None:
-        self.notifications = notifications
-        self.queued = queued
-        self.done = done
-        self.position = 0
-        self.moment: datetime | None = None  # rows committed together share created_at
-        self.born = 0.0
 
 
 class FanIn:
@@ -78,9 +52,6 @@ class FanIn:
         self._cursor = 0
         self._target = 0
         self._wakeup = asyncio.Event()
-        self._batches: deque[_Batch] = deque()
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     @property
     def cursor(self) -> int:
@@ -91,56 +62,30 @@ class FanIn:
         self._cursor = self._target = last_id
 
     def committed_here(
-        self, notifications: Sequence[Notification], queued: Collection[int], done: Unseen
-    ) -> None:
+        self, notifications: Sequence[Notification], queued: Collection[int]
+    ) -> list[Notification]:
         """This node committed ``notifications`` (ascending ids; ``queued`` went to queues).
 
-        ``done`` hears, once they were offered, which found no local session.
+        Returns those whose user has no local session now.
         """
         if not notifications:
-            return
+            return []
         caught_up = self._cursor >= self._target
         if caught_up and (not self._clustered or notifications[0].id == self._cursor + 1):
+            offer = self._hub.offer
+            moment: datetime | None = None  # rows committed together share created_at
+            ts = 0.0
+            for n in notifications:
+                if n.created_at is not moment:
+                    moment, ts = n.created_at, n.created_at.timestamp()
+                offer(Envelope(n, queued=n.id in queued, born=ts))
             self._cursor = self._target = notifications[-1].id
-            batch = _Batch(notifications, queued, done)
-            if not self._batches and len(notifications) <= SLICE:
-                self._offer(batch, len(notifications))  # the common case, at once
-                return
-            self._batches.append(batch)
-            if self._idle.is_set():
-                self._idle.clear()
-                asyncio.get_running_loop().call_soon(self._next_slice)
         else:
             self.advance_to(notifications[-1].id)
-            has = self._hub.has
-            done([n for n in notifications if not has(n.user_id)])
-
-    def _next_slice(self) -> None:
-        batch = self._batches[0]
-        if self._offer(batch, SLICE):
-            self._batches.popleft()
-        if self._batches:
-            asyncio.get_running_loop().call_soon(self._next_slice)
-        else:
-            self._idle.set()
-
-    def _offer(self, batch: _Batch, count: int) -> bool:
-        """Offer the batch's next ``count`` rows; whether it is done (then ``done`` ran)."""
-        offer = self._hub.offer
-        rows = batch.notifications
-        start, stop = batch.position, min(batch.position + count, len(rows))
-        for n in rows[start:stop]:
-            if n.created_at is not batch.moment:
-                batch.moment, batch.born = n.created_at, n.created_at.timestamp()
-            offer(Envelope(n, queued=n.id in batch.queued, born=batch.born))
-        batch.position = stop
-        if stop < len(rows):
-            return False
         # After every offer: one may have closed a session as slow, leaving its user
         # with none.
         has = self._hub.has
-        batch.done([n for n in rows if not has(n.user_id)])
-        return True
+        return [n for n in notifications if not has(n.user_id)]
 
     def advance_to(self, last_id: int) -> None:
         """Notifications up to ``last_id`` are committed somewhere: deliver the local ones."""
@@ -154,7 +99,6 @@ class FanIn:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._cursor < self._target:
-                await self._idle.wait()  # this node's own batches go first
                 try:
                     await self._catch_up(self._target)
                 except Exception:
