@@ -6,6 +6,7 @@ engine authorizes. gRPC failures become §6 errors through ``ApiError.from_rpc``
 
 from __future__ import annotations
 
+import json
 from typing import TypeVar
 
 import grpc
@@ -59,7 +60,11 @@ def _data_json(data: dict[str, object] | None) -> str:
         return "{}"
     try:
         return orjson.dumps(data).decode()
-    except orjson.JSONEncodeError as exc:
+    except orjson.JSONEncodeError:
+        pass  # integers beyond 64 bits: the standard library writes any integer
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
         raise ApiError.invalid("data", f"data: {exc}") from None
 
 

@@ -56,6 +56,20 @@ async def test_create_defaults(insecure_server: ServerProcess, uid: str) -> None
     assert n["message"] == "" and n["data"] == {} and n["priority"] == "normal"
 
 
+async def test_data_keeps_numbers_exact_even_beyond_64_bits(
+    insecure_server: ServerProcess, uid: str
+) -> None:
+    big = "123456789012345678901234567890"  # more than 64 bits: no float may touch it
+    body = f'{{"user_id": "{uid}", "type": "t", "title": "x", "data": {{"big": {big}, "f": 0.1}}}}'
+    async with rest(insecure_server) as http:
+        response = await http.post(
+            NOTIFICATIONS, content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 201, response.text
+    assert f'"big":{big}' in response.text
+    assert '"f":0.1' in response.text
+
+
 async def test_create_accepts_an_integer_user_id(insecure_server: ServerProcess) -> None:
     async with rest(insecure_server) as http:
         response = await http.post(NOTIFICATIONS, json={"user_id": 4242, "type": "t", "title": "x"})
