@@ -67,3 +67,27 @@ def parse_target(command: str) -> tuple[str, str]:
     """``T<id> <payload>`` → (id, payload)."""
     target, _, payload = command[1:].partition(" ")
     return target, payload
+
+
+async def serve_uvicorn(app: Any, host: str, port: int) -> None:
+    """Serve an ASGI ``app`` with uvicorn on the running loop until killed."""
+    import uvicorn
+
+    sock = listen(host, port)
+    config = uvicorn.Config(
+        app,
+        loop="none",
+        ws="auto",
+        ws_ping_interval=None,
+        access_log=False,
+        log_level="warning",
+        backlog=4096,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(200):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.05)
+    ready(host, sock.getsockname()[1])
+    await task

@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
-import uvicorn
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-from bench.refs._common import HELLO, listen, parse_args, parse_target, ready, run
+from bench.refs._common import HELLO, parse_args, parse_target, run, serve_uvicorn
 
 app = FastAPI()
 clients: set[WebSocket] = set()
@@ -58,28 +57,11 @@ async def control(ws: WebSocket) -> None:
         pass
 
 
-async def main(host: str, port: int, loop: str) -> None:
+async def main(host: str, port: int) -> None:
     """Serve until killed."""
-    sock = listen(host, port)
-    config = uvicorn.Config(
-        app,
-        loop="none",
-        ws="auto",
-        ws_ping_interval=None,
-        access_log=False,
-        log_level="warning",
-        backlog=4096,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(200):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.05)
-    ready(host, sock.getsockname()[1])
-    await task
+    await serve_uvicorn(app, host, port)
 
 
 if __name__ == "__main__":
     args = parse_args(__doc__.split("\n\n")[0])
-    run(main(args.host, args.port, args.loop), args.loop)
+    run(main(args.host, args.port), args.loop)

@@ -10,13 +10,11 @@ Clients connect with auth ``{"id": ID}`` and join the room ``ID``; they are emit
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import socketio  # type: ignore[import-untyped]
-import uvicorn
 
-from bench.refs._common import CONTROL_ID, HELLO, listen, parse_args, ready, run
+from bench.refs._common import CONTROL_ID, HELLO, parse_args, run, serve_uvicorn
 
 sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*")
 app = socketio.ASGIApp(sio)
@@ -47,24 +45,7 @@ for _handler in (connect, broadcast, target):
 
 async def main(host: str, port: int) -> None:
     """Serve until killed."""
-    sock = listen(host, port)
-    config = uvicorn.Config(
-        app,
-        loop="none",
-        ws="auto",
-        ws_ping_interval=None,
-        access_log=False,
-        log_level="warning",
-        backlog=4096,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(200):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.05)
-    ready(host, sock.getsockname()[1])
-    await task
+    await serve_uvicorn(app, host, port)
 
 
 if __name__ == "__main__":
