@@ -43,16 +43,20 @@ class Socket:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
 
-    async def recv(self, timeout: float = WAIT) -> dict[str, Any]:
+    async def recv(self, timeout: float = WAIT, *, heartbeats: bool = False) -> dict[str, Any]:
+        """The next message; heartbeats, which may come at any moment, are skipped
+        unless ``heartbeats`` is true."""
         async with asyncio.timeout(timeout):
-            frame = await self.ws.recv()
-        message = orjson.loads(frame)
-        assert isinstance(message, dict)
-        return message
+            while True:
+                message = orjson.loads(await self.ws.recv())
+                assert isinstance(message, dict)
+                if heartbeats or message.get("type") != "heartbeat":
+                    return message
 
     async def expect(self, kind: str, timeout: float = WAIT) -> dict[str, Any]:
-        """The next message, which must be of type ``kind``."""
-        message = await self.recv(timeout)
+        """The next message, which must be of type ``kind`` (heartbeats in between are
+        skipped unless ``kind`` is ``"heartbeat"``)."""
+        message = await self.recv(timeout, heartbeats=kind == "heartbeat")
         assert message["type"] == kind, message
         return message
 
@@ -60,7 +64,7 @@ class Socket:
         """The next message of type ``kind``, skipping heartbeats and others."""
         async with asyncio.timeout(timeout):
             while True:
-                message = await self.recv(timeout)
+                message = await self.recv(timeout, heartbeats=kind == "heartbeat")
                 if message["type"] == kind:
                     return message
 

@@ -32,15 +32,23 @@ class Stream:
     def __init__(self, call: Any) -> None:
         self.call = call
 
-    async def recv(self, timeout: float = 5.0) -> stream_pb2.ConnectResponse:
+    async def recv(
+        self, timeout: float = 5.0, *, heartbeats: bool = False
+    ) -> stream_pb2.ConnectResponse:
+        """The next message; heartbeats, which may come at any moment, are skipped
+        unless ``heartbeats`` is true."""
         async with asyncio.timeout(timeout):
-            msg = await self.call.read()
-        assert msg is not grpc.aio.EOF, "stream ended"
-        return msg  # type: ignore[no-any-return]
+            while True:
+                msg = await self.call.read()
+                assert msg is not grpc.aio.EOF, "stream ended"
+                if heartbeats or msg.WhichOneof("kind") != "heartbeat":
+                    return msg  # type: ignore[no-any-return]
 
     async def recv_kind(self, kind: str, timeout: float = 5.0) -> Any:
-        """The next message, which must be of ``kind``; returns that oneof's value."""
-        msg = await self.recv(timeout)
+        """The next message, which must be of ``kind``; returns that oneof's value.
+
+        Heartbeats in between are skipped unless ``kind`` is ``"heartbeat"``."""
+        msg = await self.recv(timeout, heartbeats=kind == "heartbeat")
         assert msg.WhichOneof("kind") == kind, msg
         return getattr(msg, kind)
 
