@@ -3,7 +3,7 @@
 One dedicated asyncpg connection (LISTEN needs a session of its own, not a pooled
 one) both listens and notifies. NOTIFY payloads are limited to 8000 bytes, which is
 why only ids and small events cross it. When the connection drops (a restart, a
-``pg_terminate_backend``), it reconnects with capped backoff and tells the cluster.
+``pg_terminate_backend``), it reconnects with capped, jittered backoff and tells the cluster.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import asyncpg
+from tidings.client.backoff import Backoff
 
 from server.broker.base import BrokerListener, BrokerUnavailable
 
@@ -47,7 +48,7 @@ class PostgresBroker:
         self._dsn = asyncpg_dsn(url)
         self._name = name
         self._channel = channel
-        self._retry_max = retry_max
+        self._backoff = Backoff(base=0.05, cap=retry_max)
         self._timeout = timeout
         self._conn: asyncpg.Connection[Any] | None = None
         self._lost = asyncio.Event()
@@ -76,16 +77,17 @@ class PostgresBroker:
         await self._disconnect()
 
     async def _run(self) -> None:
-        delay = 0.05
+        attempt = 0
         while True:
             try:
                 await self._connect()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                delay = self._backoff.delay(attempt)
+                attempt += 1
                 log.warning("broker: cannot reach PostgreSQL (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
                 continue
-            delay = 0.05
+            attempt = 0
             log.info("broker: listening on PostgreSQL channel %r", self._channel)
             assert self._listener is not None
             self._listener.on_connected()

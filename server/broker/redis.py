@@ -13,6 +13,7 @@ import logging
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
+from tidings.client.backoff import Backoff
 
 from server.broker.base import BrokerListener, BrokerUnavailable
 
@@ -33,7 +34,7 @@ class RedisBroker:
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         self._channel = channel
-        self._retry_max = retry_max
+        self._backoff = Backoff(base=0.05, cap=retry_max)
         self._task: asyncio.Task[None] | None = None
         self._listener: BrokerListener | None = None
         self._connected = False
@@ -58,13 +59,14 @@ class RedisBroker:
         await self._client.aclose()
 
     async def _run(self) -> None:
-        delay = 0.05
+        attempt = 0
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            delay = self._backoff.delay(attempt)
             try:
                 await pubsub.subscribe(self._channel)
                 self._connected = True
-                delay = 0.05
+                attempt, delay = 0, self._backoff.delay(0)
                 log.info("broker: subscribed to Redis channel %r", self._channel)
                 assert self._listener is not None
                 self._listener.on_connected()
@@ -79,7 +81,7 @@ class RedisBroker:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self._retry_max)
+            attempt += 1
 
     async def _read(self, pubsub: redis.client.PubSub) -> None:
         while True:
