@@ -48,13 +48,6 @@ def iso(ts: Timestamp) -> str:
     )
 
 
-def now_iso() -> str:
-    """The current time as ``iso`` formats it."""
-    ts = Timestamp()
-    ts.GetCurrentTime()
-    return iso(ts)
-
-
 def notification_object(n: notification_pb2.Notification) -> dict[str, Any]:
     """The §3 object, ready for ``orjson.dumps`` (``data`` stays the engine's JSON text)."""
     read = n.read

@@ -9,8 +9,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from tidings.client.cli import add_client_commands, run_client_command
+
 from server import logs
-from server.cli_client import add_client_commands, run_client_command
 from server.config import DEFAULT_DATABASE_URL, ConfigError, add_serve_arguments, settings_from
 
 log = logging.getLogger("tidings")

@@ -66,10 +66,6 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def flag_name(name: str) -> str:
-    return name.replace("_", "-")
-
-
 def _truthy(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 

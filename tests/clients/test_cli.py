@@ -96,3 +96,16 @@ async def test_stats_status_and_errors(server: ServerProcess) -> None:
             "send", "--server", server.grpc_addr, "--user", "1", "--type", "t", "--title", ""
         )
         assert code == 1 and "INVALID_ARGUMENT" in err
+
+
+async def test_the_sdk_alone_has_the_same_commands(server: ServerProcess) -> None:
+    """``tidings-client`` (the SDK's own script) needs nothing of the server package."""
+    script = Path(sys.executable).with_name("tidings-client")
+    assert script.exists(), "the SDK installs a tidings-client console script"
+    proc = await asyncio.create_subprocess_exec(
+        str(script), "status", "--server", server.grpc_addr, "--user", "6",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert (proc.returncode, out.decode().strip()) == (0, "user 6: not connected"), err.decode()

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -35,7 +35,6 @@ from tidings.client import (
 )
 from tidings.client.models import iso
 
-CLIENT_COMMANDS = ("send", "listen", "stats", "status")
 SERVER_ENV = "TIDINGS_SERVER"
 TOKEN_ENV = "TIDINGS_TOKEN"
 
@@ -105,6 +104,14 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     _common(status)
     status.add_argument("--user", metavar="USER_ID", help="caller in insecure mode")
     status.add_argument("user_id", nargs="?", help="whose status (default: the caller)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the SDK's own ``tidings-client`` console script (the same commands
+    as ``tidings send|listen|stats|status``, for machines that have only the SDK)."""
+    parser = argparse.ArgumentParser(prog="tidings-client", description="Tidings client commands.")
+    add_client_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return run_client_command(parser.parse_args(argv))
 
 
 def run_client_command(args: argparse.Namespace) -> int:
