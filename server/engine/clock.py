@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
 
+class Cancellable(Protocol):
+    """A scheduled call that can be called off."""
+
+    def cancel(self) -> None: ...
+
+
 class Clock(Protocol):
-    """Wall time for timestamps, monotonic time for intervals."""
+    """Wall time for timestamps, monotonic time for intervals, and timers on that time."""
 
     def now(self) -> datetime:
         """The current UTC time, truncated to milliseconds."""
@@ -16,6 +24,10 @@ class Clock(Protocol):
 
     def monotonic(self) -> float:
         """Seconds from an arbitrary origin; never goes back."""
+        ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
+        """Call ``callback`` once, ``delay`` seconds of ``monotonic`` time from now."""
         ...
 
 
@@ -33,3 +45,7 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
+        """On the running event loop (whose clock is monotonic too)."""
+        return asyncio.get_running_loop().call_later(delay, callback)

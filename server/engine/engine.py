@@ -86,7 +86,7 @@ class Engine:
         self.node_id = config.node_id
         self._store = store
         self._hub = Hub()
-        self.heartbeats = Heartbeats(config.session.heartbeat_interval)
+        self.heartbeats = Heartbeats(config.session.heartbeat_interval, self.clock)
         self._fanin = FanIn(store, self._hub, clustered=self.peers.clustered)
         self._delivery = DeliveryLog(store, interval=config.delivery_flush_interval)
         self._writer = Writer(

@@ -9,9 +9,10 @@ turn, and every session in it beats and moves one interval on. A session's beats
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import Protocol
+
+from server.engine.clock import Cancellable, Clock
 
 
 class Beating(Protocol):
@@ -25,20 +26,20 @@ class Beating(Protocol):
 class Heartbeats:
     """Slots of sessions due for a heartbeat, and the one timer that serves them."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, clock: Clock) -> None:
         if interval <= 0:
             raise ValueError("the heartbeat interval must be positive")
         self._interval = interval
+        self._clock = clock
         self._step = min(1.0, max(interval / 16, 0.005))
         self._slots: dict[int, set[Beating]] = {}
         self._slot_of: dict[Beating, int] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Cancellable | None = None
 
     def add(self, session: Beating) -> None:
         """Start beating for ``session`` (its first beat one interval from now)."""
-        loop = asyncio.get_running_loop()
-        self._place(session, self._due(loop))
-        self._arm(loop)
+        self._place(session, self._due())
+        self._arm()
 
     def remove(self, session: Beating) -> None:
         slot = self._slot_of.pop(session, None)
@@ -58,25 +59,25 @@ class Heartbeats:
         self._slots.clear()
         self._slot_of.clear()
 
-    def _due(self, loop: asyncio.AbstractEventLoop) -> int:
-        return math.ceil((loop.time() + self._interval) / self._step)
+    def _due(self) -> int:
+        return math.ceil((self._clock.monotonic() + self._interval) / self._step)
 
     def _place(self, session: Beating, slot: int) -> None:
         self._slots.setdefault(slot, set()).add(session)
         self._slot_of[session] = slot
 
-    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _arm(self) -> None:
         if self._slots and self._timer is None:
-            self._timer = loop.call_at(min(self._slots) * self._step, self._fire)
+            delay = min(self._slots) * self._step - self._clock.monotonic()
+            self._timer = self._clock.call_later(max(delay, 0.0), self._fire)
 
     def _fire(self) -> None:
         self._timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time() / self._step
+        now = self._clock.monotonic() / self._step
         due = [slot for slot in self._slots if slot <= now + 1e-9]
-        next_slot = self._due(loop)
+        next_slot = self._due()
         for slot in sorted(due):
             for session in self._slots.pop(slot):
                 self._place(session, next_slot)
                 session.beat()
-        self._arm(loop)
+        self._arm()

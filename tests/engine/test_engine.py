@@ -316,11 +316,14 @@ async def test_slow_session_is_closed_and_keeps_its_queue(
 
 
 async def test_heartbeat_at_the_configured_interval(
-    make_engine: Callable[..., asyncio.Future[Engine]],
+    make_engine: Callable[..., asyncio.Future[Engine]], clock: FakeClock
 ) -> None:
     engine = await make_engine(session=SessionLimits(heartbeat_interval=0.05))
     session = await engine.connect("u")
-    hello, beat1, beat2 = await take(session, 3, timeout=1.0)
+    (hello,) = await take(session, 1)
+    assert pending(session) == 0
+    clock.advance(0.11)
+    beat1, beat2 = await take(session, 2, timeout=1.0)
     assert isinstance(hello, ConnectionEstablished) and hello.heartbeat_interval == 0.05
     assert isinstance(beat1, Heartbeat) and isinstance(beat2, Heartbeat)
 

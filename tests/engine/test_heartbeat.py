@@ -1,61 +1,81 @@
-"""One timer for every session's heartbeat."""
+"""One timer for every session's heartbeat, on a fake clock."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 
 import pytest
 
 from server.engine.heartbeat import Heartbeats
+from tests.engine.fakes import FakeClock
 
 pytestmark = pytest.mark.timeout(10)
 
 
 class Beater:
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
         self.times: list[float] = []
-        self.beaten = asyncio.Event()
 
     def beat(self) -> None:
-        self.times.append(asyncio.get_running_loop().time())
-        self.beaten.set()
-
-    async def beats(self, n: int) -> list[float]:
-        while len(self.times) < n:
-            self.beaten.clear()
-            await self.beaten.wait()
-        return self.times[:n]
+        self.times.append(self.clock.monotonic())
 
 
-async def test_each_session_beats_every_interval() -> None:
-    hb = Heartbeats(0.08)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    a, b = Beater(), Beater()
+def test_each_session_beats_every_interval_give_or_take_a_step() -> None:
+    clock = FakeClock()
+    hb = Heartbeats(0.8, clock)
+    step = 0.8 / 16
+    start = clock.monotonic()
+    a = Beater(clock)
     hb.add(a)
+    clock.advance(0.3)
+    b = Beater(clock)
     hb.add(b)
-    times = await a.beats(3)
-    await b.beats(3)
-    step = 0.08 / 16
-    assert times[0] - start == pytest.approx(0.08, abs=2 * step + 0.02)
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert all(g == pytest.approx(0.08, abs=2 * step + 0.02) for g in gaps)
+    clock.advance(10)
+    for beater, began in ((a, start), (b, start + 0.3)):
+        assert len(beater.times) >= 11
+        assert beater.times[0] - began == pytest.approx(0.8, abs=step)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(beater.times)]
+        assert all(g == pytest.approx(0.8, abs=step) for g in gaps), gaps
     hb.close()
 
 
-async def test_a_removed_session_stops_beating() -> None:
-    hb = Heartbeats(0.05)
-    gone, kept = Beater(), Beater()
+def test_no_beat_before_the_interval() -> None:
+    clock = FakeClock()
+    hb = Heartbeats(30, clock)
+    a = Beater(clock)
+    hb.add(a)
+    clock.advance(29)
+    assert a.times == []
+    clock.advance(2)
+    assert len(a.times) == 1
+    hb.close()
+
+
+def test_a_removed_session_stops_beating() -> None:
+    clock = FakeClock()
+    hb = Heartbeats(0.05, clock)
+    gone, kept = Beater(clock), Beater(clock)
     hb.add(gone)
     hb.add(kept)
     hb.remove(gone)
     assert len(hb) == 1
-    await kept.beats(2)
+    clock.advance(1)
+    assert len(kept.times) >= 2
     assert gone.times == []
     hb.close()
 
 
+def test_closed_heartbeats_fire_no_more() -> None:
+    clock = FakeClock()
+    hb = Heartbeats(0.05, clock)
+    a = Beater(clock)
+    hb.add(a)
+    hb.close()
+    clock.advance(1)
+    assert a.times == []
+
+
 def test_the_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
-        Heartbeats(0)
+        Heartbeats(0, FakeClock())

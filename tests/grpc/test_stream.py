@@ -192,10 +192,13 @@ async def stream_sub(stream: object, kind: str, *types: str) -> stream_pb2.Subsc
 
 
 async def test_mark_read_reaches_the_other_sessions_of_the_user(node: Node) -> None:
-    n = await node.create("m")
     s1, s2 = await node.connect("m"), await node.connect("m")
     for s in (s1, s2):
         await s.hello()
+    # created while both are live: each receives it (a queued one goes to whichever
+    # session replays it first, so it would not do here)
+    n = await node.create("m")
+    for s in (s1, s2):
         await s.notifications(1)
     reply = await node.users.MarkRead(
         stream_pb2.MarkReadRequest(notification_id=n.id), metadata=auth(token("m"))
