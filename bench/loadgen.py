@@ -11,7 +11,7 @@ Clients, by ``spec["kind"]``:
 * ``socketio`` — engine.io v4 / socket.io v5 spoken directly over ``websockets``
   (the python-socketio client costs far more per message than the server it measures);
 * ``grpc_raw`` — grpc.aio ``/bench.Bench/Subscribe`` streams, bytes in and out;
-* ``tidings_ws`` — ``/api/v1/ws/notifications?user_id=ID`` (insecure mode), PROTOCOL §5;
+* ``tidings_ws`` — ``/api/v1/ws/notifications?user_id=ID`` (insecure mode), docs/PROTOCOL.md §5;
 * ``tidings_grpc`` — ``NotificationStream.Connect`` with metadata ``x-tidings-user``.
 
 Every WebSocket client is ``websockets`` with ``compression=None`` or, with

@@ -163,7 +163,7 @@ class ServerProc:
     """A server subprocess that announces its addresses on stdout/stderr.
 
     References print ``ready HOST:PORT``; ``tidings serve`` logs ``grpc listening on …``
-    and ``http listening on …`` (PROTOCOL §8). ``cwd`` decides which source tree a
+    and ``http listening on …`` (docs/PROTOCOL.md §8). ``cwd`` decides which source tree a
     ``python -m`` runs (a HEAD snapshot with ``--at-head``).
     """
 

@@ -1,4 +1,4 @@
-"""tidings.v1 messages ⇄ the JSON of PROTOCOL §3 and §5. Pure functions, no I/O.
+"""tidings.v1 messages ⇄ the JSON of docs/PROTOCOL.md §3 and §5. Pure functions, no I/O.
 
 Server → client: ``event_frame`` turns one ``ConnectResponse`` into the text of one
 WebSocket frame. A notification is encoded once: its ``data_json`` text is spliced in
@@ -42,7 +42,7 @@ PRIORITY_VALUES: Final[dict[str, notification_pb2.Priority.ValueType]] = {
 
 
 def iso(ts: Timestamp) -> str:
-    """``2026-11-25T22:52:07.123Z``: ISO-8601 UTC with milliseconds (PROTOCOL §3)."""
+    """``2026-11-25T22:52:07.123Z``: ISO-8601 UTC with milliseconds (docs/PROTOCOL.md §3)."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts.seconds)) + (
         f".{ts.nanos // 1_000_000:03d}Z"
     )

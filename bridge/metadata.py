@@ -1,5 +1,5 @@
 """What travels to the engine as gRPC metadata: the caller's credentials and the §5
-connect parameters (PROTOCOL §2, §5).
+connect parameters (docs/PROTOCOL.md §2, §5).
 
 The bridge never looks inside a token: it forwards ``authorization: Bearer <jwt>``
 (from ``?token=`` or the ``Authorization`` header) and ``x-tidings-user`` (from

@@ -1,4 +1,4 @@
-"""Which browser origins may open a WebSocket (PROTOCOL §2), against cross-site hijacking.
+"""Which browser origins may open a WebSocket (docs/PROTOCOL.md §2.6), against cross-site hijacking.
 
 * An upgrade without an ``Origin`` header is allowed: it does not come from a browser
   page, and a non-browser client could send any Origin it liked anyway.

@@ -1,6 +1,6 @@
 """gRPC outcomes → WebSocket close codes and HTTP answers: the bridge's one translation table.
 
-WebSocket (PROTOCOL §5), for a ``Connect`` stream that ends:
+WebSocket (docs/PROTOCOL.md §5.6), for a ``Connect`` stream that ends:
 
 =====================================  ==================================================
 engine status                          browser sees
@@ -21,7 +21,7 @@ OK                                     close 1000
 The bridge itself closes with 1001 when it shuts down and 1009 for frames over
 ``--max-message-bytes``.
 
-HTTP (PROTOCOL §6): see ``HTTP_STATUS``; errors answer
+HTTP (docs/PROTOCOL.md §6.1): see ``HTTP_STATUS``; errors answer
 ``{"error": {"code", "message", "field"?}}`` with ``field`` from the engine's
 ``tidings-error-field`` trailer.
 """

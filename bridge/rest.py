@@ -1,4 +1,4 @@
-"""The REST endpoints of PROTOCOL §6: each one validated request → one gRPC call.
+"""The REST endpoints of docs/PROTOCOL.md §6: each one validated request → one gRPC call.
 
 The caller's ``Authorization`` / ``X-Tidings-User`` headers travel as metadata; the
 engine authorizes. gRPC failures become §6 errors through ``ApiError.from_rpc``.

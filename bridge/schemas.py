@@ -1,4 +1,4 @@
-"""The REST bodies and queries of PROTOCOL §6 as pydantic models.
+"""The REST bodies and queries of docs/PROTOCOL.md §6 as pydantic models.
 
 Request models validate (through quart-schema) before any engine call, so a bad body
 is refused whole and nothing is half-written; they also feed ``/openapi.json``.
@@ -89,7 +89,7 @@ class StatusQuery(BaseModel):
 
 
 class Notification(BaseModel):
-    """A notification (PROTOCOL §3)."""
+    """A notification (docs/PROTOCOL.md §3)."""
 
     id: int
     user_id: str

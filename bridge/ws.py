@@ -1,4 +1,4 @@
-"""``WS /api/v1/ws/notifications``: one browser socket ⇄ one engine session (PROTOCOL §5).
+"""``WS /api/v1/ws/notifications``: one browser socket ⇄ one engine session (docs/PROTOCOL.md §5).
 
 The handler checks the Origin (403 before the upgrade), accepts, opens a
 ``SessionLink`` with the caller's metadata, and relays with two tasks, one per

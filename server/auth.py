@@ -1,4 +1,4 @@
-"""Who is calling: JWT verification (secure mode) or a named user (insecure mode), PROTOCOL §2.
+"""Who is calling: JWT verification (secure mode) or a named user (insecure mode), PROTOCOL.md §2.
 
 Transports extract the raw credential (a bearer token, or the insecure user header)
 and call ``Authenticator.authenticate``; they never look inside a token themselves.

@@ -71,7 +71,7 @@ def _truthy(value: str) -> bool:
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of PROTOCOL §8 (defaults are applied by ``settings_from``)."""
+    """The flags of docs/PROTOCOL.md §8 (defaults are applied by ``settings_from``)."""
     a = parser.add_argument
     a("--role", choices=[r.value for r in Role], help="what to run (default: all)")
     a(

@@ -1,7 +1,7 @@
 """Real server processes for end-to-end tests: ``tidings serve`` on ephemeral ports.
 
 A ``ServerProcess`` starts the console entry point in a subprocess, waits for the
-``grpc listening on`` / ``http listening on`` lines (PROTOCOL §8) and exposes the
+``grpc listening on`` / ``http listening on`` lines (docs/PROTOCOL.md §8) and exposes the
 addresses it bound. Its log is kept for failure messages.
 """
 

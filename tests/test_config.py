@@ -1,4 +1,4 @@
-"""Settings from flags and their TIDINGS_* twins (PROTOCOL §8)."""
+"""Settings from flags and their TIDINGS_* twins (docs/PROTOCOL.md §8)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 /**
- * Tidings browser client: the WebSocket protocol of PROTOCOL.md §5, with no dependencies.
+ * Tidings browser client: the WebSocket protocol of docs/PROTOCOL.md §5, no dependencies.
  *
  *   import { TidingsClient } from "/tidings.js";
  *   const client = new TidingsClient({ token });          // or { userId } in insecure mode

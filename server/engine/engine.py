@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """The engine's knobs (PROTOCOL §4, §8)."""
+    """The engine's knobs (docs/PROTOCOL.md §4, §8)."""
 
     node_id: str = ""
     max_offline_queue: int = 100

@@ -2,7 +2,7 @@
 
 Edges translate these and nothing else: the gRPC servicer to status codes, the bridge
 to WebSocket error messages, close codes and HTTP statuses. Each error carries a
-stable machine-readable ``code`` (the one PROTOCOL §5 names) and says whose fault it
+stable machine-readable ``code`` (the one docs/PROTOCOL.md §5.5 names) and says whose fault it
 was: a ``ClientError`` is the caller's, anything else is ours.
 """
 

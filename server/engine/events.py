@@ -1,4 +1,4 @@
-"""What flows through a session: client commands in, server events out (PROTOCOL §5).
+"""What flows through a session: client commands in, server events out (docs/PROTOCOL.md §5).
 
 Events are plain frozen values. Transports turn them into proto messages or JSON
 frames; nothing here knows either format.

@@ -1,4 +1,4 @@
-"""A session's type filter and the two rules that change it (PROTOCOL §5).
+"""A session's type filter and the two rules that change it (docs/PROTOCOL.md §5.4).
 
 A filter is either *only these types* or *all but these*:
 

@@ -1,4 +1,4 @@
-"""Notifications and the requests that create them, with the validation rules of PROTOCOL §3.
+"""Notifications and the requests that create them, with the validation rules of PROTOCOL.md §3.
 
 ``data`` is carried as JSON text end to end: the engine checks once, on create, that it
 is a JSON object, and never parses it again. Every transport can then hand it on as

@@ -58,7 +58,7 @@ from server.engine.ratelimit import TokenBucket
 
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
-    """Per-session limits (PROTOCOL §4)."""
+    """Per-session limits (docs/PROTOCOL.md §4)."""
 
     heartbeat_interval: float = 30.0
     max_buffer: int = 1000

@@ -1,6 +1,6 @@
 """Engine errors → gRPC status codes, with the machine-readable code in trailing metadata.
 
-Trailing metadata ``tidings-error-code`` carries the PROTOCOL §5 code and
+Trailing metadata ``tidings-error-code`` carries the docs/PROTOCOL.md §5.5 code and
 ``tidings-error-field`` the offending field, so that the bridge can answer HTTP and
 WebSocket clients exactly without parsing status details.
 """

@@ -1,4 +1,4 @@
-"""The REST endpoints of PROTOCOL §6 against real server processes."""
+"""The REST endpoints of docs/PROTOCOL.md §6 against real server processes."""
 
 from __future__ import annotations
 

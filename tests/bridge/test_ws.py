@@ -1,4 +1,4 @@
-"""The WebSocket protocol of PROTOCOL §5 against a real server process (insecure mode)."""
+"""The WebSocket protocol of docs/PROTOCOL.md §5 against a real server process (insecure mode)."""
 
 from __future__ import annotations
 

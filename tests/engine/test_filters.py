@@ -1,4 +1,4 @@
-"""The two filter rules of PROTOCOL §5, exhaustively."""
+"""The two filter rules of docs/PROTOCOL.md §5.4, exhaustively."""
 
 from server.engine.filters import TypeFilter
 

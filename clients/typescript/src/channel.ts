@@ -17,7 +17,7 @@ export interface Identity {
   user?: string | undefined;
 }
 
-/** The gRPC metadata that carries the caller's identity (PROTOCOL §2). */
+/** The gRPC metadata that carries the caller's identity (docs/PROTOCOL.md §2). */
 export function identityHeaders(identity: Identity): Record<string, string> {
   const headers: Record<string, string> = {};
   const token = typeof identity.token === "function" ? identity.token() : identity.token;

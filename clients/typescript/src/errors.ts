@@ -13,7 +13,7 @@ export class RpcError extends TidingsError {
   constructor(
     readonly code: Code,
     message: string,
-    /** The PROTOCOL §5 code from trailer `tidings-error-code`, when sent. */
+    /** The docs/PROTOCOL.md §5.5 code from trailer `tidings-error-code`, when sent. */
     readonly errorCode?: string,
     /** The field at fault, from trailer `tidings-error-field`. */
     readonly field?: string,

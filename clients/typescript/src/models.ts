@@ -6,7 +6,7 @@ import * as streamPb from "../gen/tidings/v1/stream_pb.js";
 
 export type Priority = "low" | "normal" | "high" | "urgent";
 
-/** One notification of the user (PROTOCOL §3). Ids are int64, hence `bigint`. */
+/** One notification of the user (docs/PROTOCOL.md §3). Ids are int64, hence `bigint`. */
 export interface Notification {
   id: bigint;
   userId: string;
@@ -44,14 +44,14 @@ export function admits(filter: Subscription, type: string): boolean {
   return filter.types !== undefined ? filter.types.has(type) : !filter.excluded.has(type);
 }
 
-/** PROTOCOL §5: from "all but E" → only T; from "only S" → only S ∪ T. */
+/** docs/PROTOCOL.md §5.4: from "all but E" → only T; from "only S" → only S ∪ T. */
 export function subscribe(filter: Subscription, types: Iterable<string>): Subscription {
   const added = new Set(types);
   if (filter.types === undefined) return { types: added, excluded: new Set() };
   return { types: new Set([...filter.types, ...added]), excluded: new Set() };
 }
 
-/** PROTOCOL §5: from "only S" → only S \ T; from "all but E" → all but E ∪ T. */
+/** docs/PROTOCOL.md §5.4: from "only S" → only S \ T; from "all but E" → all but E ∪ T. */
 export function unsubscribe(filter: Subscription, types: Iterable<string>): Subscription {
   const removed = new Set(types);
   if (filter.types === undefined) return { types: undefined, excluded: new Set([...filter.excluded, ...removed]) };

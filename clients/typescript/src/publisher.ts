@@ -4,7 +4,7 @@
  * Each call has a deadline (`timeoutMs`, covering all its attempts). UNAVAILABLE is
  * retried with backoff, at most `retries` times, where a retry is safe: `create` sends
  * one idempotency key (a fresh UUID per call) on every attempt, so a retry after a lost
- * answer returns the first notification instead of making a second (PROTOCOL §3).
+ * answer returns the first notification instead of making a second (docs/PROTOCOL.md §3).
  * `broadcast` has no idempotency key in the protocol and is never retried.
  */
 

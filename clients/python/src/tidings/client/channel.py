@@ -39,7 +39,7 @@ class Identity:
     user: str | None = None
 
     def metadata(self) -> list[tuple[str, str]]:
-        """The gRPC metadata that carries this identity (PROTOCOL §2)."""
+        """The gRPC metadata that carries this identity (docs/PROTOCOL.md §2)."""
         pairs: list[tuple[str, str]] = []
         token = self.token() if callable(self.token) else self.token
         if token:

@@ -8,7 +8,7 @@
 │   ├── ``InvalidArgumentError``       the request was malformed (``field`` names the culprit)
 │   ├── ``NotFoundError``              no such notification (or it is someone else's)
 │   └── ``UnavailableError``           the server could not be reached (after any retries)
-├── ``CommandError``          the live session refused a command (``code`` as in PROTOCOL §5)
+├── ``CommandError``          the live session refused a command (``code``: PROTOCOL.md §5.5)
 ├── ``ReconnectGaveUp``       the Subscriber used up its reconnect attempts
 └── ``ClosedError``           the Subscriber or Publisher was closed
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import grpc
 
-#: Trailing metadata keys with the PROTOCOL §5 error code and the offending field.
+#: Trailing metadata keys with the docs/PROTOCOL.md §5.5 error code and the offending field.
 ERROR_CODE_KEY = "tidings-error-code"
 ERROR_FIELD_KEY = "tidings-error-field"
 
@@ -40,7 +40,7 @@ class RpcError(TidingsError):
         super().__init__(f"{status.name}: {details}" if details else status.name)
         self.status = status
         self.details = details
-        #: The machine-readable code of PROTOCOL §5 (e.g. ``not_found``), when the server sent one.
+        #: The machine-readable code (docs/PROTOCOL.md §5.5, e.g. ``not_found``), when sent.
         self.error_code = error_code
         #: The request field at fault, for invalid arguments.
         self.field = field

@@ -10,7 +10,7 @@ from typing import Any
 
 
 class Priority(StrEnum):
-    """How urgent a notification is (PROTOCOL §3)."""
+    """How urgent a notification is (docs/PROTOCOL.md §3)."""
 
     LOW = "low"
     NORMAL = "normal"
@@ -20,7 +20,7 @@ class Priority(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """One notification of the user, as delivered or stored (PROTOCOL §3)."""
+    """One notification of the user, as delivered or stored (docs/PROTOCOL.md §3)."""
 
     id: int
     user_id: str
@@ -35,7 +35,7 @@ class Notification:
     read_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The PROTOCOL §3 JSON shape (timestamps as ISO-8601 UTC with milliseconds and ``Z``)."""
+        """The JSON of docs/PROTOCOL.md §3 (timestamps: ISO-8601 UTC, milliseconds, ``Z``)."""
         return {
             "id": self.id,
             "user_id": self.user_id,
@@ -85,7 +85,7 @@ class ConnectionInfo:
 class Subscription:
     """A session's type filter: *only* ``types``, or every type except ``excluded``.
 
-    ``types is None`` means "all but ``excluded``". The rules (PROTOCOL §5):
+    ``types is None`` means "all but ``excluded``". The rules (docs/PROTOCOL.md §5.4):
     ``subscribe(T)`` from "all but E" gives "only T", from "only S" gives "only S ∪ T";
     ``unsubscribe(T)`` from "only S" gives "only S \\ T", from "all but E" gives "all but E ∪ T".
     """

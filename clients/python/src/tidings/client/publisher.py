@@ -2,7 +2,7 @@
 
 Every call has a deadline (``timeout``, covering all its attempts). A call that fails
 with UNAVAILABLE is retried with backoff, at most ``retries`` times, when a retry is
-safe: ``create`` carries an idempotency key (PROTOCOL §3), generated once per call and
+safe: ``create`` carries an idempotency key (docs/PROTOCOL.md §3), generated once per call and
 sent again on every retry, so a retry after a lost answer returns the notification the
 first attempt made instead of making a second; reads and ``disconnect`` are safe as
 they are. ``broadcast`` is never retried: the protocol gives it no idempotency key, and
