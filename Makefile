@@ -93,6 +93,7 @@ lint: setup ## ruff, mypy --strict, buf lint/format/breaking
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy server bridge clients/python/src/tidings/client
+	$(BIN)/mypy tests bench
 	$(BUF) lint
 	$(BUF) format -d --exit-code
 	@against=$$(git describe --tags --abbrev=0 --match 'v*' 2>/dev/null || true); \

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import asyncpg
 import grpc
-from tidings.v1 import admin_pb2, admin_pb2_grpc, stream_pb2_grpc
+from tidings.v1 import admin_pb2, admin_pb2_grpc, stream_pb2, stream_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.harness import ServerProcess
@@ -85,8 +85,8 @@ async def scenario(label: str, broker: str | None, args: argparse.Namespace) -> 
                 nonlocal received
                 while True:
                     msg = await call.read()
-                    if msg is grpc.aio.EOF:
-                        return
+                    if not isinstance(msg, stream_pb2.ConnectResponse):
+                        return  # EOF
                     if msg.WhichOneof("kind") == "notification":
                         now = time.perf_counter()
                         received += 1
@@ -170,10 +170,9 @@ async def main() -> None:
     ]
     ref = results[0]
     for r in results:
-        r["p99_vs_ref"] = round(float(r["p99_ms"]) / float(ref["p99_ms"]), 2)  # type: ignore[arg-type]
+        r["p99_vs_ref"] = round(float(str(r["p99_ms"])) / float(str(ref["p99_ms"])), 2)
         r["throughput_vs_ref"] = round(
-            float(r["throughput_per_s"]) / float(ref["throughput_per_s"]),
-            2,  # type: ignore[arg-type]
+            float(str(r["throughput_per_s"])) / float(str(ref["throughput_per_s"])), 2
         )
         print(json.dumps(r))
     print()

@@ -27,4 +27,4 @@ def token(
 
 def unsigned_token(user: str) -> str:
     """A token with ``alg: none``: must always be refused."""
-    return jwt.encode({"sub": user, "exp": int(time.time() + 3600)}, None, algorithm="none")
+    return jwt.encode({"sub": user, "exp": int(time.time() + 3600)}, "", algorithm="none")

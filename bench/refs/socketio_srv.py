@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import socketio  # type: ignore[import-untyped]
+import socketio
 
 from bench.refs._common import CONTROL_ID, HELLO, parse_args, run, serve_uvicorn
 

@@ -522,7 +522,7 @@ async def test_secure_admin_creates_and_the_user_reads(
     ids=["missing", "garbage", "expired", "wrong-key", "insecure-user-id"],
 )
 async def test_secure_ws_auth_failure_is_unauthorized_then_1008(
-    secure_server: ServerProcess, credentials: dict[str, str]
+    secure_server: ServerProcess, credentials: dict[str, Any]
 ) -> None:
     socket, _ = await open_socket(secure_server, greet=False, **credentials)
     error = await socket.expect("error")

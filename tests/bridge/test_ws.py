@@ -423,18 +423,21 @@ async def test_browser_and_grpc_sessions_share_notifications_and_read_state(
         call = stub.Connect(metadata=metadata)
         try:
             first = await asyncio.wait_for(call.read(), 5)
+            assert isinstance(first, stream_pb2.ConnectResponse)
             assert first.WhichOneof("kind") == "connection_established"
             socket, _ = await open_socket(insecure_server, user_id=uid)
 
             created = await create(insecure_server, uid, title="both")
             via_ws = (await socket.expect("notification"))["notification"]
             via_grpc = await asyncio.wait_for(call.read(), 5)
+            assert isinstance(via_grpc, stream_pb2.ConnectResponse)
             assert via_ws["id"] == via_grpc.notification.notification.id == created["id"]
             assert via_grpc.notification.notification.title == "both"
 
             # the browser marks it read: the gRPC session hears of it
             await socket.ask({"type": "mark_read", "notification_id": created["id"]})
             heard = await asyncio.wait_for(call.read(), 5)
+            assert isinstance(heard, stream_pb2.ConnectResponse)
             assert heard.notification_marked_read.notification_id == created["id"]
 
             # the gRPC client marks another read: the browser hears of it

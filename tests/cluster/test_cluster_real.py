@@ -212,7 +212,7 @@ async def cut_broker(cluster: Cluster) -> None:
     if cluster.broker_url.startswith("redis"):
         client = aioredis.Redis.from_url(cluster.broker_url.split("?")[0])
         try:
-            await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
         finally:
             await client.aclose()
     else:

@@ -15,7 +15,7 @@ def test_subscribe_from_all_but_becomes_only() -> None:
 
 def test_subscribe_from_only_is_union() -> None:
     f = TypeFilter(only=frozenset({"a"})).subscribe(["b"])
-    assert f.only == {"a", "b"}
+    assert f.only == frozenset({"a", "b"})
     assert f.excluded == frozenset()
 
 

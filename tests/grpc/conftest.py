@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
-from tidings.v1 import admin_pb2, admin_pb2_grpc, stream_pb2, stream_pb2_grpc
+from tidings.v1 import admin_pb2, admin_pb2_grpc, notification_pb2, stream_pb2, stream_pb2_grpc
 
 from server.auth import Authenticator
 from server.engine import Engine, EngineConfig, SessionLimits
@@ -88,11 +88,11 @@ class Node:
     streams: list[Stream] = field(default_factory=list)
 
     @property
-    def users(self) -> stream_pb2_grpc.NotificationStreamStub:
+    def users(self) -> stream_pb2_grpc.NotificationStreamAsyncStub:
         return stream_pb2_grpc.NotificationStreamStub(self.channel)
 
     @property
-    def admin(self) -> admin_pb2_grpc.NotificationAdminServiceStub:
+    def admin(self) -> admin_pb2_grpc.NotificationAdminServiceAsyncStub:
         return admin_pb2_grpc.NotificationAdminServiceStub(self.channel)
 
     async def connect(
@@ -107,7 +107,7 @@ class Node:
         self.streams.append(stream)
         return stream
 
-    async def create(self, user: str, **fields: Any) -> stream_pb2.Notification:
+    async def create(self, user: str, **fields: Any) -> notification_pb2.Notification:
         fields.setdefault("type", "t")
         fields.setdefault("title", "hello")
         reply = await self.admin.CreateNotification(

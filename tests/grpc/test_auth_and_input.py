@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Any
+
 import grpc
 import pytest
 from tidings.v1 import admin_pb2, stream_pb2
@@ -54,9 +57,9 @@ async def test_a_user_cannot_read_or_mark_another_users_notification(node: Node)
             stream_pb2.MarkReadRequest(notification_id=theirs.id + 1000), metadata=intruder
         )
     assert other.value.code() == missing.value.code() == grpc.StatusCode.NOT_FOUND
-    assert other.value.details().replace(str(theirs.id), "#") == missing.value.details().replace(
-        str(theirs.id + 1000), "#"
-    )
+    assert (other.value.details() or "").replace(str(theirs.id), "#") == (
+        missing.value.details() or ""
+    ).replace(str(theirs.id + 1000), "#")
     page = await node.users.ListNotifications(
         stream_pb2.ListNotificationsRequest(), metadata=intruder
     )
@@ -69,7 +72,7 @@ async def test_a_user_cannot_read_or_mark_another_users_notification(node: Node)
 
 async def test_non_admins_cannot_use_the_operator_service(node: Node) -> None:
     user = auth(token("plain"))
-    calls = [
+    calls: list[Awaitable[object]] = [
         node.admin.CreateNotification(
             admin_pb2.CreateNotificationRequest(user_id="x", type="t", title="t"), metadata=user
         ),
@@ -94,7 +97,7 @@ async def test_non_admins_cannot_use_the_operator_service(node: Node) -> None:
     assert stats.queued == 0, "nothing was created"
 
 
-BAD_CREATES = {
+BAD_CREATES: dict[str, dict[str, Any]] = {
     "user_id": {"user_id": "", "type": "t", "title": "t"},
     "user_id ": {"user_id": "u" * 129, "type": "t", "title": "t"},
     "type": {"user_id": "u", "type": "", "title": "t"},

@@ -253,7 +253,7 @@ async def test_slow_client_is_cut_off_and_keeps_its_queue(make_node: NodeFactory
     node = await make_node(max_buffer=5)
     stream = await node.connect("slow")
     await stream.hello()
-    created = []
+    created: list[int] = []
     # the client does not read: transport buffers fill, then the session's outbox
     while (await node.engine.status("slow")).connected and len(created) < 5000:
         created.append((await node.create("slow", message="x" * 4000)).id)
