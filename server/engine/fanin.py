@@ -63,13 +63,10 @@ class FanIn:
 
     def committed_here(
         self, notifications: Sequence[Notification], queued: Collection[int]
-    ) -> list[Notification]:
-        """This node committed ``notifications`` (ascending ids; ``queued`` went to queues).
-
-        Returns those whose user has no local session now.
-        """
+    ) -> None:
+        """This node committed ``notifications`` (ascending ids; ``queued`` went to queues)."""
         if not notifications:
-            return []
+            return
         caught_up = self._cursor >= self._target
         if caught_up and (not self._clustered or notifications[0].id == self._cursor + 1):
             offer = self._hub.offer
@@ -82,10 +79,6 @@ class FanIn:
             self._cursor = self._target = notifications[-1].id
         else:
             self.advance_to(notifications[-1].id)
-        # After every offer: one may have closed a session as slow, leaving its user
-        # with none.
-        has = self._hub.has
-        return [n for n in notifications if not has(n.user_id)]
 
     def advance_to(self, last_id: int) -> None:
         """Notifications up to ``last_id`` are committed somewhere: deliver the local ones."""
