@@ -88,8 +88,10 @@ class Engine:
         self._store = store
         self._hub = Hub()
         self.heartbeats = Heartbeats(config.session.heartbeat_interval)
-        self._fanin = FanIn(store, self._hub, clustered=self.peers.clustered)
         self._delivery = DeliveryLog(store, interval=config.delivery_flush_interval)
+        self._fanin = FanIn(
+            store, self._hub, clustered=self.peers.clustered, declined=self._declined
+        )
         self._writer = Writer(
             store,
             self.clock,
@@ -345,6 +347,12 @@ class Engine:
         self._observer.session_closed(session.close_reason or CloseReason.CLIENT_GONE)
 
     # --- internals ---------------------------------------------------------------------
+
+    def _declined(self, notification: Notification) -> None:
+        # The user is online and every session here chose not to receive it: it is in the
+        # inbox only (PROTOCOL-CHOICES) — unless a session elsewhere may still take it.
+        if not self.peers.sessions_elsewhere(notification.user_id):
+            self._delivery.delivered(notification.id)
 
     def _left(self, user_id: str) -> None:
         if self._leaving[user_id] == 1:

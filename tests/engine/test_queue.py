@@ -85,24 +85,6 @@ async def test_truncated_reports_only_drops_since_the_last_connect(make_engine: 
     assert (await engine.stats()).dropped == 3
 
 
-async def test_rows_a_filtered_session_skipped_stay_queued_and_are_not_pushed_out(
-    make_engine: Make,
-) -> None:
-    engine = await make_engine(max_offline_queue=3, delivery_flush_interval=NEVER)
-    session = await engine.connect("u", types=["a"])
-    await take(session, 1)
-    for title, type_ in (("b1", "b"), ("a1", "a"), ("a2", "a")):
-        await engine.create(note("u", type_=type_, title=title))
-    assert titles(await take(session, 2)) == ["a1", "a2"]
-    await finish(session)
-    await engine.create(note("u", title="c1"))  # offline now: the cap of 3 applies
-    again = await engine.connect("u")
-    events = await take(again, 3)
-    assert (hello_of(events).queued, hello_of(events).truncated) == (2, False)
-    assert titles(events) == ["b1", "c1"]
-    assert (await engine.stats()).dropped == 0
-
-
 class GatedStore(MemoryStore):
     """Holds a create's answer until ``release`` is set (the row is committed by then)."""
 
