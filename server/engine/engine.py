@@ -30,6 +30,7 @@ from server.engine.filters import TypeFilter
 from server.engine.heartbeat import Heartbeats
 from server.engine.hub import Hub
 from server.engine.models import (
+    ClusterStats,
     ConnectionStatus,
     Content,
     Created,
@@ -252,21 +253,28 @@ class Engine:
     # --- operators ---------------------------------------------------------------------
 
     async def stats(self) -> Stats:
-        """This node's figures (a cluster adds the other nodes')."""
+        """This node's figures and the cluster's, all taken at one instant (after the
+        store's queue count): the cluster totals are the sums of the ``nodes`` entries."""
         self._ensure_running()
+        queued = await self._store.queued_count()
         node = self.node_stats()
         others = self.peers.remote_nodes()
-        remote_users = self.peers.users_elsewhere()
-        remote_sessions = sum(self.peers.sessions_elsewhere(u) for u in remote_users)
+        nodes = (node, *others)
+        cluster = ClusterStats(
+            total_connections=sum(n.total_connections for n in nodes),
+            unique_users=len(set(self._hub.users()) | self.peers.users_elsewhere()),
+            nodes=len(nodes),
+        )
         return Stats(
             node_id=self.node_id,
-            total_connections=node.total_connections + remote_sessions,
-            unique_users=len(set(self._hub.users()) | remote_users),
-            messages_sent=node.messages_sent + sum(n.messages_sent for n in others),
-            queued=await self._store.queued_count(),
-            dropped=node.dropped + sum(n.dropped for n in others),
+            total_connections=cluster.total_connections,
+            unique_users=cluster.unique_users,
+            messages_sent=sum(n.messages_sent for n in nodes),
+            queued=queued,
+            dropped=sum(n.dropped for n in nodes),
             uptime_s=node.uptime_s,
-            nodes=(node, *others),
+            nodes=nodes,
+            cluster=cluster,
         )
 
     def node_stats(self) -> NodeStats:

@@ -51,9 +51,9 @@ class Hub:
     def declined(self, notification: Notification) -> bool:
         """Whether its user has sessions here and every one's filter refuses it."""
         sessions = self._by_user.get(notification.user_id)
-        return bool(sessions) and not any(
-            s.type_filter.admits(notification.type) for s in sessions.values()
-        )
+        if not sessions:
+            return False
+        return not any(s.type_filter.admits(notification.type) for s in sessions.values())
 
     def push(self, user_id: str, event: Event) -> int:
         """Queue an event on every session of a user; how many sessions there were."""

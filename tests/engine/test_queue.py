@@ -102,9 +102,7 @@ class GatedStore(MemoryStore):
         offline: Callable[[str], bool],
         **marks: Any,
     ) -> CreateResult:
-        result = await super().create(
-            items, now=now, queue_cap=queue_cap, offline=offline, **marks
-        )
+        result = await super().create(items, now=now, queue_cap=queue_cap, offline=offline, **marks)
         self.committed.set()
         await self.release.wait()
         return result

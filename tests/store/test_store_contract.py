@@ -47,9 +47,7 @@ async def create(
     now: datetime = NOW,
     delivered: Sequence[int] = (),
 ) -> CreateResult:
-    return await store.create(
-        items, now=now, queue_cap=cap, offline=offline, delivered=delivered
-    )
+    return await store.create(items, now=now, queue_cap=cap, offline=offline, delivered=delivered)
 
 
 async def ids_of(store: Store, items: Sequence[NewNotification], **kw: Any) -> list[int]:
