@@ -143,8 +143,9 @@ class RecordingPeers:
     """A cluster of one, which records when it is told a session left, and what was
     queued in the store at that moment."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, *, elsewhere: int = 0) -> None:
         self._store = store
+        self._elsewhere = elsewhere
         self.left: list[int] = []
 
     @property
@@ -152,7 +153,7 @@ class RecordingPeers:
         return True
 
     def sessions_elsewhere(self, user_id: str) -> int:
-        return 0
+        return self._elsewhere
 
     def users_elsewhere(self) -> set[str]:
         return set()
@@ -197,5 +198,26 @@ async def test_peers_hear_of_a_departure_only_once_its_deliveries_are_recorded()
         await until(told, within=2)
         assert peers.left == [0], "a peer must not cap the queue while the row is still in it"
         assert engine.local_presence() == {}
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.parametrize(("elsewhere", "queued"), [(0, 0), (1, 1)])
+async def test_a_row_every_session_declines_is_queued_only_if_a_session_elsewhere_may_take_it(
+    elsewhere: int, queued: int
+) -> None:
+    store = MemoryStore()
+    config = EngineConfig(node_id="n1", session=SessionLimits(heartbeat_interval=3600))
+    engine = Engine(store, config, FakeClock(), peers=RecordingPeers(store, elsewhere=elsewhere))
+    await engine.start()
+    try:
+        session = await engine.connect("u", types=["a"])
+        await take(session, 1)
+        await engine.create(note("u", type_="b"))
+        await engine.create(note("u", type_="a", title="taken"))
+        assert titles(await take(session, 1)) == ["taken"]
+        await finish(session)
+        await engine.stop()  # records the queue marks
+        assert await store.queued_count() == queued
     finally:
         await engine.stop()
