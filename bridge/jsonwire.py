@@ -91,6 +91,11 @@ def stats_object(stats: admin_pb2.GetStatsResponse) -> dict[str, Any]:
             }
             for node in stats.nodes
         ],
+        "cluster": {
+            "total_connections": stats.cluster.total_connections,
+            "unique_users": stats.cluster.unique_users,
+            "nodes": stats.cluster.nodes,
+        },
     }
 
 

@@ -127,6 +127,14 @@ class NodeStats(BaseModel):
     uptime_s: float
 
 
+class ClusterStats(BaseModel):
+    """Who is connected across the cluster, counted together with ``nodes``."""
+
+    total_connections: int = Field(description="Live sessions on every node (sum of nodes).")
+    unique_users: int = Field(description="Distinct users with a session on any node.")
+    nodes: int = Field(description="How many nodes are counted, the answering one included.")
+
+
 class Stats(BaseModel):
     total_connections: int
     unique_users: int
@@ -136,6 +144,7 @@ class Stats(BaseModel):
     uptime_s: float
     node_id: str
     nodes: list[NodeStats]
+    cluster: ClusterStats
 
 
 class ConnectionStatus(BaseModel):

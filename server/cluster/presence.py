@@ -98,4 +98,16 @@ class PresenceTable:
         return found
 
     def stats(self) -> list[NodeStats]:
-        return [n.stats for n in self._nodes.values() if n.stats is not None]
+        """Each node's figures: sessions and users from the presence counts (so that they
+        add up to ``sessions``/``users``), the rest from its last heartbeat."""
+        return [
+            NodeStats(
+                node_id=node.node_id,
+                total_connections=sum(node.counts.values()),
+                unique_users=len(node.counts),
+                messages_sent=node.stats.messages_sent if node.stats else 0,
+                dropped=node.stats.dropped if node.stats else 0,
+                uptime_s=node.stats.uptime_s if node.stats else 0.0,
+            )
+            for node in self._nodes.values()
+        ]

@@ -6,8 +6,9 @@ domain values and ``TidingsError``s back; it knows nothing of gRPC, JSON or HTTP
 
 Delivery path: ``create`` → writer commits (durable, queued) → fan-out to local
 sessions → a session's transport writes it → the delivery log takes it out of the
-queue. A user with no session keeps it queued (at most ``max_offline_queue``, the
-oldest dropped and counted) until the next connect replays it.
+queue. A row nobody wrote stays queued, whoever looked online when it was committed;
+an offline user's queue keeps at most ``max_offline_queue`` (the oldest dropped and
+counted) until the next connect replays it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from server.engine.filters import TypeFilter
 from server.engine.heartbeat import Heartbeats
 from server.engine.hub import Hub
 from server.engine.models import (
+    ClusterStats,
     ConnectionStatus,
     Content,
     Created,
@@ -87,14 +89,17 @@ class Engine:
         self._store = store
         self._hub = Hub()
         self.heartbeats = Heartbeats(config.session.heartbeat_interval, self.clock)
-        self._fanin = FanIn(store, self._hub, clustered=self.peers.clustered)
         self._delivery = DeliveryLog(store, interval=config.delivery_flush_interval)
+        self._fanin = FanIn(
+            store, self._hub, clustered=self.peers.clustered, declined=self._declined
+        )
         self._writer = Writer(
             store,
             self.clock,
             queue_cap=config.max_offline_queue,
             offline=self._is_offline,
             on_committed=self._on_committed,
+            delivery=self._delivery,
         )
         self._connection_ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
@@ -102,6 +107,8 @@ class Engine:
         self._started_at = self.clock.monotonic()
         self._messages_sent = 0
         self._dropped = 0
+        #: Sessions closed here whose departure peers have not been told of yet.
+        self._leaving: dict[str, int] = {}
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -246,21 +253,28 @@ class Engine:
     # --- operators ---------------------------------------------------------------------
 
     async def stats(self) -> Stats:
-        """This node's figures (a cluster adds the other nodes')."""
+        """This node's figures and the cluster's, all taken at one instant (after the
+        store's queue count): the cluster totals are the sums of the ``nodes`` entries."""
         self._ensure_running()
+        queued = await self._store.queued_count()
         node = self.node_stats()
         others = self.peers.remote_nodes()
-        remote_users = self.peers.users_elsewhere()
-        remote_sessions = sum(self.peers.sessions_elsewhere(u) for u in remote_users)
+        nodes = (node, *others)
+        cluster = ClusterStats(
+            total_connections=sum(n.total_connections for n in nodes),
+            unique_users=len(set(self._hub.users()) | self.peers.users_elsewhere()),
+            nodes=len(nodes),
+        )
         return Stats(
             node_id=self.node_id,
-            total_connections=node.total_connections + remote_sessions,
-            unique_users=len(set(self._hub.users()) | remote_users),
-            messages_sent=node.messages_sent + sum(n.messages_sent for n in others),
-            queued=await self._store.queued_count(),
-            dropped=node.dropped + sum(n.dropped for n in others),
+            total_connections=cluster.total_connections,
+            unique_users=cluster.unique_users,
+            messages_sent=sum(n.messages_sent for n in nodes),
+            queued=queued,
+            dropped=sum(n.dropped for n in nodes),
             uptime_s=node.uptime_s,
-            nodes=(node, *others),
+            nodes=nodes,
+            cluster=cluster,
         )
 
     def node_stats(self) -> NodeStats:
@@ -314,8 +328,11 @@ class Engine:
         self._fanin.advance_to(await self._store.last_id())
 
     def local_presence(self) -> dict[str, int]:
-        """Live sessions per user on this node."""
-        return {user: len(self._hub.sessions_of(user)) for user in self._hub.users()}
+        """Sessions per user on this node, as told to peers (see ``on_closed``)."""
+        counts = {user: len(self._hub.sessions_of(user)) for user in self._hub.users()}
+        for user, n in self._leaving.items():
+            counts[user] = counts.get(user, 0) + n
+        return counts
 
     # --- SessionHost -------------------------------------------------------------------
 
@@ -330,10 +347,27 @@ class Engine:
         lost = [e.notification.id for e in undelivered if not e.queued]
         if lost:
             self._delivery.failed(lost)
-        self.peers.presence_changed(session.user_id, -1)
+        # Peers apply the queue cap to users they think offline: tell them only once what
+        # this session took is out of the queue, or the cap would count it as a drop.
+        user = session.user_id
+        self._leaving[user] = self._leaving.get(user, 0) + 1
+        self._delivery.when_recorded(lambda: self._left(user))
         self._observer.session_closed(session.close_reason or CloseReason.CLIENT_GONE)
 
     # --- internals ---------------------------------------------------------------------
+
+    def _declined(self, notification: Notification) -> None:
+        # The user is online and every session here chose not to receive it: it is in the
+        # inbox only (docs/PROTOCOL.md §4.2) — unless a session elsewhere may still take it.
+        if not self.peers.sessions_elsewhere(notification.user_id):
+            self._delivery.delivered(notification.id)
+
+    def _left(self, user_id: str) -> None:
+        if self._leaving[user_id] == 1:
+            del self._leaving[user_id]
+        else:
+            self._leaving[user_id] -= 1
+        self.peers.presence_changed(user_id, -1)
 
     def _is_offline(self, user_id: str) -> bool:
         return not self._hub.has(user_id) and not self.peers.sessions_elsewhere(user_id)
@@ -344,18 +378,9 @@ class Engine:
             self._dropped += dropped
             self._observer.dropped(dropped)
         self._observer.created(notifications)
-        unseen = self._fanin.committed_here(notifications, result.queued)
+        self._fanin.committed_here(notifications, result.queued)
         if notifications:
             self.peers.created(notifications[-1].id)
-        # Someone's last session may have closed while the row was being written
-        # unqueued: nobody took it, so it goes to the queue after all.
-        missed = [
-            n.id
-            for n in unseen
-            if n.id not in result.queued and not self.peers.sessions_elsewhere(n.user_id)
-        ]
-        if missed:
-            self._delivery.failed(missed)
 
     def _ensure_running(self) -> None:
         if not self._running:

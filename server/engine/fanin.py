@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -41,12 +41,14 @@ class FanIn:
         hub: Hub,
         *,
         clustered: bool,
+        declined: Callable[[Notification], None] = lambda _n: None,
         batch: int = 2000,
         retry_after: float = 0.5,
     ) -> None:
         self._store = store
         self._hub = hub
         self._clustered = clustered
+        self._declined = declined
         self._batch = batch
         self._retry_after = retry_after
         self._cursor = 0
@@ -63,16 +65,13 @@ class FanIn:
 
     def committed_here(
         self, notifications: Sequence[Notification], queued: Collection[int]
-    ) -> list[Notification]:
-        """This node committed ``notifications`` (ascending ids; ``queued`` went to queues).
-
-        Returns those whose user has no local session now.
-        """
+    ) -> None:
+        """This node committed ``notifications`` (ascending ids; ``queued`` went to queues)."""
         if not notifications:
-            return []
+            return
         caught_up = self._cursor >= self._target
         if caught_up and (not self._clustered or notifications[0].id == self._cursor + 1):
-            offer = self._hub.offer
+            offer = self._offer
             moment: datetime | None = None  # rows committed together share created_at
             ts = 0.0
             for n in notifications:
@@ -82,10 +81,6 @@ class FanIn:
             self._cursor = self._target = notifications[-1].id
         else:
             self.advance_to(notifications[-1].id)
-        # After every offer: one may have closed a session as slow, leaving its user
-        # with none.
-        has = self._hub.has
-        return [n for n in notifications if not has(n.user_id)]
 
     def advance_to(self, last_id: int) -> None:
         """Notifications up to ``last_id`` are committed somewhere: deliver the local ones."""
@@ -109,5 +104,12 @@ class FanIn:
         rows = await self._store.fetch_range(self._cursor, target, self._batch)
         for notification, queued in rows:
             if self._hub.has(notification.user_id):
-                self._hub.offer(Envelope(notification, queued=queued))
+                self._offer(Envelope(notification, queued=queued))
         self._cursor = rows[-1][0].id if len(rows) == self._batch else target
+
+    def _offer(self, envelope: Envelope) -> None:
+        """Offer to the local sessions; a queued row that all of them decline (by their
+        filters) is reported as ``declined``."""
+        n = envelope.notification
+        if self._hub.offer(envelope) and envelope.queued and self._hub.declined(n):
+            self._declined(n)

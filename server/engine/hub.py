@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from server.engine.events import Envelope, Event
+from server.engine.models import Notification
 from server.engine.session import Session
 
 
@@ -46,6 +47,13 @@ class Hub:
             for session in list(sessions.values()):
                 session.offer(envelope)
         return count
+
+    def declined(self, notification: Notification) -> bool:
+        """Whether its user has sessions here and every one's filter refuses it."""
+        sessions = self._by_user.get(notification.user_id)
+        if not sessions:
+            return False
+        return not any(s.type_filter.admits(notification.type) for s in sessions.values())
 
     def push(self, user_id: str, event: Event) -> int:
         """Queue an event on every session of a user; how many sessions there were."""

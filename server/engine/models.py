@@ -135,8 +135,21 @@ class NodeStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterStats:
+    """Who is connected across the cluster: the sum of the ``nodes`` entries of ``Stats``."""
+
+    total_connections: int = 0
+    unique_users: int = 0
+    nodes: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
-    """Connection and delivery figures: this node's and the cluster's."""
+    """Connection and delivery figures: this node's and the cluster's, taken together.
+
+    ``total_connections`` and ``unique_users`` are cluster-wide (as in ``cluster``);
+    ``nodes`` starts with the answering node's live figures.
+    """
 
     node_id: str
     total_connections: int
@@ -146,6 +159,7 @@ class Stats:
     dropped: int
     uptime_s: float
     nodes: Sequence[NodeStats] = field(default_factory=tuple)
+    cluster: ClusterStats = field(default_factory=ClusterStats)
 
 
 @dataclass(frozen=True, slots=True)

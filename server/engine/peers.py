@@ -31,7 +31,8 @@ class Peers(Protocol):
         ...
 
     def remote_nodes(self) -> Sequence[NodeStats]:
-        """The other live nodes' latest figures."""
+        """The other live nodes' figures: sessions and users as ``sessions_elsewhere`` and
+        ``users_elsewhere`` count them now, the rest from their latest heartbeat."""
         ...
 
     def created(self, last_id: int) -> None:

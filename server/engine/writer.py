@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from server.engine.clock import Clock
+from server.engine.delivery import DeliveryLog
 from server.engine.errors import Unavailable
 from server.engine.models import Created, NewNotification, Notification
 
@@ -43,9 +44,11 @@ class Writer:
         queue_cap: int,
         offline: Callable[[str], bool],
         on_committed: Callable[[Sequence[Notification], CreateResult], None],
+        delivery: DeliveryLog | None = None,
         max_batch: int = 5000,
     ) -> None:
         self._store = store
+        self._delivery = delivery
         self._clock = clock
         self._queue_cap = queue_cap
         self._offline = offline
@@ -92,9 +95,7 @@ class Writer:
             return
         items = [item for r in live for item in r.items]
         try:
-            result = await self._store.create(
-                items, now=self._clock.now(), queue_cap=self._queue_cap, offline=self._offline
-            )
+            result = await self._create(items)
         except Exception as exc:
             if len(live) > 1:  # do not let one request's failure fail the others
                 for request in live:
@@ -111,3 +112,19 @@ class Writer:
             if not request.future.done():
                 request.future.set_result(list(result.outcomes[offset : offset + n]))
             offset += n
+
+    async def _create(self, items: Sequence[NewNotification]) -> CreateResult:
+        """One store transaction; it also records the pending "delivered" marks, so that
+        the queue cap counts only rows no session has taken."""
+        if self._delivery is None:
+            return await self._store.create(
+                items, now=self._clock.now(), queue_cap=self._queue_cap, offline=self._offline
+            )
+        async with self._delivery.taking() as delivered:
+            return await self._store.create(
+                items,
+                now=self._clock.now(),
+                queue_cap=self._queue_cap,
+                offline=self._offline,
+                delivered=delivered,
+            )

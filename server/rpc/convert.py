@@ -191,6 +191,11 @@ def stats_to_pb(stats: Stats) -> admin_pb2.GetStatsResponse:
         uptime_s=stats.uptime_s,
         node_id=stats.node_id,
         nodes=[node_stats_to_pb(n) for n in stats.nodes],
+        cluster=admin_pb2.ClusterStats(
+            total_connections=stats.cluster.total_connections,
+            unique_users=stats.cluster.unique_users,
+            nodes=stats.cluster.nodes,
+        ),
     )
 
 

@@ -6,11 +6,13 @@ Rules every implementation keeps:
   assigned in the order of ``items``, and ids increase with commit order (a later
   ``create`` on any node gets larger ids), so "everything after id N" never misses a
   row committed before it was asked.
-* A new row starts *queued* when its user is offline (nobody connected anywhere), and
-  not queued otherwise: live sessions get it at once, and a client that resumes with
-  ``since`` reads it from the inbox. A row leaves the queue when it is delivered
-  (``dequeue``), replayed past (``replay`` clears what it does not return), or dropped
+* Every new row starts *queued*, whoever is connected: it stays queued until a live
+  session has taken it (``dequeue``, or ``delivered`` in a later ``create``), so no
+  view of who is online — stale after a node died, say — can lose it. It also leaves
+  the queue when replayed past (``replay`` clears what it does not return) or dropped
   by the per-user cap; it re-enters it with ``requeue`` when a live delivery failed.
+* The cap applies to offline users only, after the delivered marks are written: a row
+  a session took is never counted as a drop, nor pushes out one nobody took.
 * A row of another user is invisible: every per-user call filters on ``user_id``.
 """
 
@@ -28,8 +30,8 @@ from server.engine.models import Created, NewNotification, Notification, Page, R
 @dataclass(frozen=True, slots=True)
 class CreateResult:
     """``outcomes`` in the order of the items; ``dropped`` counts queue-cap drops per user;
-    ``queued`` holds the ids of the new rows inserted queued (the cap may have dropped
-    some of them at once)."""
+    ``queued`` holds the ids of the new rows, all inserted queued (the cap may have
+    dropped some of them at once)."""
 
     outcomes: Sequence[Created]
     dropped: dict[str, int] = field(default_factory=dict)
@@ -56,12 +58,15 @@ class Store(Protocol):
         now: datetime,
         queue_cap: int,
         offline: Callable[[str], bool],
+        delivered: Collection[int] = (),
     ) -> CreateResult:
         """Insert ``items`` in one transaction and register their users.
 
-        A new row is queued when ``offline(user_id)`` (asked once per user), and for
-        each such user the oldest queued rows beyond ``queue_cap`` leave the queue and
-        are counted in ``dropped`` and in the user's dropped-since-connect. An item whose
+        First the ``delivered`` rows leave the queue (as ``dequeue``, in the same
+        transaction). Every new row is queued; for each user with ``offline(user_id)``
+        (asked once per user) the oldest queued rows beyond ``queue_cap`` then leave the
+        queue and are counted in ``dropped`` and in the user's dropped-since-connect;
+        an online user's rows all stay queued until their sessions take them. An item whose
         ``(user_id, idempotency_key)`` exists already (or repeats an earlier item of the
         same batch) yields the existing notification with ``created=False`` and inserts
         nothing.

@@ -39,7 +39,9 @@ class MemoryStore:
         now: datetime,
         queue_cap: int,
         offline: Callable[[str], bool],
+        delivered: Collection[int] = (),
     ) -> CreateResult:
+        await self.dequeue(delivered)
         outcomes: list[Created] = []
         touched: set[str] = set()
         away: dict[str, bool] = {}
@@ -64,9 +66,9 @@ class MemoryStore:
             self._next_id += 1
             self._rows[row.id] = row
             self._by_user.setdefault(row.user_id, []).append(row.id)
+            self._queued.setdefault(row.user_id, []).append(row.id)
+            queued.add(row.id)
             if away.setdefault(row.user_id, offline(row.user_id)):
-                self._queued.setdefault(row.user_id, []).append(row.id)
-                queued.add(row.id)
                 touched.add(row.user_id)
             if key is not None:
                 self._keys[key] = row.id
@@ -76,7 +78,6 @@ class MemoryStore:
             queue = self._queued[user_id]
             if len(queue) > queue_cap:
                 excess = len(queue) - queue_cap
-                queued.difference_update(queue[:excess])
                 del queue[:excess]
                 dropped[user_id] = excess
                 self._dropped_since_connect[user_id] += excess

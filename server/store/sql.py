@@ -177,11 +177,14 @@ class SqlStore:
         now: datetime,
         queue_cap: int,
         offline: Callable[[str], bool],
+        delivered: Collection[int] = (),
     ) -> CreateResult:
         if not items:
+            await self.dequeue(delivered)
             return CreateResult([])
         users = {item.user_id for item in items}
         away = {u for u in sorted(users) if offline(u)}
+        taken = _valid_ids(delivered)
         if self._lite is not None:
             plan, rows, dropped = await self._lite.transaction(
                 functools.partial(
@@ -191,13 +194,13 @@ class SqlStore:
                     unknown_users=users - self._known,
                     away=away,
                     queue_cap=queue_cap,
+                    delivered=taken,
                 )
             )
         else:
-            plan, rows, dropped = await self._create(items, now, users, away, queue_cap)
+            plan, rows, dropped = await self._create(items, now, users, away, queue_cap, taken)
         self._known |= users
-        queued = frozenset(row.id for row in rows if row.user_id in away)
-        return CreateResult(outcomes(plan, rows), dropped, queued)
+        return CreateResult(outcomes(plan, rows), dropped, frozenset(row.id for row in rows))
 
     async def _create(
         self,
@@ -206,6 +209,7 @@ class SqlStore:
         users: set[str],
         away: set[str],
         queue_cap: int,
+        delivered: Sequence[int],
     ) -> tuple[Plan, list[Notification], dict[str, int]]:
         async with self._writer.begin() as conn:
             if self._pg:
@@ -214,10 +218,11 @@ class SqlStore:
                 # skip the lower ids that commit last. One create at a time, cluster-wide,
                 # makes id order commit order.
                 await conn.execute(select(func.pg_advisory_xact_lock(CREATE_LOCK)))
+            await _dequeue(conn, delivered)  # before the cap counts what is still queued
             await self._register(conn, users, now)
             existing = await _by_key(conn, {k for item in items if (k := idempotency_key(item))})
             fresh, plan = plan_creates(items, existing)
-            rows = await self._insert(conn, fresh, now, away)
+            rows = await self._insert(conn, fresh, now)
             dropped = await _trim(conn, sorted(away & {row.user_id for row in rows}), queue_cap)
         return plan, rows, dropped
 
@@ -279,10 +284,7 @@ class SqlStore:
             return
         async with self._writer.begin() as conn:
             await self._share_create_lock(conn)
-            for chunk in _chunks(wanted):
-                await conn.execute(
-                    update(N).where(N.c.id.in_(chunk), N.c.queued).values(queued=False)
-                )
+            await _dequeue(conn, wanted)
 
     async def requeue(self, ids: Collection[int]) -> None:
         wanted = _valid_ids(ids)
@@ -404,10 +406,9 @@ class SqlStore:
         conn: AsyncConnection,
         items: Sequence[NewNotification],
         now: datetime,
-        away: Collection[str],
     ) -> list[Notification]:
         """Batched multi-row INSERT … RETURNING, ordered by parameter position; the rows
-        in item order (queued when their user is ``away``)."""
+        in item order, all queued."""
         if not items:
             return []
         values = [
@@ -419,7 +420,7 @@ class SqlStore:
                 "data_json": item.content.data_json,
                 "priority": item.content.priority.value,
                 "created_at": now,
-                "queued": item.user_id in away,
+                "queued": True,
                 "idempotency_key": item.idempotency_key,
             }
             for item in items
@@ -454,6 +455,12 @@ async def _by_key(
         for row in await conn.execute(query):
             found[(row.user_id, row.idempotency_key)] = _notification(row)
     return found
+
+
+async def _dequeue(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    """Take these rows out of their queues."""
+    for chunk in _chunks(ids):
+        await conn.execute(update(N).where(N.c.id.in_(chunk), N.c.queued).values(queued=False))
 
 
 async def _trim(conn: AsyncConnection, user_ids: Sequence[str], cap: int) -> dict[str, int]:

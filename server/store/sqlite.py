@@ -193,8 +193,11 @@ def create(
     unknown_users: Collection[str],
     away: Collection[str],
     queue_cap: int,
+    delivered: Sequence[int] = (),
 ) -> tuple[list[tuple[Notification | int, bool]], list[Notification], dict[str, int]]:
-    """Insert ``items``: the plan (see ``plan_creates``), the new rows, drops per user."""
+    """Dequeue ``delivered``, insert ``items`` (queued), cap the ``away`` users' queues:
+    the plan (see ``plan_creates``), the new rows, drops per user."""
+    set_queued(conn, delivered, queued=False)  # before the cap counts what is still queued
     created_at = stamp(now)
     if unknown_users:
         conn.executemany(REGISTER, [(u, created_at) for u in sorted(unknown_users)])
@@ -209,7 +212,7 @@ def create(
         for row in conn.execute(query, [v for pair in chunk for v in pair]):
             existing[(row[1], row[9])] = notification(row)
     fresh, plan = plan_creates(items, existing)
-    rows = _insert(conn, fresh, now, created_at, away)
+    rows = _insert(conn, fresh, now, created_at)
     users = sorted({n.user_id for n in rows if n.user_id in away})
     return plan, rows, _trim(conn, users, queue_cap)
 
@@ -219,7 +222,6 @@ def _insert(
     items: Sequence[NewNotification],
     now: datetime,
     created_at: str,
-    away: Collection[str],
 ) -> list[Notification]:
     if not items:
         return []
@@ -235,7 +237,7 @@ def _insert(
             repeat(c.data_json),
             repeat(c.priority.value),
             repeat(created_at),
-            [u in away for u in users],
+            repeat(True),
             repeat(None),
         )
     else:
@@ -248,7 +250,7 @@ def _insert(
                 i.content.data_json,
                 i.content.priority.value,
                 created_at,
-                i.user_id in away,
+                True,
                 i.idempotency_key,
             )
             for i in items

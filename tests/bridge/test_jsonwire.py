@@ -108,12 +108,14 @@ def test_stats_object() -> None:
     stats = admin_pb2.GetStatsResponse(
         total_connections=3, unique_users=2, messages_sent=9, queued=4, dropped=1,
         uptime_s=1.5, node_id="n1", nodes=[node],
+        cluster=admin_pb2.ClusterStats(total_connections=3, unique_users=2, nodes=1),
     )  # fmt: skip
     assert stats_object(stats) == {
         "total_connections": 3, "unique_users": 2, "messages_sent": 9, "queued": 4,
         "dropped": 1, "uptime_s": 1.5, "node_id": "n1",
         "nodes": [{"node_id": "n1", "total_connections": 3, "unique_users": 2,
                    "messages_sent": 9, "dropped": 1, "uptime_s": 1.5}],
+        "cluster": {"total_connections": 3, "unique_users": 2, "nodes": 1},
     }  # fmt: skip
 
 

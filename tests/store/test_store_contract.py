@@ -45,8 +45,9 @@ async def create(
     cap: int = 100,
     offline: Callable[[str], bool] = lambda _user: True,
     now: datetime = NOW,
+    delivered: Sequence[int] = (),
 ) -> CreateResult:
-    return await store.create(items, now=now, queue_cap=cap, offline=offline)
+    return await store.create(items, now=now, queue_cap=cap, offline=offline, delivered=delivered)
 
 
 async def ids_of(store: Store, items: Sequence[NewNotification], **kw: Any) -> list[int]:
@@ -164,24 +165,32 @@ async def test_drops_add_up_until_the_next_connect(store: Store) -> None:
     assert len(ids) == 1
 
 
-async def test_only_offline_users_rows_are_queued_and_trimmed(store: Store) -> None:
+async def test_every_row_is_queued_and_only_offline_users_are_trimmed(store: Store) -> None:
     result = await create(
         store, [item("a")] * 3 + [item("b")] * 3, cap=1, offline=lambda u: u == "b"
     )
     assert result.dropped == {"b": 2}
-    assert await store.queued_count() == 1
-    b_rows = [o.notification.id for o in result.outcomes if o.notification.user_id == "b"]
-    assert b_rows[-1] in result.queued
-    assert result.queued <= set(b_rows)
-    assert await replay_ids(store, "a") == ([], False)
+    assert await store.queued_count() == 4  # an online user's rows wait for its sessions
+    assert result.queued == {o.notification.id for o in result.outcomes}
+    a_rows = [o.notification.id for o in result.outcomes if o.notification.user_id == "a"]
     ranged = await store.fetch_range(0, 2**62, 10)
-    assert [queued for _, queued in ranged] == [False] * 3 + [False, False, True]
+    assert [queued for _, queued in ranged] == [True] * 3 + [False, False, True]
+    assert await replay_ids(store, "a") == (a_rows, False)
+
+
+async def test_delivered_rows_leave_the_queue_before_the_cap_counts(store: Store) -> None:
+    ids = await ids_of(store, [item("a")] * 3 + [item("b")], cap=3)
+    result = await create(store, [item("a")] * 2, cap=3, delivered=[ids[0], ids[1], ids[3], 10**6])
+    assert result.dropped == {}, "a row a session took is no drop"
+    assert await replay_ids(store, "b") == ([], False)
+    new = [o.notification.id for o in result.outcomes]
+    assert await replay_ids(store, "a") == ([ids[2], *new], False)
 
 
 async def test_requeue_puts_rows_back_in_their_queues(store: Store) -> None:
     result = await create(store, [item("a")] * 3, offline=lambda _user: False)
     ids = [o.notification.id for o in result.outcomes]
-    assert result.queued == frozenset()
+    await store.dequeue(ids)
     assert await store.queued_count() == 0
     await store.requeue([ids[2], ids[0], 10**6])
     assert await store.queued_count() == 2
