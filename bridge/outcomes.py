@@ -111,6 +111,24 @@ HTTP_STATUS: Final[dict[grpc.StatusCode, tuple[int, str]]] = {
 }
 
 
+#: Codes for the HTTP errors the web framework raises itself (unknown routes and methods,
+#: oversized bodies); any other status falls back to its reason phrase in snake case,
+#: and every 5xx answers ``internal_error`` (see ``bridge.app``).
+HTTP_ERROR_CODES: Final[dict[int, str]] = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+def http_error_code(status: int, name: str | None) -> str:
+    """The §6 error code for an HTTP error of ``status`` the framework raised."""
+    if status >= 500:
+        return "internal_error"
+    return HTTP_ERROR_CODES.get(status) or (name or "error").lower().replace(" ", "_")
+
+
 class ApiError(Exception):
     """An HTTP error answer in the §6 shape."""
 

@@ -2,17 +2,21 @@
 
 ``data`` is carried as JSON text end to end: the engine checks once, on create, that it
 is a JSON object, and never parses it again. Every transport can then hand it on as
-it came (numbers and nesting intact) without a decode/encode per delivery.
+it came (numbers and nesting intact) without a decode/encode per delivery. Because
+it is handed on unparsed, it must be JSON every reader accepts (``JSON.parse``
+included): ``NaN``, ``Infinity`` and numbers beyond the double range are refused,
+as are unpaired UTF-16 surrogates and nesting deeper than ``DATA_DEPTH_MAX``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from server.engine.errors import InvalidArgument
 
@@ -23,6 +27,8 @@ MESSAGE_MAX = 4000
 IDEMPOTENCY_KEY_MAX = 255
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
+#: How deeply ``data`` may nest objects and arrays (``{}`` is 1, ``{"a": []}`` is 2).
+DATA_DEPTH_MAX = 64
 
 
 class Priority(StrEnum):
@@ -186,16 +192,70 @@ def check_types(field_name: str, types: object) -> tuple[str, ...]:
 
 
 def normalise_data(data_json: str) -> str:
-    """Compact JSON text of a JSON object; ``""`` means ``{}``."""
+    """Compact JSON text of a JSON object; ``""`` means ``{}``.
+
+    Refused (``InvalidArgument`` on ``data``): text that is not a JSON object, the
+    non-standard ``NaN``/``Infinity``, numbers a double cannot hold, unpaired
+    surrogates, and nesting deeper than ``DATA_DEPTH_MAX``.
+    """
     if not data_json:
         return "{}"
     try:
-        value: Any = json.loads(data_json)
-    except (ValueError, RecursionError) as exc:
+        value: Any = json.loads(data_json, parse_constant=_not_a_number, parse_float=_finite)
+    except RecursionError:
+        _too_deep()
+    except ValueError as exc:
         raise InvalidArgument("data", "must be a JSON object") from exc
     if not isinstance(value, dict):
         raise InvalidArgument("data", "must be a JSON object")
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if json_depth(value, DATA_DEPTH_MAX) > DATA_DEPTH_MAX:
+        _too_deep()
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            "data", "strings must be valid Unicode (unpaired surrogate)"
+        ) from None
+    return text
+
+
+def json_depth(value: object, stop_after: int) -> int:
+    """How deeply ``value`` nests objects and arrays (a scalar is 0, ``{}`` is 1).
+
+    Counting stops once it passes ``stop_after``: the answer is then ``stop_after + 1``.
+    Iterative, so no nesting can exhaust the stack.
+    """
+    deepest = 0
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if level > stop_after:
+            return level
+        deepest = max(deepest, level)
+        pending.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _not_a_number(name: str) -> NoReturn:
+    raise InvalidArgument("data", f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise InvalidArgument("data", f"the number {text[:32]} is out of range")
+    return number
+
+
+def _too_deep() -> NoReturn:
+    raise InvalidArgument("data", f"must nest at most {DATA_DEPTH_MAX} levels deep") from None
 
 
 def clamp_limit(limit: int | None) -> int:
