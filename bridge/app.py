@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from quart import Quart, Request, Response, request
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from quart_schema.openapi import APIKeySecurityScheme, HttpSecurityScheme, Info, Tag
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from bridge import metrics
 from bridge.body import BodyError, parse_body
@@ -120,7 +120,11 @@ def create_app(
 
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:
-        if error.status in (404, 413, 422) and request.blueprint == api.name:
+        if (
+            error.status in (404, 413, 422)
+            and not error.from_engine
+            and request.blueprint == api.name
+        ):
             # Refused by the bridge itself, before the engine saw the caller: who is
             # calling is answered first (401 / 403 before 404 / 413 / 422).
             error = await caller_refused() or error
@@ -142,6 +146,9 @@ def create_app(
             # the caller learns only that it was not their fault.
             return await api_error(ApiError(status, "internal_error", "internal error"))
         message = error.description or error.name
-        return await api_error(ApiError(status, http_error_code(status, error.name), message))
+        response = await api_error(ApiError(status, http_error_code(status, error.name), message))
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
 
     return app

@@ -129,8 +129,15 @@ def http_error_code(status: int, name: str | None) -> str:
     return HTTP_ERROR_CODES.get(status) or (name or "error").lower().replace(" ", "_")
 
 
+#: gRPC request fields whose REST body name differs (``tidings-error-field`` → ``field``).
+REST_FIELD_NAMES: Final[dict[str, str]] = {"data_json": "data"}
+
+
 class ApiError(Exception):
     """An HTTP error answer in the §6 shape."""
+
+    #: Whether the engine gave this answer (so it has judged the caller's credentials).
+    from_engine = False
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -164,4 +171,11 @@ class ApiError(Exception):
             message = "the notification engine is unavailable"
         else:
             message = error.details() or code.replace("_", " ")
-        return cls(status, code, message, trailer(error, ERROR_FIELD_KEY))
+        field = trailer(error, ERROR_FIELD_KEY)
+        if field in REST_FIELD_NAMES:
+            rest_name = REST_FIELD_NAMES[field]
+            message = message.replace(f"{field}:", f"{rest_name}:", 1)
+            field = rest_name
+        answer = cls(status, code, message, field)
+        answer.from_engine = True
+        return answer

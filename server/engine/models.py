@@ -194,7 +194,7 @@ def check_types(field_name: str, types: object) -> tuple[str, ...]:
 def normalise_data(data_json: str) -> str:
     """Compact JSON text of a JSON object; ``""`` means ``{}``.
 
-    Refused (``InvalidArgument`` on ``data``): text that is not a JSON object, the
+    Refused (``InvalidArgument`` on ``data_json``): text that is not a JSON object, the
     non-standard ``NaN``/``Infinity``, numbers a double cannot hold, unpaired
     surrogates, and nesting deeper than ``DATA_DEPTH_MAX``.
     """
@@ -205,9 +205,9 @@ def normalise_data(data_json: str) -> str:
     except RecursionError:
         _too_deep()
     except ValueError as exc:
-        raise InvalidArgument("data", "must be a JSON object") from exc
+        raise InvalidArgument("data_json", "must be a JSON object") from exc
     if not isinstance(value, dict):
-        raise InvalidArgument("data", "must be a JSON object")
+        raise InvalidArgument("data_json", "must be a JSON object")
     if json_depth(value, DATA_DEPTH_MAX) > DATA_DEPTH_MAX:
         _too_deep()
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -215,7 +215,7 @@ def normalise_data(data_json: str) -> str:
         text.encode()
     except UnicodeEncodeError:
         raise InvalidArgument(
-            "data", "strings must be valid Unicode (unpaired surrogate)"
+            "data_json", "strings must be valid Unicode (unpaired surrogate)"
         ) from None
     return text
 
@@ -244,18 +244,18 @@ def json_depth(value: object, stop_after: int) -> int:
 
 
 def _not_a_number(name: str) -> NoReturn:
-    raise InvalidArgument("data", f"{name} is not a JSON number")
+    raise InvalidArgument("data_json", f"{name} is not a JSON number")
 
 
 def _finite(text: str) -> float:
     number = float(text)
     if not math.isfinite(number):
-        raise InvalidArgument("data", f"the number {text[:32]} is out of range")
+        raise InvalidArgument("data_json", f"the number {text[:32]} is out of range")
     return number
 
 
 def _too_deep() -> NoReturn:
-    raise InvalidArgument("data", f"must nest at most {DATA_DEPTH_MAX} levels deep") from None
+    raise InvalidArgument("data_json", f"must nest at most {DATA_DEPTH_MAX} levels deep") from None
 
 
 def clamp_limit(limit: int | None) -> int:
