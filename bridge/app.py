@@ -146,6 +146,8 @@ def create_app(
             # the caller learns only that it was not their fault.
             return await api_error(ApiError(status, "internal_error", "internal error"))
         message = error.description or error.name
+        if status == 413:
+            message = f"the body is larger than {MAX_BODY_BYTES} bytes"
         response = await api_error(ApiError(status, http_error_code(status, error.name), message))
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)

@@ -101,6 +101,8 @@ def _culprit(text: str) -> str | None:
             key, pos = _DECODER.raw_decode(text, pos)
         except ValueError:
             return None
+        if not isinstance(key, str):
+            return None
         pos = _skip_space(text, pos)
         if not text.startswith(":", pos):
             return None
@@ -109,7 +111,7 @@ def _culprit(text: str) -> str | None:
             value, pos = _DECODER.raw_decode(text, start)
             _check_strings(text[start:pos], value)
         except (ValueError, RecursionError):
-            return str(key)
+            return key
         pos = _skip_space(text, pos)
         if not text.startswith(",", pos):
             return None

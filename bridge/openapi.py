@@ -28,7 +28,6 @@ _TEXT_RESPONSE: Final = "_tidings_text_response"
 ERROR_STATUSES: Final[dict[int, str]] = {
     401: "No valid credentials (`unauthorized`).",
     403: "The caller may not do this (`forbidden`).",
-    404: "No such resource (`not_found`).",
     413: "The body is larger than the server accepts.",
     422: "A bad body or query (`invalid_request`); `field` names the field at fault.",
     429: "Too many requests (`rate_limited`).",
