@@ -46,6 +46,7 @@ async def fuzz(server: ServerProcess, workdir: Path, *options: str) -> None:
         "--max-examples", MAX_EXAMPLES,
         "--phases", "examples,coverage,fuzzing",
         "--generation-database", "none",
+        "--suppress-health-check", "all",  # "too slow" depends on the machine's load
         "--workers", "1",
         "--request-timeout", "10",
         "--no-color",
