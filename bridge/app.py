@@ -9,17 +9,19 @@ from __future__ import annotations
 from typing import Any, Final
 
 from pydantic import ValidationError
-from quart import Quart, Request, Response
+from quart import Quart, Request, Response, request
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from quart_schema.openapi import APIKeySecurityScheme, HttpSecurityScheme, Info, Tag
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from bridge import metrics
+from bridge.body import BodyError, parse_body
+from bridge.openapi import TidingsOpenAPI
 from bridge.origin import OriginPolicy
-from bridge.outcomes import ApiError
+from bridge.outcomes import ApiError, http_error_code
 from bridge.pages import pages
 from bridge.responses import error_response
-from bridge.rest import api, ops
+from bridge.rest import api, caller_refused, ops
 from bridge.state import EXTENSION_KEY, BridgeState
 from bridge.ws import sockets
 
@@ -38,10 +40,23 @@ The live stream is the WebSocket `/api/v1/ws/notifications` (query `token`, `sin
 
 
 class BridgeRequest(Request):
-    """A request whose unparsable JSON body is a 422 in the §6 error shape."""
+    """A request whose JSON body is read strictly (``bridge.body``): a bad one is a 422."""
 
-    def on_json_loading_failed(self, error: Exception) -> Any:
-        raise ApiError.invalid(None, "the body is not valid JSON")
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        if cache and self._cached_json[silent] is not Ellipsis:
+            return self._cached_json[silent]
+        if not (force or self.is_json):
+            return None
+        raw = await self.get_data(cache=cache, as_text=False, parse_form_data=False)
+        try:
+            result = parse_body(raw)
+        except BodyError as exc:
+            if not silent:
+                raise ApiError.invalid(exc.field, exc.message) from None
+            result = None
+        if cache:
+            self._cached_json[silent] = result
+        return result
 
 
 def _field(error: Exception) -> tuple[str | None, str]:
@@ -70,6 +85,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     QuartSchema(
         app,
+        openapi_provider_class=TidingsOpenAPI,
         openapi_path="/openapi.json",
         swagger_ui_path=None,  # the UIs load scripts from CDNs: not on a closed network
         redoc_ui_path=None,
@@ -104,6 +120,14 @@ def create_app(
 
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:
+        if (
+            error.status in (404, 413, 422)
+            and not error.from_engine
+            and request.blueprint == api.name
+        ):
+            # Refused by the bridge itself, before the engine saw the caller: who is
+            # calling is answered first (401 / 403 before 404 / 413 / 422).
+            error = await caller_refused() or error
         metrics.error("http", error.code)
         return error_response(error)
 
@@ -117,7 +141,16 @@ def create_app(
         status = error.code or 500
         if status == 404:
             return await api_error(ApiError.not_found("no such resource"))
-        code = (error.name or "error").lower().replace(" ", "_")
-        return await api_error(ApiError(status, code, error.description or error.name))
+        if status >= 500:
+            # The cause is logged (with its traceback, when it was an exception of ours);
+            # the caller learns only that it was not their fault.
+            return await api_error(ApiError(status, "internal_error", "internal error"))
+        message = error.description or error.name
+        if status == 413:
+            message = f"the body is larger than {MAX_BODY_BYTES} bytes"
+        response = await api_error(ApiError(status, http_error_code(status, error.name), message))
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
 
     return app

@@ -111,8 +111,33 @@ HTTP_STATUS: Final[dict[grpc.StatusCode, tuple[int, str]]] = {
 }
 
 
+#: Codes for the HTTP errors the web framework raises itself (unknown routes and methods,
+#: oversized bodies); any other status falls back to its reason phrase in snake case,
+#: and every 5xx answers ``internal_error`` (see ``bridge.app``).
+HTTP_ERROR_CODES: Final[dict[int, str]] = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+def http_error_code(status: int, name: str | None) -> str:
+    """The §6 error code for an HTTP error of ``status`` the framework raised."""
+    if status >= 500:
+        return "internal_error"
+    return HTTP_ERROR_CODES.get(status) or (name or "error").lower().replace(" ", "_")
+
+
+#: gRPC request fields whose REST body name differs (``tidings-error-field`` → ``field``).
+REST_FIELD_NAMES: Final[dict[str, str]] = {"data_json": "data"}
+
+
 class ApiError(Exception):
     """An HTTP error answer in the §6 shape."""
+
+    #: Whether the engine gave this answer (so it has judged the caller's credentials).
+    from_engine = False
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -146,4 +171,11 @@ class ApiError(Exception):
             message = "the notification engine is unavailable"
         else:
             message = error.details() or code.replace("_", " ")
-        return cls(status, code, message, trailer(error, ERROR_FIELD_KEY))
+        field = trailer(error, ERROR_FIELD_KEY)
+        if field in REST_FIELD_NAMES:
+            rest_name = REST_FIELD_NAMES[field]
+            message = message.replace(f"{field}:", f"{rest_name}:", 1)
+            field = rest_name
+        answer = cls(status, code, message, field)
+        answer.from_engine = True
+        return answer

@@ -12,7 +12,7 @@ from typing import TypeVar
 import grpc
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, current_app, request
 from quart_schema import (
     document_response,
     security_scheme,
@@ -31,6 +31,7 @@ from bridge.jsonwire import (
     stats_object,
 )
 from bridge.metadata import BadMetadata, http_metadata
+from bridge.openapi import admin_only, is_admin_only, text_response
 from bridge.outcomes import ApiError
 from bridge.responses import json_response
 from bridge.state import bridge_state
@@ -55,15 +56,39 @@ async def _call(method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], message: Re
         raise ApiError.from_rpc(exc) from None
 
 
+async def caller_refused() -> ApiError | None:
+    """The 401 / 403 the engine gives this request's caller, or None if it admits them.
+
+    For a request the bridge refuses itself (bad body or query, unknown id), so that
+    credentials are judged first, as the engine does. The engine alone knows who may
+    call; it is asked with a request it refuses only *after* authorizing the caller (an
+    empty user id for the admin surface, a negative page size otherwise), so the
+    question changes nothing.
+    """
+    upstream = bridge_state().upstream
+    try:
+        if is_admin_only(current_app.view_functions.get(request.endpoint or "")):
+            await _call(upstream.admin.DisconnectUser, admin_pb2.DisconnectUserRequest(user_id=""))
+        else:
+            await _call(
+                upstream.stream.ListNotifications, stream_pb2.ListNotificationsRequest(limit=-1)
+            )
+    except ApiError as exc:
+        return exc if exc.status in (401, 403) else None
+    return None
+
+
 def _data_json(data: dict[str, object] | None) -> str:
     if not data:
         return "{}"
     try:
         return orjson.dumps(data).decode()
     except orjson.JSONEncodeError:
-        pass  # integers beyond 64 bits: the standard library writes any integer
+        pass  # integers beyond 64 bits (or deep nesting): the standard library writes those
     try:
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        raise ApiError.invalid("data", "data: nested too deeply") from None
     except (TypeError, ValueError) as exc:
         raise ApiError.invalid("data", f"data: {exc}") from None
 
@@ -76,6 +101,7 @@ def _priority(name: str | None) -> notification_pb2.Priority.ValueType:
 
 
 @api.post("/notifications")
+@admin_only
 @tag(["notifications"])
 @validate_request(schemas.CreateNotification)
 @document_response(schemas.Notification, 201)
@@ -106,6 +132,7 @@ async def create_notification(data: schemas.CreateNotification) -> Response:
 
 
 @api.post("/notifications/broadcast")
+@admin_only
 @tag(["notifications"])
 @validate_request(schemas.Broadcast)
 @document_response(schemas.Created, 201)
@@ -184,6 +211,7 @@ async def mark_read(notification_id: str) -> Response:
 
 
 @api.get("/ws/notifications/stats")
+@admin_only
 @tag(["operators"])
 @document_response(schemas.Stats)
 async def stats() -> Response:
@@ -211,6 +239,7 @@ async def connection_status(query_args: schemas.StatusQuery) -> Response:
 
 
 @api.post("/ws/notifications/disconnect")
+@admin_only
 @tag(["operators"])
 @validate_request(schemas.Disconnect)
 @document_response(schemas.Disconnected)
@@ -245,6 +274,7 @@ async def healthz() -> Response:
 @ops.get("/metrics")
 @tag(["operations"])
 @security_scheme([])
+@text_response(CONTENT_TYPE_LATEST)
 async def metrics() -> Response:
     """Prometheus text from the default registry (bridge and, in role all, engine)."""
     return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -11,9 +11,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 INT64_MAX = 2**63 - 1
+#: Text fields may hold any character but NUL (the engine refuses it: PostgreSQL cannot store it).
+NO_NUL = "^[^\\x00]*$"
 
 
 def _int_to_str(value: object) -> object:
@@ -22,17 +32,51 @@ def _int_to_str(value: object) -> object:
     return value
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+#: With ``StringConstraints``: no NUL character, checked and documented.
+_NO_NUL_CHECK = AfterValidator(_no_nul)
+_NO_NUL_DOC = Field(json_schema_extra={"pattern": NO_NUL})
+
 UserId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128),
+    _NO_NUL_CHECK,
     BeforeValidator(_int_to_str),
-    Field(description="1–128 characters; a JSON integer is accepted"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_NUL},
+                {"type": "integer"},
+            ],
+            "description": "1–128 characters; a JSON integer is accepted and becomes a string",
+        }
+    ),
 ]
-NotificationType = Annotated[str, Field(min_length=1, max_length=64)]
-Title = Annotated[str, Field(min_length=1, max_length=200)]
-MessageText = Annotated[str, Field(max_length=4000)]
+NotificationType = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), _NO_NUL_CHECK, _NO_NUL_DOC
+]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=200), _NO_NUL_CHECK, _NO_NUL_DOC]
+MessageText = Annotated[str, StringConstraints(max_length=4000), _NO_NUL_CHECK, _NO_NUL_DOC]
 PriorityName = Literal["low", "normal", "high", "urgent"]
-IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]
+IdempotencyKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=255), _NO_NUL_CHECK, _NO_NUL_DOC
+]
+
+
+def _strict_bool(value: object) -> object:
+    if value in ("true", "false"):
+        return value == "true"
+    if isinstance(value, bool):
+        return value
+    raise ValueError("must be true or false")
+
+
+QueryBool = Annotated[bool, BeforeValidator(_strict_bool)]
 
 
 class _Body(BaseModel):
@@ -61,7 +105,18 @@ class CreateNotification(_Content):
 class Broadcast(_Content):
     """``POST /api/v1/notifications/broadcast``: ``user_ids``, or ``all: true``."""
 
-    user_ids: list[UserId] | None = None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["user_ids"], "properties": {"user_ids": {"type": "array"}}},
+                {"required": ["all"], "properties": {"all": {"const": True}}},
+            ]
+        }
+    )
+
+    user_ids: list[UserId] | None = Field(
+        default=None, min_length=1, description="required unless all is true"
+    )
     all: bool = False
 
 
@@ -74,7 +129,7 @@ class Disconnect(_Body):
 class ListQuery(BaseModel):
     """``GET /api/v1/notifications`` query."""
 
-    unread_only: bool = False
+    unread_only: QueryBool = False
     limit: int | None = Field(default=None, ge=1, description="default 50; above 200 means 200")
     before_id: int | None = Field(default=None, ge=1, le=INT64_MAX, description="next page")
 

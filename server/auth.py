@@ -15,6 +15,9 @@ from server.engine.models import check_user_id
 
 DEFAULT_INSECURE_USER = "1"
 ADMIN_ROLE = "admin"
+#: RFC 7519 NumericDate claims: JSON numbers. PyJWT reads ``"exp": "4102444800"`` as a
+#: number, which would let a token through whose expiry a stricter verifier refuses.
+NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,10 @@ class Authenticator:
             raise Unauthenticated("the token has expired") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc
+        for name in NUMERIC_DATE_CLAIMS:
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise Unauthenticated(f"invalid token: the {name} claim must be a JSON number")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not 1 <= len(sub) <= 128:
             raise Unauthenticated("the token's sub must be a user id of 1-128 characters")

@@ -2,7 +2,10 @@
 
 ``data`` is carried as JSON text end to end: the engine checks once, on create, that it
 is a JSON object, and never parses it again. Every transport can then hand it on as
-it came (numbers and nesting intact) without a decode/encode per delivery.
+it came (numbers and nesting intact) without a decode/encode per delivery. Because
+it is handed on unparsed, it must be JSON every reader accepts (``JSON.parse``
+included): ``NaN``, ``Infinity`` and numbers beyond the double range are refused,
+as are unpaired UTF-16 surrogates and nesting deeper than ``DATA_DEPTH_MAX``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from server.engine.errors import InvalidArgument
 
@@ -23,6 +26,8 @@ MESSAGE_MAX = 4000
 IDEMPOTENCY_KEY_MAX = 255
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
+#: How deeply ``data`` may nest objects and arrays (``{}`` is 1, ``{"a": []}`` is 2).
+DATA_DEPTH_MAX = 64
 
 
 class Priority(StrEnum):
@@ -200,16 +205,65 @@ def check_types(field_name: str, types: object) -> tuple[str, ...]:
 
 
 def normalise_data(data_json: str) -> str:
-    """Compact JSON text of a JSON object; ``""`` means ``{}``."""
+    """Compact JSON text of a JSON object; ``""`` means ``{}``.
+
+    Refused (``InvalidArgument`` on ``data_json``): text that is not a JSON object, the
+    non-standard ``NaN``/``Infinity``, numbers a double cannot hold, unpaired
+    surrogates, and nesting deeper than ``DATA_DEPTH_MAX``.
+    """
     if not data_json:
         return "{}"
     try:
         value: Any = json.loads(data_json)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidArgument("data", "must be a JSON object") from exc
+    except RecursionError:
+        _too_deep()
+    except ValueError as exc:
+        raise InvalidArgument("data_json", "must be a JSON object") from exc
     if not isinstance(value, dict):
-        raise InvalidArgument("data", "must be a JSON object")
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        raise InvalidArgument("data_json", "must be a JSON object")
+    # Only text with that many brackets can nest that deep: most data skips the walk.
+    if data_json.count("[") + data_json.count("{") > DATA_DEPTH_MAX and (
+        json_depth(value, DATA_DEPTH_MAX) > DATA_DEPTH_MAX
+    ):
+        _too_deep()
+    try:
+        # allow_nan=False: NaN, Infinity and numbers beyond a double (read as infinity).
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise InvalidArgument(
+            "data_json", "NaN, Infinity and numbers beyond a double are not JSON numbers"
+        ) from None
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            "data_json", "strings must be valid Unicode (unpaired surrogate)"
+        ) from None
+    return text
+
+
+def json_depth(value: object, stop_after: int) -> int:
+    """How deeply ``value`` nests objects and arrays (a scalar is 0, ``{}`` is 1).
+
+    Counting stops once it passes ``stop_after``: the answer is then ``stop_after + 1``.
+    Iterative, so no nesting can exhaust the stack.
+    """
+    if not isinstance(value, dict | list):
+        return 0
+    deepest = 0
+    pending: list[tuple[dict[Any, Any] | list[Any], int]] = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if level > stop_after:
+            return level
+        deepest = max(deepest, level)
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((c, level + 1) for c in children if isinstance(c, dict | list))
+    return deepest
+
+
+def _too_deep() -> NoReturn:
+    raise InvalidArgument("data_json", f"must nest at most {DATA_DEPTH_MAX} levels deep") from None
 
 
 def clamp_limit(limit: int | None) -> int:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable
 from typing import Any
 
 import grpc
+import jwt
 import pytest
 from tidings.v1 import admin_pb2, stream_pb2
 
 from tests.auth_tokens import token, unsigned_token
 from tests.grpc.conftest import ADMIN, Node, auth
+from tests.harness import TEST_SECRET
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -20,8 +23,10 @@ BAD_TOKENS = {
     "wrong key": token("u", secret="another-secret-that-is-also-32-bytes-long"),
     "alg none": unsigned_token("u"),
     "not a jwt": "hello",
-    "no exp": __import__("jwt").encode(
-        {"sub": "u"}, __import__("tests.harness").harness.TEST_SECRET, algorithm="HS256"
+    "no exp": jwt.encode({"sub": "u"}, TEST_SECRET, algorithm="HS256"),
+    # RFC 7519: a NumericDate is a JSON number; a string that looks like one is refused.
+    "exp a string": jwt.encode(
+        {"sub": "u", "exp": str(int(time.time()) + 3600)}, TEST_SECRET, algorithm="HS256"
     ),
 }
 
@@ -105,8 +110,8 @@ BAD_CREATES: dict[str, dict[str, Any]] = {
     "title": {"user_id": "u", "type": "t", "title": ""},
     "title ": {"user_id": "u", "type": "t", "title": "t" * 201},
     "message": {"user_id": "u", "type": "t", "title": "t", "message": "m" * 4001},
-    "data": {"user_id": "u", "type": "t", "title": "t", "data_json": "[1, 2]"},
-    "data ": {"user_id": "u", "type": "t", "title": "t", "data_json": "{oops"},
+    "data_json": {"user_id": "u", "type": "t", "title": "t", "data_json": "[1, 2]"},
+    "data_json ": {"user_id": "u", "type": "t", "title": "t", "data_json": "{oops"},
     "priority": {"user_id": "u", "type": "t", "title": "t", "priority": 99},
     "idempotency_key": {"user_id": "u", "type": "t", "title": "t", "idempotency_key": "k" * 256},
 }
@@ -185,3 +190,54 @@ async def test_idempotent_create_and_broadcast(node: Node) -> None:
     assert everyone.created == 3
     stats = await node.admin.GetStats(admin_pb2.GetStatsRequest(), metadata=auth(ADMIN))
     assert stats.queued == 1 + 3 + 3
+
+
+#: ``data_json`` every JSON reader cannot take back (``JSON.parse`` included), or that
+#: nests more than 64 levels: refused, since it is handed on to every client unparsed.
+UNREADABLE_DATA = {
+    "NaN": '{"a": NaN}',
+    "Infinity": '{"a": Infinity}',
+    "-Infinity": '{"a": [1, -Infinity]}',
+    "beyond a double": '{"a": 1e400}',
+    "unpaired surrogate": '{"a": "\\udb44"}',
+    "65 levels": '{"a": ' + "[" * 64 + "]" * 64 + "}",
+    "10 000 levels": '{"a": ' + "[" * 10_000 + "]" * 10_000 + "}",
+}
+
+
+@pytest.mark.parametrize("kind", UNREADABLE_DATA)
+async def test_data_that_json_readers_refuse_is_invalid_and_changes_nothing(
+    node: Node, kind: str
+) -> None:
+    data_json = UNREADABLE_DATA[kind]
+    calls = (
+        node.admin.CreateNotification(
+            admin_pb2.CreateNotificationRequest(
+                user_id="nan", type="t", title="t", data_json=data_json
+            ),
+            metadata=auth(ADMIN),
+        ),
+        node.admin.BroadcastNotification(
+            admin_pb2.BroadcastNotificationRequest(
+                user_ids=["nan", "nan-2"], type="t", title="t", data_json=data_json
+            ),
+            metadata=auth(ADMIN),
+        ),
+    )
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+        trailers = dict(err.value.trailing_metadata() or ())
+        assert trailers["tidings-error-field"] == "data_json"
+    for user in ("nan", "nan-2"):
+        page = await node.users.ListNotifications(
+            stream_pb2.ListNotificationsRequest(), metadata=auth(token(user))
+        )
+        assert list(page.notifications) == []
+
+
+async def test_data_nested_64_levels_is_kept_intact(node: Node) -> None:
+    data_json = '{"a":' + "[" * 63 + "]" * 63 + ',"big":123456789012345678901234567890}'
+    made = await node.create("deep", data_json=data_json)
+    assert made.data_json == data_json
