@@ -105,10 +105,10 @@ def _priority(name: str | None) -> notification_pb2.Priority.ValueType:
 @tag(["notifications"])
 @validate_request(schemas.CreateNotification)
 @document_response(schemas.Notification, 201)
-@document_response(schemas.Notification, 200)
 @document_response(schemas.Error, 422)
 async def create_notification(data: schemas.CreateNotification) -> Response:
-    """Create one notification (admin). 201 when created; 200 on an idempotent replay."""
+    """Create one notification (admin): 201 with it. A retry with the same idempotency key
+    answers the first notification, 201 again, with ``Idempotent-Replayed: true``."""
     key = data.idempotency_key
     if key is None and (header := request.headers.get("Idempotency-Key")):
         if len(header) > 255:
@@ -124,11 +124,8 @@ async def create_notification(data: schemas.CreateNotification) -> Response:
         idempotency_key=key or "",
     )
     answer = await _call(bridge_state().upstream.admin.CreateNotification, message)
-    if answer.created:
-        return json_response(notification_json(answer.notification), 201)
-    return json_response(
-        notification_json(answer.notification), 200, {"Idempotent-Replayed": "true"}
-    )
+    replayed = {} if answer.created else {"Idempotent-Replayed": "true"}
+    return json_response(notification_json(answer.notification), 201, replayed)
 
 
 @api.post("/notifications/broadcast")

@@ -92,8 +92,9 @@ async def test_idempotent_replay_returns_the_first(
         again = await http.post(NOTIFICATIONS, json=body, headers=headers)
         count = await http.get(f"{NOTIFICATIONS}/unread_count", headers={"X-Tidings-User": uid})
     assert first.status_code == 201
-    assert again.status_code == 200
+    assert again.status_code == 201  # the first answer, again (as Stripe and the contract's table)
     assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
     assert again.json() == first.json()
     assert count.json() == {"unread": 1}
 
