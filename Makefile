@@ -19,7 +19,7 @@ TS_GENERATED := $(TS_DIR)/gen/.generated
 TS_INSTALLED := $(TS_DIR)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test lint fmt gen clean bench browser gen-ts test-ts
+.PHONY: help setup run test lint fmt gen clean bench browser gen-ts test-ts soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -82,6 +82,12 @@ run: setup ## start engine + bridge on SQLite (insecure development mode)
 test: setup lint browser ## lint, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-ts
+
+# Long runs of the randomized tests: the WebSocket protocol fuzz with 20 000 examples
+# (make test runs 2 000). SOAK_EXAMPLES changes the number.
+SOAK_EXAMPLES ?= 20000
+soak: setup ## the WebSocket protocol fuzz with 20 000 examples (about 10 minutes)
+	TIDINGS_FUZZ_EXAMPLES=$(SOAK_EXAMPLES) $(BIN)/pytest tests/bridge/test_ws_fuzz.py -q $(PYTEST_ARGS)
 
 # Debian's Chromium for the browser tests (Playwright cannot download its own here).
 browser: ## install Chromium for the browser tests (apt; needs root), unless present

@@ -34,7 +34,9 @@ def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0) 
     else:
         head += bytes([0x80 | 127]) + struct.pack("!Q", n)
     mask = os.urandom(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    key = (mask * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload) ^ int.from_bytes(key)).to_bytes(n) if n else b""
+    return head + mask + masked
 
 
 def text(message: str | dict[str, Any]) -> bytes:
