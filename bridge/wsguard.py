@@ -42,10 +42,10 @@ from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping
 from wsproto.frame_protocol import CloseReason
 
-from bridge import metrics
+from bridge import metrics, ws
 
 #: Seconds a client gets to answer our close frame before its connection is dropped.
-CLOSE_TIMEOUT: Final = 2.0
+CLOSE_TIMEOUT: Final = ws.CLOSE_TIMEOUT
 #: Close reasons are at most 123 bytes (RFC 6455 §5.5).
 REASON_MAX: Final = 120
 

@@ -175,6 +175,13 @@ class Fuzz:
     received: list[int] = field(default_factory=list)
     examples: int = 0
     socket: RawSocket | None = None  # the fuzzed user's, while open
+    opened: int = 0
+
+    @property
+    def user(self) -> str:
+        """The fuzzed user: one per socket, so that a socket that was dropped without a
+        word cannot send anything to the next (marked-read echoes)."""
+        return f"{FUZZ_USER}-{self.opened}"
 
     async def create(self, user: str) -> None:
         response = await self.http.post(
@@ -194,18 +201,19 @@ class Fuzz:
 
     async def play(self, script: Script) -> None:
         self.examples += 1
-        creating = []
-        if script.notify_control:
-            creating.append(asyncio.ensure_future(self.create(CONTROL_USER)))
-        if script.notify_fuzzed:
-            creating.append(asyncio.ensure_future(self.create(FUZZ_USER)))
         raw, self.socket = self.socket, None
         if raw is not None and script.fresh:
             raw.abort()  # a client that just vanishes
             raw = None
         greeted = raw is not None
         if raw is None:
-            raw = await RawSocket.open(self.server, user_id=FUZZ_USER)
+            self.opened += 1
+            raw = await RawSocket.open(self.server, user_id=self.user)
+        creating = []
+        if script.notify_control:
+            creating.append(asyncio.ensure_future(self.create(CONTROL_USER)))
+        if script.notify_fuzzed:
+            creating.append(asyncio.ensure_future(self.create(self.user)))
         try:
             sent = script.sent
             raw.send(b"".join(s.data for s in sent))  # on a fresh socket: before the greeting
