@@ -83,6 +83,12 @@ test: setup lint browser ## lint, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-ts
 
+# Long runs of the randomized tests: the WebSocket protocol fuzz with 20 000 examples
+# (make test runs 2 000). SOAK_EXAMPLES changes the number.
+SOAK_EXAMPLES ?= 20000
+soak: setup ## the WebSocket protocol fuzz with 20 000 examples (about 10 minutes)
+	TIDINGS_FUZZ_EXAMPLES=$(SOAK_EXAMPLES) $(BIN)/pytest tests/bridge/test_ws_fuzz.py -q $(PYTEST_ARGS)
+
 # Debian's Chromium for the browser tests (Playwright cannot download its own here).
 browser: ## install Chromium for the browser tests (apt; needs root), unless present
 	@test -x /usr/bin/chromium || { \

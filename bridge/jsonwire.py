@@ -6,8 +6,9 @@ as an ``orjson.Fragment`` (never parsed), and the finished frame is kept in a
 ``FrameCache`` so that every socket receiving the same notification reuses it.
 
 Client → server: ``decode_command`` turns one frame into a ``ConnectRequest``, or into
-a ``WireError`` the bridge answers itself (frames that are not JSON objects, unknown
-types, fields of the wrong JSON type). Everything else is the engine's to judge.
+a ``WireError`` (frames that are not JSON objects, unknown types, fields of the wrong
+JSON type), which the bridge reports to the engine session as such: the engine counts
+it against the rate limit and answers it. Everything else is the engine's to judge.
 """
 
 from __future__ import annotations
@@ -247,7 +248,7 @@ def event_frame(m: stream_pb2.ConnectResponse, cache: FrameCache) -> tuple[str, 
 
 @dataclass(frozen=True, slots=True)
 class WireError:
-    """A client frame the bridge refuses itself, with the §5 error code."""
+    """A client frame that is no command, with the §5 error code it is answered with."""
 
     code: str
     message: str

@@ -18,8 +18,9 @@ anything else                          close 1011
 OK                                     close 1000
 =====================================  ==================================================
 
-The bridge itself closes with 1001 when it shuts down and 1009 for frames over
-``--max-message-bytes``.
+The bridge itself closes with 1001 when it shuts down, 1003 for binary frames and
+1009 for frames over ``--max-message-bytes`` (``bridge.wsguard``: 1002 and 1007 for
+frames that break RFC 6455).
 
 HTTP (docs/PROTOCOL.md §6.1): see ``HTTP_STATUS``; errors answer
 ``{"error": {"code", "message", "field"?}}`` with ``field`` from the engine's
@@ -43,6 +44,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    UNSUPPORTED_DATA = 1003
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011

@@ -13,6 +13,7 @@ from hypercorn.config import Config
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import Opcode, RsvBits
 
+from bridge import wsguard
 from bridge.app import create_app
 from bridge.state import bridge_state
 from server.config import Settings, split_addr
@@ -107,6 +108,7 @@ async def run_bridge(settings: Settings, upstream: str, stop: asyncio.Event) -> 
     closed with 1001, open requests get ``GRACEFUL_TIMEOUT`` seconds, then this returns.
     """
     install_stateless_deflate()
+    wsguard.install()
     app = create_app(
         upstream,
         allowed_origins=settings.allowed_origins,

@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2
 from tidings.v1 import admin_pb2_grpc, relay_pb2, relay_pb2_grpc, stream_pb2, stream_pb2_grpc
 
 from bridge.metadata import Metadata
+from server.engine.session import MAX_BUFFER_BYTES
 
 ERROR_CODE_KEY: Final = "tidings-error-code"
 ERROR_FIELD_KEY: Final = "tidings-error-field"
@@ -82,6 +83,17 @@ class SessionLink(Protocol):
         """Pass one client command on; False once the session has ended."""
         ...
 
+    def reject(self, code: str, message: str) -> None:
+        """Report a client message that could not be decoded; the engine answers it with
+        error ``code`` (or ``rate_limited``: it counts against the rate limit)."""
+        ...
+
+    @property
+    def established(self) -> asyncio.Future[None]:
+        """Done once the engine has greeted the session: commands sent from then on
+        are answered after the greeting and the replay, in order."""
+        ...
+
     def close(self) -> None:
         """Tear the session down (idempotent); the engine sees the client go."""
         ...
@@ -101,29 +113,42 @@ class RelaySessionLink:
     """A ``SessionLink`` carried, with many others, by one ``Relay`` stream.
 
     Frames wait here until the WebSocket handler takes them. A browser that falls more
-    than ``max_buffer`` frames behind ends its session as slow (the engine's own rule
-    for the same case). Whatever a link received but never passed on — buffered when
-    it ended, or still in flight towards it — goes back to the engine, which puts it in
-    the user's queue again.
+    than ``max_buffer`` frames or ``max_bytes`` bytes behind (the replay not counted)
+    ends its session as slow (the engine's own rule for the same case). Whatever a
+    link received but never passed on — buffered when it ended, or still in flight
+    towards it — goes back to the engine, which puts it in the user's queue again.
     """
 
     __slots__ = (
+        "_bytes",
         "_ended",
         "_established",
         "_frames",
+        "_greeted",
         "_head",
         "_loop",
         "_max",
+        "_max_bytes",
         "_relay",
+        "_replay",
         "_sid",
         "_waiter",
         "ending",
     )
 
-    def __init__(self, relay: _RelayStream, sid: int, max_buffer: int) -> None:
+    def __init__(
+        self,
+        relay: _RelayStream,
+        sid: int,
+        max_buffer: int,
+        max_bytes: int = MAX_BUFFER_BYTES,
+    ) -> None:
         self._relay = relay
         self._sid = sid
         self._max = max_buffer
+        self._max_bytes = max_bytes
+        self._bytes = 0  # of the frames waiting in ``_frames``
+        self._replay = 0  # replayed notifications still to come (their bytes are allowed)
         # A list and a read index rather than a deque: an idle link holds an empty buffer
         # for hours, and a deque allocates 760 bytes up front.
         self._frames: list[bytes] = []
@@ -135,20 +160,29 @@ class RelaySessionLink:
         # Looked up once: ``get_running_loop`` checks the process id on every call.
         self._loop = asyncio.get_running_loop()
         self.ending: asyncio.Future[StreamEnded] = self._loop.create_future()
+        self._greeted: asyncio.Future[None] | None = None
 
     # --- the relay's side ---
 
     def deliver(self, frame: bytes) -> None:
         if self._ended is not None:
             return
-        if not self._frames and not self._established and self._head == 0:
+        if self._greeted is None or not self._greeted.done():
             # The greeting says how many replayed notifications follow: like the
             # engine, do not count the replay against the lag allowance.
             greeting = stream_pb2.ConnectResponse.FromString(frame)
             if greeting.WhichOneof("kind") == "connection_established":
                 self._max += greeting.connection_established.queued
+                self._replay = greeting.connection_established.queued
+            self.established.set_result(None)
+        elif self._replay:
+            self._replay -= 1
+            self._max_bytes += len(frame)
         self._frames.append(frame)
-        if len(self._frames) - self._head > self._max:
+        self._bytes += len(frame)
+        if len(self._frames) - self._head > self._max or (
+            self._bytes > self._max_bytes and len(self._frames) - self._head > 1
+        ):
             self.end(StreamEnded(grpc.StatusCode.RESOURCE_EXHAUSTED, "the client did not keep up"))
             self._relay.close_session(self._sid, self._take_undelivered())
             return
@@ -167,8 +201,14 @@ class RelaySessionLink:
 
     def _take_undelivered(self) -> list[int]:
         """The ids of the notifications buffered and never taken; the buffer is emptied."""
-        pending, self._frames, self._head = self._frames[self._head :], [], 0
+        pending, self._frames, self._head, self._bytes = self._frames[self._head :], [], 0, 0
         return notification_ids(pending)
+
+    @property
+    def established(self) -> asyncio.Future[None]:
+        if self._greeted is None:  # made on demand: most links are asked once, early
+            self._greeted = self._loop.create_future()
+        return self._greeted
 
     # --- SessionLink ---
 
@@ -185,6 +225,7 @@ class RelaySessionLink:
                 self._waiter = None
         frame = self._frames[self._head]
         self._head += 1
+        self._bytes -= len(frame)
         if self._head == len(self._frames):
             self._frames.clear()
             self._head = 0
@@ -205,6 +246,14 @@ class RelaySessionLink:
             )
         )
         return True
+
+    def reject(self, code: str, message: str) -> None:
+        if self._ended is None:
+            self._relay.send(
+                relay_pb2.RelayRequest(
+                    invalid=relay_pb2.RelayInvalid(session_id=self._sid, code=code, message=message)
+                )
+            )
 
     def close(self) -> None:
         undelivered = self._take_undelivered()

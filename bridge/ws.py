@@ -31,6 +31,11 @@ log = logging.getLogger("tidings.bridge")
 sockets = Blueprint("ws", __name__)
 
 DRAINED = Ending(CloseCode.GOING_AWAY, "server shutting down")
+#: The connection broke under the relay (the kernel gave up on a stalled peer, a reset):
+#: there is nobody left to send a close frame to.
+LOST = Ending(CloseCode.GOING_AWAY, "connection lost")
+BINARY = Ending(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+TOO_BIG = Ending(CloseCode.MESSAGE_TOO_BIG, "message too big")
 
 #: Seconds a closing socket gets to take its last frames.
 CLOSE_TIMEOUT = 2.0
@@ -62,7 +67,8 @@ async def notifications() -> Response | None:
         metrics.WS_CONNECTIONS.inc()
         try:
             ending = await _relay(ws, link, state)
-            await _finish(ws, ending)
+            if ending is not LOST:
+                await _finish(ws, ending)
         finally:
             metrics.WS_CONNECTIONS.dec()
     finally:
@@ -91,6 +97,9 @@ async def _relay(ws: Websocket, link: SessionLink, state: BridgeState) -> Ending
         if task.done() and not task.cancelled():
             try:
                 return task.result()
+            except OSError as exc:
+                log.info("websocket connection lost: %s", exc.strerror or exc)
+                return LOST
             except Exception:
                 log.exception("websocket relay failed")
                 return Ending(CloseCode.INTERNAL_ERROR, "internal error")
@@ -159,27 +168,30 @@ async def _downstream(ws: Websocket, link: SessionLink, frames: FrameCache) -> E
 
 
 async def _upstream(ws: Websocket, link: SessionLink, max_bytes: int) -> Ending:
-    """Browser → engine until a frame is too big (the browser leaving cancels this)."""
+    """Browser → engine until a frame is too big or binary (the browser leaving cancels
+    this).
+
+    Frames wait (in order, in the socket's queue) until the engine has greeted the
+    session, so that commands sent at once are answered after ``connection_established``.
+    Frames that are no command go to the engine as such: they count against the rate
+    limit, and the engine answers them.
+    """
     receive = ws.receive
-    send = ws.send
+    await link.established
     while True:
         frame = await receive()
+        if not isinstance(frame, str):  # Quart hands an empty binary frame over as None
+            return BINARY
         # hypercorn counts characters of text frames; the limit is in bytes. Only long
         # frames can be over it, so short ones skip the encode.
-        if len(frame) * 4 > max_bytes and _size(frame) > max_bytes:
-            return Ending(CloseCode.MESSAGE_TOO_BIG, "message too big")
+        if len(frame) * 4 > max_bytes and len(frame.encode(errors="surrogatepass")) > max_bytes:
+            return TOO_BIG
         command = decode_command(frame)
         if isinstance(command, WireError):
-            await send(command.frame)
-            metrics.error("ws", command.code)
-            metrics.sent("error")
+            link.reject(command.code, command.message)
             continue
         # If the session has ended, the downstream task is about to say how.
         await link.send(command)
-
-
-def _size(frame: str | bytes) -> int:
-    return len(frame.encode()) if isinstance(frame, str) else len(frame)
 
 
 async def _finish(ws: Websocket, ending: Ending) -> None:

@@ -7,19 +7,22 @@ A session is a bounded outbox of events plus the rules for what goes in it:
   backlog, and the held notifications the backlog did not contain, in id order.
   Nothing is lost in between and nothing is sent twice.
 * The type filter decides which notifications enter the outbox.
-* The outbox holds at most ``max_buffer`` events beyond the replay. A client that
-  falls further behind is closed as slow rather than growing memory; what it had not
-  taken stays queued in the store, because a notification counts as delivered only
-  once the transport has written it and asks for the next event.
+* The outbox holds at most ``max_buffer`` events and ``max_buffer_bytes`` bytes (an
+  estimate of their encoded size) beyond the replay. A client that falls further
+  behind is closed as slow rather than growing memory; what it had not taken stays
+  queued in the store, because a notification counts as delivered only once the
+  transport has written it and asks for the next event.
 * Client messages are rate limited (a token bucket); over the limit, each gets a
-  ``rate_limited`` error and is otherwise ignored.
+  ``rate_limited`` error and is otherwise ignored. Messages the transport could not
+  decode count too (``reject``): garbage is no way around the limit.
 
 A transport drives a session in one of two ways. Pulling: ``async for event in
 session`` to write (asking for the next event confirms the previous one was written).
 Pushing, for transports that serve many sessions from one task: ``watch(callback)``
 to hear when events are waiting, ``drain()`` to take them, ``confirm()`` once they
 are written. Either way ``await session.handle(command)`` takes what the client
-sends, and ``close(CloseReason.CLIENT_GONE)`` says the connection ended.
+sends (``reject(code, message)`` what it sent that the transport could not decode),
+and ``close(CloseReason.CLIENT_GONE)`` says the connection ended.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from server.engine.clock import Clock
 from server.engine.errors import ClientError, InvalidArgument, TidingsError
@@ -55,6 +58,9 @@ from server.engine.heartbeat import Heartbeats
 from server.engine.models import Notification, check_types
 from server.engine.ratelimit import TokenBucket
 
+#: The default bound on the bytes waiting in a session's outbox (beyond the replay).
+MAX_BUFFER_BYTES: Final = 8 << 20
+
 
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
@@ -63,6 +69,36 @@ class SessionLimits:
     heartbeat_interval: float = 30.0
     max_buffer: int = 1000
     max_rate: float = 50.0
+    max_buffer_bytes: int = MAX_BUFFER_BYTES
+
+
+#: What an event costs in the outbox beyond its variable parts (an encoded message's
+#: framing and fixed fields).
+EVENT_OVERHEAD: Final = 160
+
+
+def notification_size(n: Notification) -> int:
+    """About how many bytes a delivery of ``n`` takes once encoded (in characters)."""
+    return (
+        EVENT_OVERHEAD
+        + len(n.user_id)
+        + len(n.type)
+        + len(n.title)
+        + len(n.message)
+        + len(n.data_json)
+    )
+
+
+def event_size(event: Event) -> int:
+    """About how many bytes ``event`` takes once encoded (in characters)."""
+    if isinstance(event, Delivery):
+        return notification_size(event.envelope.notification)
+    if isinstance(event, SubscriptionUpdated):
+        f = event.type_filter
+        return EVENT_OVERHEAD + sum(len(t) + 3 for t in (f.only or f.excluded))
+    if isinstance(event, ErrorEvent):
+        return EVENT_OVERHEAD + len(event.message)
+    return EVENT_OVERHEAD
 
 
 class SessionHost(Protocol):
@@ -108,6 +144,8 @@ class Session:
         self._closed: Closed | None = None
         self._final_taken = False
         self._max_outbox = limits.max_buffer
+        self._outbox_bytes = 0
+        self._max_outbox_bytes = limits.max_buffer_bytes
         self._high = 0  # the largest notification id queued for the client
         self._bucket = TokenBucket(limits.max_rate, 2 * limits.max_rate, host.clock.monotonic())
 
@@ -139,6 +177,12 @@ class Session:
         sent = {n.id for n in backlog}
         # The replay is bounded by the queue cap; it does not count against the lag allowance.
         self._max_outbox = self._limits.max_buffer + len(backlog) + len(held) + 1
+        self._max_outbox_bytes = (
+            self._limits.max_buffer_bytes
+            + sum(notification_size(n) for n in backlog)
+            + sum(notification_size(e.notification) for e in held)
+            + EVENT_OVERHEAD
+        )
         late = sorted(
             (
                 e
@@ -180,6 +224,7 @@ class Session:
         undelivered = self._taken + [e.envelope for e in self._outbox if isinstance(e, Delivery)]
         self._taken = []
         self._outbox.clear()
+        self._outbox_bytes = 0
         self._held = None
         self._host.heartbeats.remove(self)
         self._wake()
@@ -207,6 +252,7 @@ class Session:
             finally:
                 self._waiter = None
         event = self._outbox.popleft()
+        self._outbox_bytes -= event_size(event)
         if isinstance(event, Delivery):
             self._taken.append(event.envelope)
         return event
@@ -223,6 +269,7 @@ class Session:
         outbox = self._outbox
         while outbox and len(taken) < limit:
             event = outbox.popleft()
+            self._outbox_bytes -= event_size(event)
             if isinstance(event, Delivery):
                 self._taken.append(event.envelope)
             taken.append(event)
@@ -260,6 +307,17 @@ class Session:
         except TidingsError as exc:
             self._push(ErrorEvent("internal_error", exc.message))
 
+    def reject(self, code: str, message: str) -> None:
+        """A client message the transport could not decode (not JSON, unknown type, bad
+        fields): it counts against the rate limit like any other and is answered with
+        error ``code``, or ``rate_limited`` over the limit."""
+        if self._closed is not None:
+            return
+        if not self._bucket.allow(self._host.clock.monotonic()):
+            self._push(ErrorEvent("rate_limited", "too many messages; this one was ignored"))
+            return
+        self._push(ErrorEvent(code, message))
+
     # --- internals ----------------------------------------------------------------
 
     def _apply(self, command: Command) -> None:
@@ -292,9 +350,13 @@ class Session:
         if self._closed is not None:
             return
         waiting = len(self._outbox)
-        if waiting >= self._max_outbox:
+        size = event_size(event)
+        if waiting >= self._max_outbox or (
+            waiting and self._outbox_bytes + size > self._max_outbox_bytes
+        ):
             self.close(CloseReason.SLOW, "the client did not keep up")
             return
+        self._outbox_bytes += size
         self._outbox.append(event)
         if not waiting:  # the transport only waits on an empty outbox
             self._wake()

@@ -85,6 +85,10 @@ class _Relay:
                 await self._command(request.command.session_id, request.command.request)
             elif kind == "close":
                 self._close(request.close.session_id, request.close.undelivered_ids)
+            elif kind == "invalid":
+                session = self._sessions.get(request.invalid.session_id)
+                if session is not None:
+                    session.reject(request.invalid.code, request.invalid.message)
 
     async def batches(self, reader: asyncio.Task[None]) -> AsyncIterator[bytes]:
         """Serialized RelayResponses, as events wait, until the reader ends."""

@@ -1,0 +1,138 @@
+"""The WebSocket endings hypercorn 0.18 leaves to chance, as the ``WSStream`` it builds.
+
+hypercorn's ``WSStream`` (``hypercorn/protocol/ws_stream.py``) feeds wsproto and
+relays to the app. Three of its paths let a hostile client keep resources or get no
+close frame:
+
+* A message over ``websocket_max_message_size``: hypercorn sends close 1009 but tells
+  the app nothing and keeps the connection until the client answers. A client that
+  never answers kept its engine session (counting notifications as sent) and its TCP
+  connection forever.
+* A frame that breaks RFC 6455 (invalid UTF-8 → 1007; a reserved opcode, a stray
+  continuation, a fragmented or over-long control frame, RSV bits → 1002): wsproto
+  reports it as a ``CloseConnection`` with that code while the connection is still
+  open, and hypercorn dropped the TCP connection without sending the close frame
+  (the client saw 1006).
+
+Here, in both cases:
+
+* the close frame goes out with its code, and the app hears ``websocket.disconnect``
+  at once, so the session ends now (what it had not written goes back to the queue);
+* when the framing is intact (1009), the client's frames are read and dropped until
+  its closing answer, and the connection is dropped then or after ``CLOSE_TIMEOUT``
+  seconds, whichever comes first;
+* when it is not (1002, 1007), the rest of the stream cannot be parsed: the
+  connection is dropped right after the close frame.
+
+The app's own closes keep hypercorn's way: the connection is dropped when the app
+returns (``bridge.ws`` bounds the close itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+import hypercorn.protocol.h2
+import hypercorn.protocol.h11
+from hypercorn.protocol.events import Data, Event, StreamClosed
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError, WSStream
+from hypercorn.typing import ASGISendEvent
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection, Message, Ping
+from wsproto.frame_protocol import CloseReason
+
+from bridge import metrics, ws
+
+#: Seconds a client gets to answer our close frame before its connection is dropped.
+CLOSE_TIMEOUT: Final = ws.CLOSE_TIMEOUT
+#: Close reasons are at most 123 bytes (RFC 6455 §5.5).
+REASON_MAX: Final = 120
+
+
+class GuardedWSStream(WSStream):
+    """hypercorn's ``WSStream`` with bounded, always-announced closes (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gone = asyncio.Event()
+
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, Data) and self._connection_state() is ConnectionState.CLOSED:
+            return  # after the closing handshake: nothing left to parse
+        await super().handle(event)
+        if isinstance(event, StreamClosed):
+            self._gone.set()
+
+    async def app_send(self, message: ASGISendEvent | None) -> None:
+        if (
+            message is None
+            and not self.closed
+            and self.state is ASGIWebsocketState.CONNECTED
+            and self._connection_state() is ConnectionState.LOCAL_CLOSING
+        ):
+            # ``_fail`` closed and the app is done: wait for the client's answer, boundedly.
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self._gone.wait()
+            except TimeoutError:
+                pass
+            if not self.closed:
+                await self.send(StreamClosed(stream_id=self.stream_id))
+            return
+        await super().app_send(message)
+
+    async def _handle_events(self) -> None:
+        for event in self.connection.events():
+            state = self.connection.state
+            if isinstance(event, Message):
+                if state is not ConnectionState.OPEN:
+                    continue  # sent after our close frame: dropped
+                try:
+                    self.buffer.extend(event)
+                except FrameTooLargeError:
+                    self.buffer.clear()
+                    await self._fail(CloseReason.MESSAGE_TOO_BIG, "message too big")
+                    continue  # the framing is intact: read on, for the client's answer
+                if event.message_finished:
+                    await self._to_app(self.buffer.to_message())
+                    self.buffer.clear()
+            elif isinstance(event, Ping):
+                if state is ConnectionState.OPEN:
+                    await self._send_wsproto_event(event.response())
+            elif isinstance(event, CloseConnection):
+                if state is ConnectionState.OPEN:
+                    # Not the client's close: wsproto's report of a frame it could not parse.
+                    await self._fail(CloseReason(event.code), event.reason or "")
+                elif state is ConnectionState.REMOTE_CLOSING:
+                    await self._send_wsproto_event(event.response())
+                # The client's close or answer (CLOSING/CLOSED), or an unparsable frame
+                # after our close: either way the connection is done.
+                await self._drop()
+                return
+
+    async def _fail(self, code: CloseReason, reason: str) -> None:
+        """Close with ``code`` on the server's own decision; the app hears of it now."""
+        metrics.WS_CLOSES.labels(str(int(code))).inc()
+        reason = reason.encode()[:REASON_MAX].decode(errors="ignore")
+        await self._send_wsproto_event(CloseConnection(code=code, reason=reason))
+        await self._to_app({"type": "websocket.disconnect", "code": int(code)})
+
+    async def _to_app(self, message: dict[str, Any]) -> None:
+        assert self.app_put is not None
+        await self.app_put(message)
+
+    async def _drop(self) -> None:
+        if not self.closed:
+            await self.send(StreamClosed(stream_id=self.stream_id))
+        self._gone.set()
+
+    def _connection_state(self) -> ConnectionState | None:
+        connection = getattr(self, "connection", None)  # set when the upgrade is accepted
+        return connection.state if connection is not None else None
+
+
+def install() -> None:
+    """Make hypercorn build ``GuardedWSStream`` for every WebSocket (it has no setting)."""
+    hypercorn.protocol.h11.WSStream = GuardedWSStream  # type: ignore[attr-defined]
+    hypercorn.protocol.h2.WSStream = GuardedWSStream  # type: ignore[attr-defined]
