@@ -83,12 +83,6 @@ test: setup lint browser ## lint, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-ts
 
-# Long runs of the randomized tests: the WebSocket protocol fuzz with 20 000 examples
-# (make test runs 2 000). SOAK_EXAMPLES changes the number.
-SOAK_EXAMPLES ?= 20000
-soak: setup ## the WebSocket protocol fuzz with 20 000 examples (about 10 minutes)
-	TIDINGS_FUZZ_EXAMPLES=$(SOAK_EXAMPLES) $(BIN)/pytest tests/bridge/test_ws_fuzz.py -q $(PYTEST_ARGS)
-
 # Debian's Chromium for the browser tests (Playwright cannot download its own here).
 browser: ## install Chromium for the browser tests (apt; needs root), unless present
 	@test -x /usr/bin/chromium || { \
@@ -120,11 +114,14 @@ $(BENCH_INSTALLED): pyproject.toml $(INSTALLED)
 bench: setup $(BENCH_INSTALLED) ## run the comparison benchmark (5–8 min; BENCH_ARGS=--quick for a short one)
 	ulimit -n 65536 || ulimit -n hard || true; TIDINGS_BENCH_VIA_MAKE=1 $(BIN)/python -m bench.run $(BENCH_ARGS)
 
-# The soak (bench/soak.py, docs/RELIABILITY.md): 1 000 browser + 200 gRPC sessions with
-# traffic for 10 minutes; fails when memory grows, sessions or connections stay, the WAL
-# passes its bound, or a notification goes missing. Not part of make test.
+# The soak (not in make test; docs/RELIABILITY.md): the WebSocket protocol fuzz with
+# SOAK_EXAMPLES examples (make test runs 2 000), then bench/soak.py — 1 000 browser + 200
+# gRPC sessions with traffic for 10 minutes; fails when memory grows, sessions or
+# connections stay, the WAL passes its bound, or a notification goes missing.
+SOAK_EXAMPLES ?= 20000
 SOAK_ARGS ?=
-soak: setup $(BENCH_INSTALLED) ## 10-minute soak: memory, connections, WAL, nothing lost (SOAK_ARGS=--minutes 2)
+soak: setup $(BENCH_INSTALLED) ## fuzz with 20 000 examples, then a 10-minute soak (SOAK_ARGS=--minutes 2)
+	TIDINGS_FUZZ_EXAMPLES=$(SOAK_EXAMPLES) $(BIN)/pytest tests/bridge/test_ws_fuzz.py -q $(PYTEST_ARGS)
 	ulimit -n 65536 || ulimit -n hard || true; $(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 fmt: setup ## format Python and proto files in place
