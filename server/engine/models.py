@@ -8,7 +8,8 @@ it came (numbers and nesting intact) without a decode/encode per delivery.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -23,6 +24,8 @@ MESSAGE_MAX = 4000
 IDEMPOTENCY_KEY_MAX = 255
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
+BATCH_MAX = 1000
+BATCH_FIELD = "notifications"
 
 
 class Priority(StrEnum):
@@ -196,6 +199,25 @@ def normalise_data(data_json: str) -> str:
     if not isinstance(value, dict):
         raise InvalidArgument("data", "must be a JSON object")
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def check_batch_size(count: int) -> int:
+    """``count`` if a batch create may hold that many items (1–1000), else ``InvalidArgument``."""
+    if count < 1:
+        raise InvalidArgument(BATCH_FIELD, "give at least one notification")
+    if count > BATCH_MAX:
+        raise InvalidArgument(BATCH_FIELD, f"at most {BATCH_MAX} notifications per batch")
+    return count
+
+
+@contextmanager
+def batch_item(index: int) -> Iterator[None]:
+    """Blame an ``InvalidArgument`` raised inside on item ``index`` of a batch create: its
+    field becomes ``notifications[3].title``, so the caller knows which item to fix."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{BATCH_FIELD}[{index}].{exc.field}", exc.reason) from None
 
 
 def clamp_limit(limit: int | None) -> int:

@@ -71,6 +71,9 @@ def _handlers(
             admin.GetConnectionStatus, admin_pb2.GetConnectionStatusRequest
         ),
         "DisconnectUser": unary(admin.DisconnectUser, admin_pb2.DisconnectUserRequest),
+        "CreateNotifications": unary(
+            admin.CreateNotifications, admin_pb2.CreateNotificationsRequest
+        ),
     }
     relay_methods = {
         "Relay": grpc.stream_stream_rpc_method_handler(
