@@ -45,6 +45,10 @@ INSERT = (
 REGISTER = (
     "INSERT OR IGNORE INTO users (user_id, first_seen, dropped_since_connect) VALUES (?, ?, 0)"
 )
+OVER_CAP = (
+    "SELECT user_id FROM notifications WHERE queued = 1 AND user_id IN ({users}) "
+    "GROUP BY user_id HAVING count(*) > ?"
+)
 TRIM = (
     "UPDATE notifications SET queued = 0 WHERE id IN ("
     " SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY user_id ORDER BY id DESC)"
@@ -277,8 +281,15 @@ def _insert(
 
 
 def _trim(conn: sqlite3.Connection, users: Sequence[str], cap: int) -> dict[str, int]:
-    dropped: dict[str, int] = {}
+    # Counting is much cheaper than ranking, and few users are ever over the cap.
+    over: list[str] = []
     for chunk in _chunks(users):
+        over += (
+            user
+            for (user,) in conn.execute(OVER_CAP.format(users=_marks(len(chunk))), [*chunk, cap])
+        )
+    dropped: dict[str, int] = {}
+    for chunk in _chunks(over):
         for (user,) in conn.execute(TRIM.format(users=_marks(len(chunk))), [*chunk, cap]):
             dropped[user] = dropped.get(user, 0) + 1
     if dropped:
