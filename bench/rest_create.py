@@ -9,6 +9,11 @@ process's CPU per create (user + system, all threads, from /proc).
 
     .venv/bin/python bench/rest_create.py [--clients 1,16] [--seconds 10] [--at REF]
 
+With ``--peer``, the same load also goes to ``bench/refs/fastapi_durable.py`` (FastAPI +
+aiosqlite, one INSERT and commit per request, then a send to the user's sockets) and
+the ratios Tidings / reference are printed. No client holds a socket here: both answer
+once the row is committed.
+
 Loopback only; every run is bounded by ``--seconds``.
 """
 
@@ -24,12 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"http listening on (\S+)")
+READY = re.compile(r"^ready (\S+)")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -77,30 +84,59 @@ async def load(url: str, clients: int, seconds: float) -> list[float]:
     return times
 
 
-async def start_server(db: Path, cwd: Path) -> tuple[asyncio.subprocess.Process, str, str]:
-    """``tidings serve --insecure`` run from ``cwd``'s tree: the process, its HTTP address
-    and its start-up log."""
+async def start(argv: list[str], cwd: Path, ready: re.Pattern[str]) -> Server:
+    """Start a server process; returns once it printed a line matching ``ready``."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "serve", "--insecure",
-        "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-        "--database-url", f"sqlite+aiosqlite:///{db}",
-        cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+        *argv, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
     assert proc.stdout is not None
     lines: list[str] = []
     async with asyncio.timeout(30):
-        while not (found := LISTENING.search(lines[-1] if lines else "")):
+        while not (found := ready.search(lines[-1] if lines else "")):
             raw = await proc.stdout.readline()
             if not raw:
                 raise RuntimeError("server exited:\n" + "\n".join(lines))
             lines.append(raw.decode(errors="replace").rstrip())
-    asyncio.create_task(drain(proc.stdout))  # noqa: RUF006 - ends with the process
-    return proc, found.group(1), "\n".join(lines)
+    drain = asyncio.create_task(_drain(proc.stdout))
+    return Server(proc, f"http://{found.group(1)}", "\n".join(lines), drain)
 
 
-async def drain(stream: asyncio.StreamReader) -> None:
+async def _drain(stream: asyncio.StreamReader) -> None:
     while await stream.readline():
         pass
+
+
+@dataclass
+class Server:
+    proc: asyncio.subprocess.Process
+    url: str
+    startup: str
+    drain: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(self.proc.wait(), 20)
+        await self.drain
+
+
+async def measure(server: Server, label: str, clients: int, seconds: float) -> dict[str, object]:
+    await load(server.url, clients, 1.0)  # warm-up
+    cpu0, t0 = cpu_seconds(server.proc.pid), time.perf_counter()
+    times = await load(server.url, clients, seconds)
+    elapsed, cpu = time.perf_counter() - t0, cpu_seconds(server.proc.pid) - cpu0
+    row = {
+        "server": label,
+        "clients": clients,
+        "creates": len(times),
+        "creates_per_s": round(len(times) / elapsed),
+        "p50_ms": round(pct(times, 50) * 1e3, 2),
+        "p99_ms": round(pct(times, 99) * 1e3, 2),
+        "server_us_cpu_per_create": round(cpu / len(times) * 1e6),
+        "server_cpu_cores": round(cpu / elapsed, 2),
+    }
+    print(json.dumps(row), flush=True)
+    return row
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, object]]:
@@ -112,30 +148,45 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
             tree.mkdir()
             snapshot(args.at, tree)
         for clients in [int(c) for c in args.clients.split(",")]:
-            proc, addr, startup = await start_server(Path(tmp) / f"tidings-{clients}.db", tree)
-            url = f"http://{addr}"
+            db = Path(tmp) / f"tidings-{clients}.db"
+            server = await start(
+                [sys.executable, "-m", "server.cli", "serve", "--insecure",
+                 "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+                 "--database-url", f"sqlite+aiosqlite:///{db}"],
+                tree, LISTENING,
+            )  # fmt: skip
+            path = "in-process" if "in-process" in server.startup else "loopback gRPC"
             try:
-                await load(url, clients, 1.0)  # warm-up
-                cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
-                times = await load(url, clients, args.seconds)
-                elapsed, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
+                mine = await measure(
+                    server, f"tidings ({args.at or 'working tree'}, {path})", clients, args.seconds
+                )
             finally:
-                proc.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(proc.wait(), 20)
-            rows.append(
-                {
-                    "tree": args.at or "working tree",
-                    "in_process": "in-process" in startup,
-                    "clients": clients,
-                    "creates": len(times),
-                    "creates_per_s": round(len(times) / elapsed),
-                    "p50_ms": round(pct(times, 50) * 1e3, 2),
-                    "p99_ms": round(pct(times, 99) * 1e3, 2),
-                    "server_us_cpu_per_create": round(cpu / len(times) * 1e6),
-                    "server_cpu_cores": round(cpu / elapsed, 2),
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
+                await server.stop()
+            rows.append(mine)
+            if not args.peer:
+                continue
+            peer = await start(
+                [sys.executable, "-m", "bench.refs.fastapi_durable", "--port", "0",
+                 "--db", str(Path(tmp) / f"peer-{clients}.db")],
+                ROOT, READY,
+            )  # fmt: skip
+            try:
+                theirs = await measure(peer, "fastapi+aiosqlite", clients, args.seconds)
+            finally:
+                await peer.stop()
+            rows.append(theirs)
+            ratios = {
+                "clients": clients,
+                "tidings/peer creates_per_s": round(
+                    int(mine["creates_per_s"]) / max(1, int(theirs["creates_per_s"])), 2
+                ),
+                "tidings/peer us_cpu_per_create": round(
+                    int(mine["server_us_cpu_per_create"])
+                    / max(1, int(theirs["server_us_cpu_per_create"])),
+                    2,
+                ),
+            }
+            print(json.dumps(ratios), flush=True)
     return rows
 
 
@@ -144,6 +195,9 @@ def main() -> None:
     parser.add_argument("--clients", default="1,16", help="comma list of concurrencies")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--at", metavar="REF", help="run the server from this commit's tree")
+    parser.add_argument(
+        "--peer", action="store_true", help="also the durable FastAPI + aiosqlite reference"
+    )
     asyncio.run(run(parser.parse_args()))
 
 
