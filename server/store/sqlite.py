@@ -131,7 +131,8 @@ class SqliteConnection:
       keep the pages still to copy few.
     * After a commit that leaves the WAL larger than ``wal_limit`` bytes, this
       connection resets it (``wal_checkpoint(TRUNCATE)``: copy the few pages left,
-      fsync, truncate the file to zero) before the next transaction, waiting at most
+      fsync, truncate the file to zero) once that commit's caller has its answer and
+      before the next transaction begins, waiting at most
       ``RESET_WAIT_MS`` for readers; if they hold it up, it tries again
       ``RESET_RETRY`` seconds later. The WAL thus stays near ``wal_limit`` plus one
       group's pages, and the stall is one short checkpoint per ``wal_limit`` written.
@@ -156,6 +157,7 @@ class SqliteConnection:
         self._checkpoints: asyncio.Task[None] | None = None
         self._commits = 0  # written on the connection's thread only
         self._next_reset = 0.0
+        self._reset_due = False
         #: How many times the WAL was reset for size, and truncated while idle.
         self.wal_resets = 0
         self.idle_truncations = 0
@@ -201,7 +203,13 @@ class SqliteConnection:
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back if it raises)."""
-        return await self._run(self._transaction, fn)
+        result: T = await self._run(self._transaction, fn)
+        if self._reset_due:
+            # Queued behind this transaction on the connection's thread, ahead of the
+            # next one: the caller hears of its commit without waiting for the reset.
+            self._reset_due = False
+            self._executor.submit(self._reset_wal)
+        return result
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -228,11 +236,14 @@ class SqliteConnection:
         conn.execute("COMMIT")
         self._commits += 1
         if _wal_size(self._wal_path) > self._wal_limit and time.monotonic() >= self._next_reset:
-            self._reset_wal(conn)
+            self._reset_due = True
         return result
 
-    def _reset_wal(self, conn: sqlite3.Connection) -> None:
+    def _reset_wal(self) -> None:
         """Copy what is left of the WAL into the database and truncate it (see above)."""
+        conn = self._conn
+        if conn is None:
+            return
         conn.execute(f"PRAGMA busy_timeout={RESET_WAIT_MS}")
         try:
             if _truncate(conn):
