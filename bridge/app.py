@@ -24,6 +24,7 @@ from bridge.responses import error_response
 from bridge.rest import api, caller_refused, ops
 from bridge.state import EXTENSION_KEY, BridgeState
 from bridge.ws import sockets
+from server.rpc.inprocess import InProcessStubs
 
 #: REST bodies are small; anything larger is refused with 413 before it is read.
 MAX_BODY_BYTES: Final = 1 << 20
@@ -78,8 +79,10 @@ def create_app(
     allowed_origins: tuple[str, ...] = (),
     max_message_bytes: int = 65536,
     max_session_buffer: int = 1000,
+    local: InProcessStubs | None = None,
 ) -> Quart:
-    """The bridge app, talking to the engine at ``upstream`` (``HOST:PORT``)."""
+    """The bridge app, talking to the engine at ``upstream`` (``HOST:PORT``); ``local``
+    makes its unary calls in-process (the engine runs in this process)."""
     app = Quart(__name__, static_folder="static", static_url_path="/static")
     app.request_class = BridgeRequest
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -108,6 +111,7 @@ def create_app(
         origins=OriginPolicy(allowed_origins),
         max_message_bytes=max_message_bytes,
         max_session_buffer=max_session_buffer,
+        local=local,
     )
     app.extensions[EXTENSION_KEY] = state
     app.before_serving(state.start)

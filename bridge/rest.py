@@ -12,8 +12,10 @@ from typing import TypeVar
 import grpc
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 from quart import Blueprint, Response, current_app, request
 from quart_schema import (
+    document_request,
     document_response,
     security_scheme,
     tag,
@@ -126,6 +128,57 @@ async def create_notification(data: schemas.CreateNotification) -> Response:
     answer = await _call(bridge_state().upstream.admin.CreateNotification, message)
     replayed = {} if answer.created else {"Idempotent-Replayed": "true"}
     return json_response(notification_json(answer.notification), 201, replayed)
+
+
+@api.post("/notifications/batch")
+@admin_only
+@tag(["notifications"])
+@document_request(schemas.CreateNotifications)
+@document_response(schemas.CreatedBatch, 201)
+@document_response(schemas.Error, 422)
+async def create_notifications() -> Response:
+    """Create 1–1000 notifications (admin) in one transaction, all or none; see the body."""
+    try:
+        data = schemas.CreateNotifications.model_validate(await request.get_json())
+    except ValidationError as exc:
+        raise _invalid_item(exc) from None
+    items = []
+    for index, item in enumerate(data.notifications):
+        try:
+            data_json = _data_json(item.data)
+        except ApiError as exc:
+            raise ApiError.invalid(f"notifications[{index}].data", exc.message) from None
+        items.append(
+            admin_pb2.CreateNotificationRequest(
+                user_id=item.user_id,
+                type=item.type,
+                title=item.title,
+                message=item.message or "",
+                data_json=data_json,
+                priority=_priority(item.priority),
+                idempotency_key=item.idempotency_key or "",
+            )
+        )
+    message = admin_pb2.CreateNotificationsRequest(notifications=items)
+    answer = await _call(bridge_state().upstream.admin.CreateNotifications, message)
+    body = {
+        "notifications": [notification_object(n) for n in answer.notifications],
+        "created": list(answer.created),
+    }
+    replayed = {} if any(answer.created) else {"Idempotent-Replayed": "true"}
+    return json_response(body, 201, replayed)
+
+
+def _invalid_item(error: ValidationError) -> ApiError:
+    """A 422 naming the path at fault the way the engine does: ``notifications[3].title``."""
+    first = error.errors()[0]
+    loc = first.get("loc", ())
+    if not loc:
+        return ApiError.invalid(None, "the body must be a JSON object")
+    path = str(loc[0])
+    for part in loc[1:]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return ApiError.invalid(path, f"{path}: {first.get('msg', 'is invalid')}")
 
 
 @api.post("/notifications/broadcast")

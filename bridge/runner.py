@@ -17,6 +17,7 @@ from bridge import wsguard
 from bridge.app import create_app
 from bridge.state import bridge_state
 from server.config import Settings, split_addr
+from server.rpc.inprocess import InProcessStubs
 
 log = logging.getLogger("tidings")
 
@@ -101,8 +102,14 @@ def hypercorn_config(settings: Settings, fd: int) -> Config:
     return config
 
 
-async def run_bridge(settings: Settings, upstream: str, stop: asyncio.Event) -> None:
-    """Serve the bridge on ``settings.http_addr`` until ``stop`` is set.
+async def run_bridge(
+    settings: Settings,
+    upstream: str,
+    stop: asyncio.Event,
+    local: InProcessStubs | None = None,
+) -> None:
+    """Serve the bridge on ``settings.http_addr`` until ``stop`` is set; with ``local``
+    (the engine runs in this process) its unary calls are made in-process.
 
     Logs ``http listening on HOST:PORT`` once ready. On ``stop`` every WebSocket is
     closed with 1001, open requests get ``GRACEFUL_TIMEOUT`` seconds, then this returns.
@@ -114,6 +121,7 @@ async def run_bridge(settings: Settings, upstream: str, stop: asyncio.Event) -> 
         allowed_origins=settings.allowed_origins,
         max_message_bytes=settings.max_message_bytes,
         max_session_buffer=settings.max_session_buffer,
+        local=local,
     )
     host, port = split_addr(settings.http_addr)
     sock = listen(host, port)
@@ -122,6 +130,8 @@ async def run_bridge(settings: Settings, upstream: str, stop: asyncio.Event) -> 
     config = hypercorn_config(settings, sock.dup().detach())
 
     async def announce() -> None:
+        if local is not None:
+            log.info("bridge calls the engine in-process (live sessions over %s)", upstream)
         log.info("http listening on %s", bound)
 
     async def shutdown_trigger() -> None:

@@ -102,6 +102,24 @@ class CreateNotification(_Content):
     )
 
 
+BATCH_MAX = 1000
+
+
+class CreateNotifications(_Body):
+    """``POST /api/v1/notifications/batch``: 1–1000 notifications, for any users, created
+    in one transaction — all of them, or (when any item is invalid) none.
+
+    Each item has the fields of a single create, its own optional ``idempotency_key``
+    included. An item whose key matches an earlier notification of its user, or an
+    earlier item of the same batch, yields that notification with ``created: false``
+    and creates nothing (a repeated key inside a batch is deduplicated, not refused),
+    so a retried batch answers with the same ids. A bad item is a 422 whose ``field``
+    names it, e.g. ``notifications[3].title``. The body is at most 1 MiB.
+    """
+
+    notifications: list[CreateNotification] = Field(min_length=1, max_length=BATCH_MAX)
+
+
 class Broadcast(_Content):
     """``POST /api/v1/notifications/broadcast``: ``user_ids``, or ``all: true``."""
 
@@ -167,6 +185,16 @@ class NotificationPage(BaseModel):
 
 class UnreadCount(BaseModel):
     unread: int
+
+
+class CreatedBatch(BaseModel):
+    """The answer to a batch create, in request order: 201 when at least one item was
+    created, 200 (``Idempotent-Replayed: true``) when every item was a replay."""
+
+    notifications: list[Notification] = Field(description="one per item, in request order")
+    created: list[bool] = Field(
+        description="parallel to notifications: false where an idempotency key matched"
+    )
 
 
 class Created(BaseModel):

@@ -10,6 +10,7 @@ from quart import Quart, current_app
 from bridge.jsonwire import FrameCache
 from bridge.origin import OriginPolicy
 from bridge.upstream import Upstream
+from server.rpc.inprocess import InProcessStubs
 
 EXTENSION_KEY: Final = "tidings_bridge"
 
@@ -24,8 +25,10 @@ class BridgeState:
         origins: OriginPolicy,
         max_message_bytes: int,
         max_session_buffer: int = 1000,
+        local: InProcessStubs | None = None,
     ) -> None:
         self.upstream_addr = upstream_addr
+        self.local = local
         self.max_session_buffer = max_session_buffer
         self.origins = origins
         self.max_message_bytes = max_message_bytes
@@ -35,7 +38,9 @@ class BridgeState:
         self._draining: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
-        self._upstream = Upstream(self.upstream_addr, max_session_buffer=self.max_session_buffer)
+        self._upstream = Upstream(
+            self.upstream_addr, max_session_buffer=self.max_session_buffer, local=self.local
+        )
         self._draining = asyncio.get_running_loop().create_future()
 
     async def stop(self) -> None:

@@ -20,6 +20,7 @@ from tidings.v1 import admin_pb2_grpc, relay_pb2, relay_pb2_grpc, stream_pb2, st
 
 from bridge.metadata import Metadata
 from server.engine.session import MAX_BUFFER_BYTES
+from server.rpc.inprocess import InProcessStubs
 
 ERROR_CODE_KEY: Final = "tidings-error-code"
 ERROR_FIELD_KEY: Final = "tidings-error-field"
@@ -386,22 +387,40 @@ def _ended(end: relay_pb2.RelayEnd) -> StreamEnded:
 
 
 class Upstream:
-    """The engine's gRPC services over one channel. Create and close inside the loop."""
+    """The engine's gRPC services over one channel. Create and close inside the loop.
 
-    def __init__(self, target: str, *, max_session_buffer: int = 1000) -> None:
+    With ``local`` (the bridge shares the engine's process, ``--role all``) the unary
+    calls — every REST call and the health check — go straight to the servicers with
+    the same messages and errors, no socket and no serialization; live sessions still
+    share one ``Relay`` stream on the channel.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        max_session_buffer: int = 1000,
+        local: InProcessStubs | None = None,
+    ) -> None:
         self.target = target
         self.max_session_buffer = max_session_buffer
         self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-        self.stream = stream_pb2_grpc.NotificationStreamStub(self.channel)
-        self.admin = admin_pb2_grpc.NotificationAdminServiceStub(self.channel)
         self.relay = relay_pb2_grpc.SessionRelayServiceStub(self.channel)
         self._relay: _RelayStream | None = None
         self._next_sid = 0
-        self._health_check = self.channel.unary_unary(
-            "/grpc.health.v1.Health/Check",
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
+        self.in_process = local is not None
+        if local is not None:
+            self.stream = local.stream
+            self.admin = local.admin
+            self._health_check = local.health_check
+        else:
+            self.stream = stream_pb2_grpc.NotificationStreamStub(self.channel)
+            self.admin = admin_pb2_grpc.NotificationAdminServiceStub(self.channel)
+            self._health_check = self.channel.unary_unary(
+                "/grpc.health.v1.Health/Check",
+                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                response_deserializer=health_pb2.HealthCheckResponse.FromString,
+            )
 
     def open_session(self, metadata: Metadata) -> SessionLink:
         """Start a live session with the caller's metadata; the engine speaks first."""

@@ -20,6 +20,7 @@ from server.config import Role, Settings, split_addr
 from server.engine import Engine, EngineConfig, SessionLimits
 from server.engine.events import CloseReason
 from server.metrics import PrometheusObserver
+from server.rpc.inprocess import InProcessStubs
 from server.rpc.server import GrpcServer
 from server.store import open_store
 
@@ -38,9 +39,10 @@ GC_YOUNG_THRESHOLD = 20_000
 #: How long in-flight calls get to finish at shutdown.
 SHUTDOWN_GRACE = 3.0
 
-#: A bridge runner: given the settings, the upstream address and a stop event, serve
-#: until the event is set. Registered by ``bridge`` when it is importable.
-BridgeRunner = Callable[[Settings, str, asyncio.Event], Awaitable[None]]
+#: A bridge runner: given the settings, the upstream address, a stop event and, when the
+#: engine runs in this process, in-process stubs for its unary calls, serve until the
+#: event is set. Registered by ``bridge`` when it is importable.
+BridgeRunner = Callable[[Settings, str, asyncio.Event, InProcessStubs | None], Awaitable[None]]
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -147,7 +149,8 @@ async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -
                 from bridge.runner import run_bridge
 
                 bridge_runner = run_bridge
-            await bridge_runner(settings, upstream, stop)
+            local = grpc_server.in_process() if grpc_server is not None else None
+            await bridge_runner(settings, upstream, stop, local)
         else:
             await stop.wait()
         log.info("shutting down")

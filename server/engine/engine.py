@@ -39,6 +39,7 @@ from server.engine.models import (
     Notification,
     Page,
     Stats,
+    check_batch_size,
     check_types,
     check_user_id,
     clamp_limit,
@@ -165,6 +166,17 @@ class Engine:
         self._ensure_running()
         (outcome,) = await self._writer.submit([item])
         return outcome
+
+    async def create_many(self, items: Sequence[NewNotification]) -> list[Created]:
+        """Commit 1–1000 notifications (validated already, e.g. under ``batch_item``) in one
+        transaction, all or none, and deliver them; outcomes in the order of ``items``.
+
+        Idempotency is per item: a key that matches an earlier notification of its user,
+        or an earlier item of this batch, yields that notification with ``created=False``.
+        """
+        self._ensure_running()
+        check_batch_size(len(items))
+        return await self._writer.submit(items)
 
     async def broadcast(self, content: Content, user_ids: Sequence[str] | None) -> int:
         """One notification per recipient; ``None`` means every known user. Returns how many."""

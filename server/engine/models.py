@@ -11,7 +11,8 @@ as are unpaired UTF-16 surrogates and nesting deeper than ``DATA_DEPTH_MAX``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -28,6 +29,8 @@ LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
 #: How deeply ``data`` may nest objects and arrays (``{}`` is 1, ``{"a": []}`` is 2).
 DATA_DEPTH_MAX = 64
+BATCH_MAX = 1000
+BATCH_FIELD = "notifications"
 
 
 class Priority(StrEnum):
@@ -264,6 +267,25 @@ def json_depth(value: object, stop_after: int) -> int:
 
 def _too_deep() -> NoReturn:
     raise InvalidArgument("data_json", f"must nest at most {DATA_DEPTH_MAX} levels deep") from None
+
+
+def check_batch_size(count: int) -> int:
+    """``count`` if a batch create may hold that many items (1–1000), else ``InvalidArgument``."""
+    if count < 1:
+        raise InvalidArgument(BATCH_FIELD, "give at least one notification")
+    if count > BATCH_MAX:
+        raise InvalidArgument(BATCH_FIELD, f"at most {BATCH_MAX} notifications per batch")
+    return count
+
+
+@contextmanager
+def batch_item(index: int) -> Iterator[None]:
+    """Blame an ``InvalidArgument`` raised inside on item ``index`` of a batch create: its
+    field becomes ``notifications[3].title``, so the caller knows which item to fix."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{BATCH_FIELD}[{index}].{exc.field}", exc.reason) from None
 
 
 def clamp_limit(limit: int | None) -> int:

@@ -58,7 +58,12 @@ class Writer:
         self._closing = False
 
     async def submit(self, items: Sequence[NewNotification]) -> list[Created]:
-        """Create ``items`` (validated already); returns when they are committed."""
+        """Create ``items`` (validated already); returns when they are committed.
+
+        The items of one call are committed in one transaction, all or none: a group
+        whose transaction fails is retried call by call, so one call's failure never
+        fails, nor half-commits, another's.
+        """
         if self._closing:
             raise Unavailable("the server is shutting down")
         request = _Request(items)

@@ -7,7 +7,12 @@ from tidings.v1 import admin_pb2
 from server.auth import Authenticator
 from server.engine import Engine
 from server.engine.errors import InvalidArgument, TidingsError
-from server.engine.models import NewNotification, check_user_id
+from server.engine.models import (
+    NewNotification,
+    batch_item,
+    check_batch_size,
+    check_user_id,
+)
 from server.rpc import convert
 from server.rpc.errors import abort
 from server.rpc.stream import Context, caller
@@ -25,16 +30,30 @@ class AdminServicer:
     ) -> admin_pb2.CreateNotificationResponse:
         try:
             caller(self._auth, context).require_admin()
-            item = NewNotification(
-                user_id=request.user_id,
-                content=convert.content_from_pb(request),
-                idempotency_key=request.idempotency_key or None,
-            )
+            item = _new_notification(request)
             outcome = await self._engine.create(item)
         except TidingsError as exc:
             await abort(context, exc)
         return admin_pb2.CreateNotificationResponse(
             notification=convert.notification_to_pb(outcome.notification), created=outcome.created
+        )
+
+    async def CreateNotifications(
+        self, request: admin_pb2.CreateNotificationsRequest, context: Context
+    ) -> admin_pb2.CreateNotificationsResponse:
+        try:
+            caller(self._auth, context).require_admin()
+            check_batch_size(len(request.notifications))
+            items = []
+            for index, one in enumerate(request.notifications):
+                with batch_item(index):
+                    items.append(_new_notification(one))
+            outcomes = await self._engine.create_many(items)
+        except TidingsError as exc:
+            await abort(context, exc)
+        return admin_pb2.CreateNotificationsResponse(
+            notifications=[convert.notification_to_pb(o.notification) for o in outcomes],
+            created=[o.created for o in outcomes],
         )
 
     async def BroadcastNotification(
@@ -87,3 +106,11 @@ class AdminServicer:
         except TidingsError as exc:
             await abort(context, exc)
         return admin_pb2.DisconnectUserResponse(disconnected=disconnected)
+
+
+def _new_notification(request: admin_pb2.CreateNotificationRequest) -> NewNotification:
+    return NewNotification(
+        user_id=request.user_id,
+        content=convert.content_from_pb(request),
+        idempotency_key=request.idempotency_key or None,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -29,6 +30,13 @@ def timestamp(moment: datetime) -> Timestamp:
     return ts
 
 
+@functools.lru_cache(maxsize=64)
+def _created_at(moment: datetime) -> Timestamp:
+    """Rows committed together share ``created_at``: convert it once (the message is
+    copied into each notification, never changed)."""
+    return timestamp(moment)
+
+
 def from_timestamp(ts: Timestamp) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
@@ -49,7 +57,7 @@ def notification_to_pb(n: Notification) -> notification_pb2.Notification:
         message=n.message,
         data_json=n.data_json,
         priority=_PRIORITY_TO_PB[n.priority],
-        created_at=timestamp(n.created_at),
+        created_at=_created_at(n.created_at),
         read=n.read,
     )
     if n.read_at is not None:

@@ -15,6 +15,7 @@ from tidings.v1 import admin_pb2, relay_pb2, stream_pb2
 from server.auth import Authenticator
 from server.engine import Engine
 from server.rpc.admin import AdminServicer
+from server.rpc.inprocess import InProcessStubs
 from server.rpc.relay import RelayServicer
 from server.rpc.stream import StreamServicer
 
@@ -71,6 +72,9 @@ def _handlers(
             admin.GetConnectionStatus, admin_pb2.GetConnectionStatusRequest
         ),
         "DisconnectUser": unary(admin.DisconnectUser, admin_pb2.DisconnectUserRequest),
+        "CreateNotifications": unary(
+            admin.CreateNotifications, admin_pb2.CreateNotificationsRequest
+        ),
     }
     relay_methods = {
         "Relay": grpc.stream_stream_rpc_method_handler(
@@ -94,12 +98,10 @@ class GrpcServer:
         self._monitor: asyncio.Task[None] | None = None
         self._server = grpc.aio.server(options=SERVER_OPTIONS)
         self._health = health.aio.HealthServicer()
+        self._stream = StreamServicer(engine, authenticator)
+        self._admin = AdminServicer(engine, authenticator)
         self._server.add_generic_rpc_handlers(
-            _handlers(
-                StreamServicer(engine, authenticator),
-                AdminServicer(engine, authenticator),
-                RelayServicer(engine, authenticator),
-            )
+            _handlers(self._stream, self._admin, RelayServicer(engine, authenticator))
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
@@ -113,6 +115,11 @@ class GrpcServer:
             self._server,
         )
         self.port = 0
+
+    def in_process(self) -> InProcessStubs:
+        """Stubs that call this server's unary handlers in-process (for a bridge in the
+        same process): same messages and errors, no socket, no serialization."""
+        return InProcessStubs.of(self._stream, self._admin, self._health)
 
     async def start(self, addr: str) -> int:
         """Bind ``addr`` (port 0 picks a free one) and serve; returns the bound port."""

@@ -133,7 +133,15 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class SqlStore:
     """The ``Store`` on a SQL database whose schema ``server.store.migrate`` brought up to date."""
 
-    def __init__(self, url: str, *, echo: bool = False, schema: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        schema: str | None = None,
+        sqlite_wal_limit: int = sqlite.WAL_LIMIT,
+        sqlite_checkpoint_every: float = sqlite.CHECKPOINT_EVERY,
+    ) -> None:
         self._engine = make_engine(url, echo=echo, schema=schema)
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         self._pg = self._engine.dialect.name == "postgresql"
@@ -143,7 +151,9 @@ class SqlStore:
             database = self._engine.url.database
             if not database or database == ":memory:":
                 raise ValueError("SQLite needs a database file (not :memory:)")
-            self._lite = sqlite.SqliteConnection(database)
+            self._lite = sqlite.SqliteConnection(
+                database, wal_limit=sqlite_wal_limit, checkpoint_every=sqlite_checkpoint_every
+            )
         # Users known to be registered (rows are never deleted): a broadcast to everyone
         # need not upsert every recipient again. On SQLite it holds every user.
         self._known: set[str] = set()

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -31,9 +33,18 @@ from server.store.rows import plan_creates
 
 T = TypeVar("T")
 
-PRAGMAS = ("busy_timeout=5000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+BUSY_TIMEOUT_MS = 5000
+PRAGMAS = (
+    f"busy_timeout={BUSY_TIMEOUT_MS}",
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    "foreign_keys=ON",
+)
 CHUNK = 500  # parameters per IN list, well under SQLITE_MAX_VARIABLE_NUMBER
 CHECKPOINT_EVERY = 1.0  # seconds between passive WAL checkpoints
+WAL_LIMIT = 16 * 2**20  # bytes: a larger WAL is reset between two commits
+RESET_WAIT_MS = 200  # how long a reset or an idle truncation waits for readers
+RESET_RETRY = 0.5  # seconds before a reset that readers held up is tried again
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,10 @@ INSERT = (
 )
 REGISTER = (
     "INSERT OR IGNORE INTO users (user_id, first_seen, dropped_since_connect) VALUES (?, ?, 0)"
+)
+OVER_CAP = (
+    "SELECT user_id FROM notifications WHERE queued = 1 AND user_id IN ({users}) "
+    "GROUP BY user_id HAVING count(*) > ?"
 )
 TRIM = (
     "UPDATE notifications SET queued = 0 WHERE id IN ("
@@ -104,19 +119,48 @@ def _admitted(type_filter: TypeFilter) -> tuple[str, list[str]]:
 class SqliteConnection:
     """One SQLite connection on a thread of its own; ``transaction`` runs a function there.
 
-    Checkpoints (copying the write-ahead log into the database file, with an fsync)
-    would otherwise run inside whichever commit crosses the WAL threshold and stall
-    every create queued behind it. This connection never checkpoints; a second one, on
-    a second thread, runs passive checkpoints every ``CHECKPOINT_EVERY`` seconds, which
-    never block the writer.
+    The write-ahead log. A checkpoint copies the WAL's pages into the database file
+    (with an fsync); the WAL file itself is only rewritten from its start once a
+    checkpoint has copied *every* page and no reader still uses them, which passive
+    checkpoints never see while writes keep coming: the file then grows without end
+    (hundreds of MiB in a minute at full speed). So:
+
+    * This connection never checkpoints inside a commit (that would stall every create
+      queued behind it); a second connection, on a second thread, runs passive
+      checkpoints every ``checkpoint_every`` seconds, which never block the writer and
+      keep the pages still to copy few.
+    * After a commit that leaves the WAL larger than ``wal_limit`` bytes, this
+      connection resets it (``wal_checkpoint(TRUNCATE)``: copy the few pages left,
+      fsync, truncate the file to zero) once that commit's caller has its answer and
+      before the next transaction begins, waiting at most
+      ``RESET_WAIT_MS`` for readers; if they hold it up, it tries again
+      ``RESET_RETRY`` seconds later. The WAL thus stays near ``wal_limit`` plus one
+      group's pages, and the stall is one short checkpoint per ``wal_limit`` written.
+    * A checkpoint round that finds no commit since the last one truncates the WAL:
+      an idle node keeps no large file around.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        wal_limit: int = WAL_LIMIT,
+        checkpoint_every: float = CHECKPOINT_EVERY,
+    ) -> None:
         self._path = path
+        self._wal_path = f"{path}-wal"
+        self._wal_limit = wal_limit
+        self._checkpoint_every = checkpoint_every
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tidings-sqlite")
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="tidings-checkpoint")
         self._conn: sqlite3.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
+        self._commits = 0  # written on the connection's thread only
+        self._next_reset = 0.0
+        self._reset_due = False
+        #: How many times the WAL was reset for size, and truncated while idle.
+        self.wal_resets = 0
+        self.idle_truncations = 0
 
     async def open(self) -> None:
         await self._run(self._connect)
@@ -135,11 +179,17 @@ class SqliteConnection:
     async def _checkpoint_loop(self) -> None:
         loop = asyncio.get_running_loop()
         conn = await loop.run_in_executor(self._checkpointer, self._open_checkpointer)
+        seen = self._commits
         try:
             while True:
-                await asyncio.sleep(CHECKPOINT_EVERY)
+                await asyncio.sleep(self._checkpoint_every)
+                idle, seen = self._commits == seen, self._commits
                 try:
-                    await loop.run_in_executor(self._checkpointer, _checkpoint, conn)
+                    if idle and _wal_size(self._wal_path):
+                        if await loop.run_in_executor(self._checkpointer, _truncate, conn):
+                            self.idle_truncations += 1
+                    elif not idle:
+                        await loop.run_in_executor(self._checkpointer, _checkpoint, conn)
                 except sqlite3.Error as exc:  # the next round retries
                     log.warning("WAL checkpoint failed: %s", exc)
         finally:
@@ -147,12 +197,19 @@ class SqliteConnection:
 
     def _open_checkpointer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=5000")
+        # Only an idle truncation waits (for a reader, or a create that just began): briefly.
+        conn.execute(f"PRAGMA busy_timeout={RESET_WAIT_MS}")
         return conn
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back if it raises)."""
-        return await self._run(self._transaction, fn)
+        result: T = await self._run(self._transaction, fn)
+        if self._reset_due:
+            # Queued behind this transaction on the connection's thread, ahead of the
+            # next one: the caller hears of its commit without waiting for the reset.
+            self._reset_due = False
+            self._executor.submit(self._reset_wal)
+        return result
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -162,6 +219,8 @@ class SqliteConnection:
         for pragma in PRAGMAS:
             conn.execute(f"PRAGMA {pragma}")
         conn.execute("PRAGMA wal_autocheckpoint=0")  # see the class docstring
+        # Whenever the WAL restarts from its beginning, cut the file back to this size.
+        conn.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
         self._conn = conn
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -175,11 +234,44 @@ class SqliteConnection:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self._commits += 1
+        if _wal_size(self._wal_path) > self._wal_limit and time.monotonic() >= self._next_reset:
+            self._reset_due = True
         return result
+
+    def _reset_wal(self) -> None:
+        """Copy what is left of the WAL into the database and truncate it (see above)."""
+        conn = self._conn
+        if conn is None:
+            return
+        conn.execute(f"PRAGMA busy_timeout={RESET_WAIT_MS}")
+        try:
+            if _truncate(conn):
+                self.wal_resets += 1
+            else:
+                self._next_reset = time.monotonic() + RESET_RETRY
+        except sqlite3.Error as exc:
+            log.warning("WAL reset failed: %s", exc)
+            self._next_reset = time.monotonic() + RESET_RETRY
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def _wal_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+
+def _truncate(conn: sqlite3.Connection) -> bool:
+    """A TRUNCATE checkpoint: True when it completed (False: a reader or writer was busy)."""
+    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return not busy
 
 
 # --- the transactions (each runs whole on the connection's thread) -----------------------
@@ -279,8 +371,15 @@ def _insert(
 
 
 def _trim(conn: sqlite3.Connection, users: Sequence[str], cap: int) -> dict[str, int]:
-    dropped: dict[str, int] = {}
+    # Counting is much cheaper than ranking, and few users are ever over the cap.
+    over: list[str] = []
     for chunk in _chunks(users):
+        over += (
+            user
+            for (user,) in conn.execute(OVER_CAP.format(users=_marks(len(chunk))), [*chunk, cap])
+        )
+    dropped: dict[str, int] = {}
+    for chunk in _chunks(over):
         for (user,) in conn.execute(TRIM.format(users=_marks(len(chunk))), [*chunk, cap]):
             dropped[user] = dropped.get(user, 0) + 1
     if dropped:

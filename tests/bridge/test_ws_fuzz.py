@@ -1,4 +1,4 @@
-"""A seeded Hypothesis fuzz of the WebSocket protocol (PROTOCOL §5) against one server.
+"""A seeded Hypothesis fuzz of the WebSocket protocol (docs/PROTOCOL.md §5) against one server.
 
 Each example opens a socket for the fuzzed user and sends a script of frames at once
 (before the greeting): commands with random and wrong arguments, unknown types, text

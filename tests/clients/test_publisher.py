@@ -13,6 +13,7 @@ import pytest
 from tidings.client import (
     Backoff,
     InvalidArgumentError,
+    NewNotification,
     PermissionDeniedError,
     Publisher,
     UnavailableError,
@@ -91,6 +92,37 @@ async def test_each_create_call_gets_its_own_idempotency_key(server: ServerProce
     assert first.notification.id != second.notification.id
     assert (again.created, repeat.created) == (True, False)
     assert repeat.notification.id == again.notification.id
+
+
+async def test_create_many_is_one_batch_in_order_and_safe_to_retry(
+    server: ServerProcess,
+) -> None:
+    lose = LoseFirstResponse()
+    items = [
+        NewNotification("7", "order", "Paid", data={"order": 1}, priority="high"),
+        NewNotification(8, "order", "Shipped"),
+        NewNotification("7", "order", "Again", idempotency_key="mine"),
+    ]
+    async with (
+        asyncio.timeout(20),
+        Publisher(server.grpc_addr, interceptors=[lose], backoff=FAST) as publisher,
+    ):
+        results = await publisher.create_many(items)
+        with pytest.raises(InvalidArgumentError) as err:
+            await publisher.create_many([items[0], NewNotification("7", "order", "")])
+    # The retry carried the first attempt's keys: the server returned what it had made.
+    first, retry = lose.requests[0].notifications, lose.requests[1].notifications
+    assert [i.idempotency_key for i in first] == [i.idempotency_key for i in retry]
+    assert first[2].idempotency_key == "mine" and first[0].idempotency_key
+    assert [r.created for r in results] == [False, False, False]
+    assert [r.notification.title for r in results] == ["Paid", "Shipped", "Again"]
+    assert results[0].notification.data == {"order": 1}
+    assert results[0].notification.priority == "high"
+    assert results[1].notification.user_id == "8"
+    ids = [r.notification.id for r in results]
+    assert ids == sorted(ids)
+    assert err.value.field == "notifications[1].title"
+    assert sorted(await _inbox(server.grpc_addr, "7")) == [ids[0], ids[2]]
 
 
 async def test_unavailable_is_retried_a_bounded_number_of_times() -> None:

@@ -58,6 +58,21 @@ def iso(moment: datetime | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class NewNotification:
+    """One item of ``Publisher.create_many``: what ``Publisher.create`` takes, as a value."""
+
+    user_id: str | int
+    type: str
+    title: str
+    message: str = ""
+    data: dict[str, Any] | None = None
+    priority: Priority | str = Priority.NORMAL
+    #: A retry with the same key and user returns the first notification; when ``None``,
+    #: ``create_many`` makes one up per item (reused by that call's own retries).
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CreateResult:
     """The answer to ``Publisher.create``."""
 

@@ -2,11 +2,12 @@
 
 Every call has a deadline (``timeout``, covering all its attempts). A call that fails
 with UNAVAILABLE is retried with backoff, at most ``retries`` times, when a retry is
-safe: ``create`` carries an idempotency key (docs/PROTOCOL.md §3), generated once per call and
-sent again on every retry, so a retry after a lost answer returns the notification the
-first attempt made instead of making a second; reads and ``disconnect`` are safe as
-they are. ``broadcast`` is never retried: the protocol gives it no idempotency key, and
-a broadcast whose answer was lost may well have been delivered.
+safe: ``create`` (and every item of ``create_many``) carries an idempotency key
+(docs/PROTOCOL.md §3), generated once per call and sent again on every retry, so a retry after
+a lost answer returns the notification the first attempt made instead of making a
+second; reads and ``disconnect`` are safe as they are. ``broadcast`` is never retried:
+the protocol gives it no idempotency key, and a broadcast whose answer was lost may well
+have been delivered.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from tidings.client import convert
 from tidings.client.backoff import Backoff, BackoffPolicy
 from tidings.client.channel import DEFAULT_TARGET, Identity, TokenSource, open_channel
 from tidings.client.errors import ClosedError, error_from_rpc
-from tidings.client.models import ConnectionStatus, CreateResult, Priority, Stats
+from tidings.client.models import (
+    ConnectionStatus,
+    CreateResult,
+    NewNotification,
+    Priority,
+    Stats,
+)
 from tidings.v1 import admin_pb2, admin_pb2_grpc
 
 T = TypeVar("T")
@@ -125,6 +132,43 @@ class Publisher:
             retry=True,
         )
         return CreateResult(convert.notification(response.notification), response.created)
+
+    async def create_many(
+        self, items: Sequence[NewNotification], *, timeout: float | None = None
+    ) -> list[CreateResult]:
+        """Create 1–1000 notifications, for any users, in one transaction: all, or (when
+        any item is invalid) none; results in the order of ``items``.
+
+        Each item without an ``idempotency_key`` gets a fresh UUID, reused by this call's
+        retries, so a retried batch returns the notifications the first attempt made.
+        An invalid item raises ``InvalidArgumentError`` whose field names it, e.g.
+        ``notifications[3].title``.
+        """
+        request = admin_pb2.CreateNotificationsRequest(
+            notifications=[
+                admin_pb2.CreateNotificationRequest(
+                    user_id=str(item.user_id),
+                    type=item.type,
+                    title=item.title,
+                    message=item.message,
+                    data_json=convert.data_to_json(item.data),
+                    priority=convert.priority_to_pb(item.priority),
+                    idempotency_key=item.idempotency_key or str(uuid.uuid4()),
+                )
+                for item in items
+            ]
+        )
+        response = await self._call(
+            lambda remaining: self._stub.CreateNotifications(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+            retry=True,
+        )
+        return [
+            CreateResult(convert.notification(n), created)
+            for n, created in zip(response.notifications, response.created, strict=True)
+        ]
 
     async def broadcast(
         self,
