@@ -50,6 +50,8 @@ from server.engine.models import (
 )
 from server.store import sqlite
 from server.store.base import CreateResult
+from server.store.errors import guard_store
+from server.store.health import StoreHealth
 from server.store.rows import Plan, idempotency_key, outcomes, plan_creates
 from server.store.tables import notifications as N
 from server.store.tables import users as U
@@ -130,10 +132,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+@guard_store
 class SqlStore:
     """The ``Store`` on a SQL database whose schema ``server.store.migrate`` brought up to date."""
 
     def __init__(self, url: str, *, echo: bool = False, schema: str | None = None) -> None:
+        self.health = StoreHealth()
         self._engine = make_engine(url, echo=echo, schema=schema)
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         self._pg = self._engine.dialect.name == "postgresql"
