@@ -24,6 +24,7 @@ class StoreHealth:
         self._quiet = quiet
         self._clock = clock
         self._available = True
+        self._answered = False  # before the first answer, failing is start-up's to report
         self._since = clock()
         self._last_report: float | None = None
         self._reported = False
@@ -40,21 +41,25 @@ class StoreHealth:
             return
         now = self._clock()
         self._available, self._since = False, now
-        self._reported = self._last_report is None or now - self._last_report >= self._quiet
+        # Before the first answer, start-up reports the failure itself.
+        quiet = self._last_report is not None and now - self._last_report < self._quiet
+        self._reported = self._answered and not quiet
         if self._reported:
             self._last_report = now
             flaps = f" ({self._unreported} short outages since the last report)"
             log.warning("store unavailable: %s%s", reason, flaps if self._unreported else "")
             self._unreported = 0
         else:
-            self._unreported += 1
-            log.debug("store unavailable again: %s", reason)
+            self._unreported += self._answered
+            log.debug("store unavailable: %s", reason)
         self._flip()
 
     def succeeded(self) -> None:
         """A call was answered."""
         if self._available:
+            self._answered = True
             return
+        self._answered = True
         now = self._clock()
         self._available = True
         level = logging.INFO if self._reported else logging.DEBUG

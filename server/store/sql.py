@@ -11,12 +11,14 @@ Writers never interleave where it matters:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -63,6 +65,9 @@ MIGRATE_LOCK = 0x74696469_6E677302
 # Execution option marking a transaction as a writer (SQLite: ``BEGIN IMMEDIATE``).
 WRITE_OPTION = "tidings_write"
 
+# Seconds a PostgreSQL connection waits for the server to acknowledge its close.
+CLOSE_TIMEOUT = 0.25
+
 # Ids and users per statement in IN lists: well under every driver's parameter limit.
 CHUNK = 500
 
@@ -103,7 +108,7 @@ def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> A
         engine = create_async_engine(parsed, echo=echo)
         _configure_sqlite(engine)
         return engine
-    connect_args: dict[str, Any] = {}
+    connect_args: dict[str, Any] = {"connection_class": _Connection}
     if schema is not None:
         connect_args["server_settings"] = {"search_path": schema}
     return create_async_engine(
@@ -114,6 +119,19 @@ def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> A
         pool_pre_ping=True,
         connect_args=connect_args,
     )
+
+
+class _Connection(asyncpg.Connection):
+    """An asyncpg connection whose close gives up on a server that does not answer.
+
+    A graceful close waits for the server to hang up; through a dead network path that
+    is forever, and closing the pool at shutdown would hang. After ``CLOSE_TIMEOUT``
+    the connection is dropped instead (the server already has our goodbye).
+    """
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        with contextlib.suppress(TimeoutError):  # then asyncpg aborted the connection
+            await super().close(timeout=CLOSE_TIMEOUT if timeout is None else timeout)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
