@@ -51,9 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds between store probes while it answers, and while it does not.
-PROBE_INTERVAL = 1.0
-PROBE_INTERVAL_DOWN = 0.5
+#: Seconds between store probes (skipped while other calls are answered).
+PROBE_INTERVAL = 0.5
 #: A probe that gets no answer within this many seconds marks the store down.
 PROBE_TIMEOUT = 2.0
 #: At shutdown, how long the store gets to commit pending creates, record queue marks
@@ -392,10 +391,14 @@ class Engine:
             self._delivery.failed(missed)
 
     async def _probe_store(self) -> None:
-        """Ping the store now and then, so that its health changes without traffic."""
+        """Ping the store when nothing else was answered lately: health follows it anyway."""
         health = self._store.health
+        answers = -1
         while True:
-            await asyncio.sleep(PROBE_INTERVAL if health.available else PROBE_INTERVAL_DOWN)
+            await asyncio.sleep(PROBE_INTERVAL)
+            if health.available and health.answers != answers:
+                answers = health.answers  # traffic is answered: no need to ask
+                continue
             try:
                 async with asyncio.timeout(PROBE_TIMEOUT):
                     await self._store.ping()
@@ -405,6 +408,7 @@ class Engine:
                 pass  # recorded by the store
             except Exception as exc:
                 log.debug("store probe failed: %s", exc)
+            answers = health.answers
 
     def _ensure_running(self) -> None:
         if not self._running:

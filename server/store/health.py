@@ -1,10 +1,10 @@
 """Whether the store answers, as its calls find out: the state behind gRPC health and /healthz.
 
 The state flips to *unavailable* on the first call that fails for want of a database
-and back on the first that succeeds; while it is down, the engine probes the store so
-that recovery is noticed without traffic. Only changes are logged, and at most one
-outage per ``quiet`` seconds: a database that flaps cannot flood the log (the flaps
-in between are counted in the next report).
+and back on the first that succeeds; when no call was answered for a while, the engine
+probes the store, so that a hang or a recovery is noticed without traffic. Only
+changes are logged, and at most one outage per ``quiet`` seconds: a database that
+flaps cannot flood the log (the flaps in between are counted in the next report).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ class StoreHealth:
         self._quiet = quiet
         self._clock = clock
         self._available = True
-        self._answered = False  # before the first answer, failing is start-up's to report
+        #: Calls answered so far (before the first, start-up reports failures itself).
+        self.answers = 0
         self._since = clock()
         self._last_report: float | None = None
         self._reported = False
@@ -43,23 +44,22 @@ class StoreHealth:
         self._available, self._since = False, now
         # Before the first answer, start-up reports the failure itself.
         quiet = self._last_report is not None and now - self._last_report < self._quiet
-        self._reported = self._answered and not quiet
+        self._reported = self.answers > 0 and not quiet
         if self._reported:
             self._last_report = now
             flaps = f" ({self._unreported} short outages since the last report)"
             log.warning("store unavailable: %s%s", reason, flaps if self._unreported else "")
             self._unreported = 0
         else:
-            self._unreported += self._answered
+            self._unreported += self.answers > 0
             log.debug("store unavailable: %s", reason)
         self._flip()
 
     def succeeded(self) -> None:
         """A call was answered."""
+        self.answers += 1
         if self._available:
-            self._answered = True
             return
-        self._answered = True
         now = self._clock()
         self._available = True
         level = logging.INFO if self._reported else logging.DEBUG

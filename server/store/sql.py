@@ -16,6 +16,7 @@ import functools
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -41,7 +42,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
-from server.engine.errors import NotFound
+from server.engine.errors import NotFound, StoreUnavailable
 from server.engine.filters import TypeFilter
 from server.engine.models import (
     NewNotification,
@@ -105,6 +106,7 @@ def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> A
     if parsed.get_backend_name() == "sqlite":
         if schema is not None:
             raise ValueError("a schema can only be chosen on PostgreSQL")
+        _check_folder(parsed.database)
         engine = create_async_engine(parsed, echo=echo)
         _configure_sqlite(engine)
         return engine
@@ -132,6 +134,16 @@ class _Connection(asyncpg.Connection):
     async def close(self, *, timeout: float | None = None) -> None:
         with contextlib.suppress(TimeoutError):  # then asyncpg aborted the connection
             await super().close(timeout=CLOSE_TIMEOUT if timeout is None else timeout)
+
+
+def _check_folder(database: str | None) -> None:
+    """SQLite creates a missing file, not a missing folder: say so before the driver
+    fails (its connection thread can outlive the event loop and print a traceback)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    folder = Path(database).absolute().parent
+    if not folder.is_dir():
+        raise StoreUnavailable(f"unable to open database file: no directory {folder}")
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
