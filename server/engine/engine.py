@@ -170,11 +170,6 @@ class Engine:
     def running(self) -> bool:
         return self._running
 
-    async def check_health(self) -> None:
-        """Raise unless the engine runs and its store answers."""
-        self._ensure_running()
-        await self._store.ping()
-
     @property
     def healthy(self) -> bool:
         """Running, and the store answered the last call made to it."""

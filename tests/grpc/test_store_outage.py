@@ -131,6 +131,8 @@ async def test_a_lost_database_is_unavailable_at_once_and_health_follows_it(
             outage_starts = len(server.log)
 
             await database.cut()
+            # Nobody calls: the probe notices.
+            await until(lambda: _is(grpc_health(channel), NOT_SERVING), within=HEALTH_WITHIN)
 
             for _ in range(20):
                 assert await grpc_create(channel, "u") == grpc.StatusCode.UNAVAILABLE
