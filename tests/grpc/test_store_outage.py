@@ -174,14 +174,15 @@ async def _holding(proxy: TcpProxy, n: int) -> bool:
     return proxy.holding >= n
 
 
+@pytest.mark.parametrize("role", ["grpc", "all"])
 async def test_sigterm_while_the_database_hangs_exits_within_seconds(
-    database: Database,
+    database: Database, role: str
 ) -> None:
     target = urlsplit(database.url)
     async with TcpProxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
         proxied = urlunsplit(target._replace(netloc=f"{target.username}@127.0.0.1:{proxy.port}"))
         server = await ServerProcess(
-            "--jwt-secret", TEST_SECRET, "--no-migrate", database_url=proxied, role="grpc"
+            "--jwt-secret", TEST_SECRET, "--no-migrate", database_url=proxied, role=role
         ).start()
         try:
             async with grpc.aio.insecure_channel(server.grpc_addr) as channel:
