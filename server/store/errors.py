@@ -96,6 +96,7 @@ def guarded(
 
     @functools.wraps(method)
     async def call(self: H, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        began = self.health.outages
         try:
             result = await method(self, *args, **kwargs)
         except Exception as exc:
@@ -106,7 +107,7 @@ def guarded(
             if isinstance(exc, StoreUnavailable):
                 raise
             raise StoreUnavailable(reason) from exc
-        self.health.succeeded()
+        self.health.succeeded(began)
         return result
 
     return call

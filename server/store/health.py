@@ -24,9 +24,12 @@ class StoreHealth:
         self._quiet = quiet
         self._clock = clock
         self._available = True
+        self._since = clock()
         #: Calls answered so far (before the first, start-up reports failures itself).
         self.answers = 0
-        self._since = clock()
+        #: Times the store went down; a call that began before the latest outage cannot
+        #: end it (it may have been answered just before the failure).
+        self.outages = 0
         self._last_report: float | None = None
         self._reported = False
         self._unreported = 0
@@ -38,27 +41,29 @@ class StoreHealth:
 
     def failed(self, reason: str) -> None:
         """A call found no database (``reason`` says why)."""
-        if not self._available:
+        if not self._available and self._reported:
             return
         now = self._clock()
-        self._available, self._since = False, now
-        # Before the first answer, start-up reports the failure itself.
-        quiet = self._last_report is not None and now - self._last_report < self._quiet
-        self._reported = self.answers > 0 and not quiet
-        if self._reported:
-            self._last_report = now
-            flaps = f" ({self._unreported} short outages since the last report)"
-            log.warning("store unavailable: %s%s", reason, flaps if self._unreported else "")
-            self._unreported = 0
-        else:
-            self._unreported += self.answers > 0
-            log.debug("store unavailable: %s", reason)
-        self._flip()
-
-    def succeeded(self) -> None:
-        """A call was answered."""
-        self.answers += 1
         if self._available:
+            self._available, self._since, self._reported = False, now, False
+            self.outages += 1
+            self._unreported += self.answers > 0
+            self._flip()
+        # Reported at once, unless the last report is recent: then when it is not (a
+        # failing call or probe comes by at least every probe interval while down).
+        quiet = self._last_report is not None and now - self._last_report < self._quiet
+        if self.answers == 0 or quiet:
+            log.debug("store unavailable: %s", reason)
+            return
+        self._reported, self._last_report = True, now
+        others, self._unreported = self._unreported - 1, 0
+        flaps = f" ({others} short outages since the last report)" if others else ""
+        log.warning("store unavailable: %s%s", reason, flaps)
+
+    def succeeded(self, began: int | None = None) -> None:
+        """A call was answered; ``began`` is ``outages`` when it started."""
+        self.answers += 1
+        if self._available or (began is not None and began < self.outages):
             return
         now = self._clock()
         self._available = True

@@ -35,9 +35,9 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 #: "At once": a refused create answers well within this (it never waits for a timeout).
 AT_ONCE = 2.0
-#: Health follows the store within a second (probes every 0.5 s while it is down);
+#: Health follows the store within a second (it is probed every 0.5 s when idle);
 #: the margin is for a loaded machine.
-HEALTH_WITHIN = 1.5
+HEALTH_WITHIN = 2.0
 
 
 def _dsn(url: str) -> str:

@@ -65,6 +65,34 @@ def test_a_flapping_store_is_reported_once_per_quiet_period(
     assert logged(caplog)[-1] == "store unavailable: reset (4 short outages since the last report)"
 
 
+def test_a_long_outage_within_the_quiet_period_is_reported_once_it_ends(
+    health: StoreHealth, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    health.failed("reset")
+    clock.now += 1
+    health.succeeded()
+    clock.now += 1
+    health.failed("refused")  # a second outage soon after the first: not reported yet
+    assert len(logged(caplog)) == 2
+    clock.now += 29
+    health.failed("refused")  # still down (a probe): now it is
+    clock.now += 5
+    health.succeeded()
+    assert logged(caplog)[2:] == [
+        "store unavailable: refused",
+        "store available again after 34.0 s",
+    ]
+
+
+def test_a_call_begun_before_the_outage_does_not_end_it(health: StoreHealth) -> None:
+    began = health.outages
+    health.failed("terminated")
+    health.succeeded(began)  # answered just before the database went away
+    assert not health.available
+    health.succeeded(health.outages)
+    assert health.available
+
+
 def test_a_store_that_never_answered_leaves_reporting_to_start_up(
     clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
