@@ -9,10 +9,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from tidings.client.cli import add_client_commands, run_client_command
 
 from server import logs
 from server.config import DEFAULT_DATABASE_URL, ConfigError, add_serve_arguments, settings_from
+from server.engine.errors import StoreUnavailable
 
 log = logging.getLogger("tidings")
 
@@ -66,10 +69,22 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(serve(settings))
+    except StoreUnavailable as exc:
+        log.error("could not start: %s", _database_problem(settings.database_url, exc))
+        return 1
     except OSError as exc:
         log.error("could not start: %s", exc)
         return 1
     return 0
+
+
+def _database_problem(url: str, exc: StoreUnavailable) -> str:
+    """One line for an operator: which database (password hidden), and what is wrong."""
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        shown = "(unparsable URL)"
+    return f"cannot use the database {shown}: {exc.reason}"
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -77,7 +92,11 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     url = args.database_url or os.environ.get("TIDINGS_DATABASE_URL") or DEFAULT_DATABASE_URL
     from server.store.migrate import upgrade
 
-    asyncio.run(upgrade(url))
+    try:
+        asyncio.run(upgrade(url))
+    except StoreUnavailable as exc:
+        log.error("could not upgrade: %s", _database_problem(url, exc))
+        return 1
     log.info("schema is up to date")
     return 0
 

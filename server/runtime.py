@@ -38,6 +38,13 @@ GC_YOUNG_THRESHOLD = 20_000
 
 #: How long in-flight calls get to finish at shutdown.
 SHUTDOWN_GRACE = 3.0
+#: The whole shutdown from the signal, whatever the store and the broker do (the bridge
+#: takes its own grace out of it first); the engine gets what the calls left of it, and
+#: at least ``ENGINE_STOP_MIN``.
+SHUTDOWN_TIMEOUT = 4.0
+ENGINE_STOP_MIN = 1.0
+#: Saying goodbye to the cluster.
+CLUSTER_STOP_TIMEOUT = 1.0
 
 #: A bridge runner: given the settings, the upstream address, a stop event and, when the
 #: engine runs in this process, in-process stubs for its unary calls, serve until the
@@ -71,7 +78,8 @@ def settle_memory() -> None:
 
 
 def watch_gc_pauses(threshold: float = 0.05) -> None:
-    """Time every collection into a metric, and log the ones longer than ``threshold`` s."""
+    """Time every collection into a metric; collections longer than ``threshold`` s also
+    get a debug line."""
     started: list[float] = [0.0]
 
     def callback(phase: str, info: dict[str, int]) -> None:
@@ -81,7 +89,7 @@ def watch_gc_pauses(threshold: float = 0.05) -> None:
         took = time.perf_counter() - started[0]
         GC_PAUSES.labels(str(info["generation"])).observe(took)
         if took > threshold:
-            log.warning(
+            log.debug(
                 "gc: generation %d took %.0f ms (%d collected)",
                 info["generation"],
                 took * 1000,
@@ -104,8 +112,15 @@ async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     log.debug("event loop: %s", type(loop).__module__)
+    signalled: list[float] = []  # when the first signal came: the shutdown budget starts
+
+    def on_signal() -> None:
+        if not signalled:
+            signalled.append(loop.time())
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
 
     engine: Engine | None = None
     cluster: Cluster | None = None
@@ -155,14 +170,20 @@ async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -
             await stop.wait()
         log.info("shutting down")
     finally:
+        deadline = (signalled[0] if signalled else loop.time()) + SHUTDOWN_TIMEOUT
         if engine is not None:
             engine.close_sessions(CloseReason.SHUTDOWN)
         if grpc_server is not None:
-            await grpc_server.stop(SHUTDOWN_GRACE)
+            left = deadline - loop.time() - ENGINE_STOP_MIN
+            await grpc_server.stop(max(0.0, min(SHUTDOWN_GRACE, left)))
         if cluster is not None:
-            await cluster.stop()
+            try:
+                async with asyncio.timeout(CLUSTER_STOP_TIMEOUT):
+                    await cluster.stop()
+            except TimeoutError:
+                log.warning("shutdown: the broker did not answer; left the cluster unannounced")
         if engine is not None:
-            await engine.stop()
+            await engine.stop(timeout=max(deadline - loop.time(), ENGINE_STOP_MIN))
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from server.engine.errors import StoreUnavailable
+
 if TYPE_CHECKING:
     from server.store.base import Store
 
@@ -102,7 +104,8 @@ class DeliveryLog:
             await asyncio.sleep(self._interval)  # let marks gather into one write
             try:
                 await self.flush()
-            except Exception:
-                log.warning("could not record queue marks; retrying", exc_info=True)
+            except Exception as exc:
+                if not isinstance(exc, StoreUnavailable):  # the store's health reports those
+                    log.warning("could not record queue marks; retrying", exc_info=True)
                 self._wakeup.set()
                 await asyncio.sleep(self._retry_after)

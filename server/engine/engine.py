@@ -17,13 +17,13 @@ import asyncio
 import itertools
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from server.engine.clock import Clock, SystemClock
 from server.engine.delivery import DeliveryLog
-from server.engine.errors import InvalidArgument, Unavailable
+from server.engine.errors import InvalidArgument, StoreUnavailable, Unavailable
 from server.engine.events import CloseReason, Envelope, MarkedRead
 from server.engine.fanin import FanIn
 from server.engine.filters import TypeFilter
@@ -53,6 +53,14 @@ if TYPE_CHECKING:
     from server.store.base import CreateResult, Store
 
 log = logging.getLogger(__name__)
+
+#: Seconds between store probes (skipped while other calls are answered).
+PROBE_INTERVAL = 0.5
+#: A probe that gets no answer within this many seconds marks the store down.
+PROBE_TIMEOUT = 2.0
+#: At shutdown, how long the store gets to commit pending creates, record queue marks
+#: and close. What cannot be written in time is left: those rows stay queued.
+STOP_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,29 +129,45 @@ class Engine:
             asyncio.create_task(self._writer.run(), name="tidings-writer"),
             asyncio.create_task(self._delivery.run(), name="tidings-delivery"),
             asyncio.create_task(self._fanin.run(), name="tidings-fanin"),
+            asyncio.create_task(self._probe_store(), name="tidings-store-probe"),
         ]
         self._running = True
         log.info("engine %s started", self.node_id)
 
-    async def stop(self) -> None:
-        """Close every session (SHUTDOWN), commit pending creates, flush marks, close the store."""
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Close every session (SHUTDOWN), commit pending creates, flush marks, close the store.
+
+        Bounded by ``timeout`` seconds whatever the store does: creates not committed by
+        then fail with ``Unavailable``, marks not recorded leave their rows queued (a
+        duplicate on the next connect, never a loss).
+        """
         if not self._running:
             return
         self._running = False
         self.close_sessions(CloseReason.SHUTDOWN)
         self.heartbeats.close()
         self._writer.close()
+        deadline = asyncio.get_running_loop().time() + timeout
         writer_task, *others = self._tasks
-        await writer_task
+        await self._before(deadline, writer_task, "committing pending creates")
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
-        try:
-            await self._delivery.flush()
-        except Exception:
-            log.warning("could not record the last deliveries", exc_info=True)
-        await self._store.close()
+        await self._before(deadline, self._delivery.flush(), "recording the last queue marks")
+        await self._before(deadline, self._store.close(), "closing the store")
         log.info("engine %s stopped", self.node_id)
+
+    @staticmethod
+    async def _before(deadline: float, step: Awaitable[None], what: str) -> None:
+        """Await one shutdown ``step`` until ``deadline`` (loop time, at least a moment)."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(max(deadline, loop.time() + 0.1)):
+                await step
+        except TimeoutError:
+            log.warning("shutdown: gave up %s: the store did not answer in time", what)
+        except Exception as exc:
+            log.warning("shutdown: %s failed: %s", what, exc)
 
     def close_sessions(self, reason: CloseReason) -> None:
         """Close every local session (at shutdown, before the transports stop)."""
@@ -154,10 +178,14 @@ class Engine:
     def running(self) -> bool:
         return self._running
 
-    async def check_health(self) -> None:
-        """Raise unless the engine runs and its store answers."""
-        self._ensure_running()
-        await self._store.ping()
+    @property
+    def healthy(self) -> bool:
+        """Running, and the store answered the last call made to it."""
+        return self._running and self._store.health.available
+
+    async def health_changed(self) -> None:
+        """Return when the store's availability changes."""
+        await self._store.health.changed()
 
     # --- producers ---------------------------------------------------------------------
 
@@ -393,6 +421,26 @@ class Engine:
         self._fanin.committed_here(notifications, result.queued)
         if notifications:
             self.peers.created(notifications[-1].id)
+
+    async def _probe_store(self) -> None:
+        """Ping the store when nothing else was answered lately: health follows it anyway."""
+        health = self._store.health
+        answers = -1
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            if health.available and health.answers != answers:
+                answers = health.answers  # traffic is answered: no need to ask
+                continue
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT):
+                    await self._store.ping()
+            except TimeoutError:
+                health.failed(f"no answer to a ping within {PROBE_TIMEOUT:g} s")
+            except StoreUnavailable:
+                pass  # recorded by the store
+            except Exception as exc:
+                log.debug("store probe failed: %s", exc)
+            answers = health.answers
 
     def _ensure_running(self) -> None:
         if not self._running:

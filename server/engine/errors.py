@@ -62,3 +62,14 @@ class Unavailable(TidingsError):
     """The engine is shutting down or not started; try again elsewhere or later."""
 
     code = "unavailable"
+
+
+class StoreUnavailable(Unavailable):
+    """The store cannot be reached (connection refused, lost, database gone); retry later.
+
+    ``reason`` says what the driver reported, for operators; clients get ``message``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the notification store is unavailable; try again later")
+        self.reason = reason

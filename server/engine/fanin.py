@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from server.engine.errors import StoreUnavailable
 from server.engine.events import Envelope
 from server.engine.hub import Hub
 from server.engine.models import Notification
@@ -96,8 +97,9 @@ class FanIn:
             while self._cursor < self._target:
                 try:
                     await self._catch_up(self._target)
-                except Exception:
-                    log.warning("catch-up read failed; retrying", exc_info=True)
+                except Exception as exc:
+                    if not isinstance(exc, StoreUnavailable):  # the store's health reports it
+                        log.warning("catch-up read failed; retrying", exc_info=True)
                     await asyncio.sleep(self._retry_after)
 
     async def _catch_up(self, target: int) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from server.engine.clock import Clock
 from server.engine.delivery import DeliveryLog
-from server.engine.errors import Unavailable
+from server.engine.errors import StoreUnavailable, Unavailable
 from server.engine.models import Created, NewNotification, Notification
 
 if TYPE_CHECKING:
@@ -71,22 +71,36 @@ class Writer:
         return await request.future
 
     async def run(self) -> None:
-        """Commit requests as they come, until ``close`` has been called and all are done."""
-        while True:
-            first = await self._queue.get()
-            if first is None:
-                return
-            group, rows, last = [first], len(first.items), False
-            while rows < self._max_batch and not self._queue.empty():
-                request = self._queue.get_nowait()
-                if request is None:
-                    last = True
-                    break
-                group.append(request)
-                rows += len(request.items)
-            await self._commit(group)
-            if last:
-                return
+        """Commit requests as they come, until ``close`` has been called and all are done.
+
+        Cancelled (a shutdown that cannot wait for the store), it fails every request
+        not committed with ``Unavailable``.
+        """
+        group: list[_Request] = []
+        try:
+            while True:
+                first = await self._queue.get()
+                if first is None:
+                    return
+                group, rows, last = [first], len(first.items), False
+                while rows < self._max_batch and not self._queue.empty():
+                    request = self._queue.get_nowait()
+                    if request is None:
+                        last = True
+                        break
+                    group.append(request)
+                    rows += len(request.items)
+                await self._commit(group)
+                if last:
+                    return
+        except asyncio.CancelledError:
+            while not self._queue.empty():
+                if (request := self._queue.get_nowait()) is not None:
+                    group.append(request)
+            for request in group:
+                if not request.future.done():
+                    request.future.set_exception(Unavailable("the server is shutting down"))
+            raise
 
     def close(self) -> None:
         """Refuse new creates; ``run`` returns once those already submitted are committed."""
@@ -101,6 +115,10 @@ class Writer:
         items = [item for r in live for item in r.items]
         try:
             result = await self._create(items)
+        except StoreUnavailable as exc:  # the store's health reports it; all fail alike
+            for request in live:
+                request.future.set_exception(exc)
+            return
         except Exception as exc:
             if len(live) > 1:  # do not let one request's failure fail the others
                 for request in live:

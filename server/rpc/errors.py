@@ -7,9 +7,12 @@ WebSocket clients exactly without parsing status details.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from server.engine.errors import (
     InvalidArgument,
@@ -48,3 +51,42 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: TidingsError) 
         trailers.append((ERROR_FIELD_KEY, exc.field))
     await context.abort(status_for(exc), exc.message, trailing_metadata=tuple(trailers))
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
+class _Message(Protocol):
+    DESCRIPTOR: Any
+
+    @classmethod
+    def FromString(cls, data: bytes) -> Any: ...
+
+
+M = TypeVar("M", bound=_Message)
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """What a request deserializer hands on for bytes that are not a valid message.
+
+    grpc.aio answers a deserializer that raises with UNKNOWN and an ERROR traceback
+    (and on a stream, ends the reading side without telling the handler); handlers
+    get this instead and answer ``error()``: INVALID_ARGUMENT.
+    """
+
+    message_type: str
+    reason: str
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument("request", f"not a valid {self.message_type}: {self.reason}")
+
+
+def decoder(message: type[M]) -> Callable[[bytes], M | Undecodable]:
+    """A request deserializer for ``message`` that returns ``Undecodable`` instead of raising."""
+    name = message.DESCRIPTOR.full_name
+
+    def decode(data: bytes) -> M | Undecodable:
+        try:
+            return message.FromString(data)  # type: ignore[no-any-return]
+        except DecodeError as exc:
+            return Undecodable(name, str(exc).rsplit(": ", 1)[-1] or "corrupt wire format")
+
+    return decode

@@ -15,14 +15,12 @@ from tidings.v1 import admin_pb2, relay_pb2, stream_pb2
 from server.auth import Authenticator
 from server.engine import Engine
 from server.rpc.admin import AdminServicer
+from server.rpc.errors import Undecodable, abort, decoder
 from server.rpc.inprocess import InProcessStubs
 from server.rpc.relay import RelayServicer
 from server.rpc.stream import StreamServicer
 
 log = logging.getLogger(__name__)
-
-#: Seconds between store checks that feed the health service.
-HEALTH_CHECK_INTERVAL = 5.0
 
 STREAM_SERVICE = stream_pb2.DESCRIPTOR.services_by_name["NotificationStream"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["NotificationAdminService"].full_name
@@ -48,14 +46,19 @@ def _handlers(
     stream: StreamServicer, admin: AdminServicer, relay: RelayServicer
 ) -> list[grpc.GenericRpcHandler]:
     def unary(fn: Any, request: Any) -> grpc.RpcMethodHandler[Any, Any]:
+        async def checked(message: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(message, Undecodable):
+                await abort(context, message.error())
+            return await fn(message, context)
+
         return grpc.unary_unary_rpc_method_handler(
-            fn, request_deserializer=request.FromString, response_serializer=_serialize
+            checked, request_deserializer=decoder(request), response_serializer=_serialize
         )
 
     stream_methods = {
         "Connect": grpc.stream_stream_rpc_method_handler(
             stream.Connect,
-            request_deserializer=stream_pb2.ConnectRequest.FromString,
+            request_deserializer=decoder(stream_pb2.ConnectRequest),
             response_serializer=_serialize,
         ),
         "ListNotifications": unary(stream.ListNotifications, stream_pb2.ListNotificationsRequest),
@@ -150,19 +153,12 @@ class GrpcServer:
             await self._health.set(service, status)
 
     async def _watch_health(self) -> None:
-        """Report NOT_SERVING while the engine or its store fails a check."""
+        """Report NOT_SERVING while the store is unavailable (the engine probes it)."""
         serving = True
         while True:
-            await asyncio.sleep(HEALTH_CHECK_INTERVAL)
-            try:
-                async with asyncio.timeout(HEALTH_CHECK_INTERVAL):
-                    await self._engine.check_health()
-                ok = True
-            except Exception as exc:
-                ok = False
-                if serving:
-                    log.warning("health check failed: %s", exc)
+            ok = self._engine.healthy
             if ok != serving:
                 serving = ok
                 await self._set_health(serving=ok)
-                log.info("health: %s", "SERVING" if ok else "NOT_SERVING")
+                log.debug("health: %s", "SERVING" if ok else "NOT_SERVING")
+            await self._engine.health_changed()

@@ -15,7 +15,7 @@ from server.engine import Engine, Session
 from server.engine.errors import InvalidArgument, TidingsError
 from server.engine.events import Closed, CloseReason
 from server.rpc import convert
-from server.rpc.errors import abort
+from server.rpc.errors import Undecodable, abort
 
 SINCE_KEY = "tidings-since"
 TYPES_KEY = "tidings-types"
@@ -63,6 +63,13 @@ def _since(value: str | None) -> int | None:
     return int(value)
 
 
+def _refusal(reader: asyncio.Task[InvalidArgument | None]) -> InvalidArgument | None:
+    """Why the reading side ended the session, if it did."""
+    if reader.done() and not reader.cancelled() and reader.exception() is None:
+        return reader.result()
+    return None
+
+
 def _types(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -77,7 +84,7 @@ class StreamServicer:
         self._auth = authenticator
 
     async def Connect(
-        self, requests: AsyncIterable[stream_pb2.ConnectRequest], context: Context
+        self, requests: AsyncIterable[stream_pb2.ConnectRequest | Undecodable], context: Context
     ) -> AsyncIterator[stream_pb2.ConnectResponse | bytes]:
         try:
             session = await open_session(self._engine, self._auth, metadata(context))
@@ -87,6 +94,8 @@ class StreamServicer:
         try:
             async for event in session:
                 if isinstance(event, Closed):
+                    if (refused := _refusal(reader)) is not None:
+                        await abort(context, refused)
                     status = CLOSE_STATUS.get(event.reason)
                     if status is not None:
                         await context.abort(status, event.message)
@@ -99,10 +108,15 @@ class StreamServicer:
             session.close(CloseReason.CLIENT_GONE)
 
     async def _read(
-        self, requests: AsyncIterable[stream_pb2.ConnectRequest], session: Session
-    ) -> None:
+        self, requests: AsyncIterable[stream_pb2.ConnectRequest | Undecodable], session: Session
+    ) -> InvalidArgument | None:
+        """Pass commands on; a message that cannot be decoded ends the session (its error)."""
         async for request in requests:
+            if isinstance(request, Undecodable):
+                session.close(CloseReason.CLIENT_GONE, "undecodable message")
+                return request.error()
             await session.handle(convert.command_from_pb(request))
+        return None
 
     async def ListNotifications(
         self, request: stream_pb2.ListNotificationsRequest, context: Context

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from server.engine.filters import TypeFilter
 from server.engine.models import Created, NewNotification, Notification, Page, Replay
+from server.store.health import StoreHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,13 @@ class CreateResult:
 
 
 class Store(Protocol):
-    """Persistence of notifications. Implementations: memory (tests), SQL (SQLite, PostgreSQL)."""
+    """Persistence of notifications. Implementations: memory (tests), SQL (SQLite, PostgreSQL).
+
+    A call that cannot reach the database raises ``StoreUnavailable`` and marks
+    ``health`` down; the next call that succeeds marks it up again.
+    """
+
+    health: StoreHealth
 
     async def open(self) -> None:
         """Connect; the schema must already be current (see ``server.store.migrate``)."""

@@ -10,12 +10,14 @@ from server.engine.errors import NotFound
 from server.engine.filters import TypeFilter
 from server.engine.models import Created, NewNotification, Notification, Page, Replay
 from server.store.base import CreateResult
+from server.store.health import StoreHealth
 
 
 class MemoryStore:
     """Everything in dicts; nothing survives the process."""
 
     def __init__(self) -> None:
+        self.health = StoreHealth()
         self._rows: dict[int, Notification] = {}
         self._by_user: dict[str, list[int]] = {}
         self._queued: dict[str, list[int]] = {}

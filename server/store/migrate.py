@@ -13,8 +13,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import ColumnElement, Connection, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server.engine.errors import StoreUnavailable
+from server.store.errors import unreachable
 from server.store.sql import MIGRATE_LOCK, WRITE_OPTION, make_engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -53,19 +55,28 @@ async def upgrade(url: str, *, schema: str | None = None, revision: str = "head"
         return
     engine = make_engine(url, schema=schema)
     try:
-        async with engine.connect() as conn:
-            await conn.execution_options(**{WRITE_OPTION: True})
-            postgres = conn.dialect.name == "postgresql"
-            if postgres:
-                await _advisory(conn, func.pg_advisory_lock(MIGRATE_LOCK))
-            try:
-                async with conn.begin():
-                    await conn.run_sync(_upgrade, revision)
-            finally:
-                if postgres:
-                    await _advisory(conn, func.pg_advisory_unlock(MIGRATE_LOCK))
+        await _migrate(engine, revision)
+    except Exception as exc:
+        if (reason := unreachable(exc)) is None:
+            raise
+        raise StoreUnavailable(reason) from exc
     finally:
         await engine.dispose()
+
+
+async def _migrate(engine: AsyncEngine, revision: str) -> None:
+    """Run the migrations on one connection (holding the lock on PostgreSQL)."""
+    async with engine.connect() as conn:
+        await conn.execution_options(**{WRITE_OPTION: True})
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            await _advisory(conn, func.pg_advisory_lock(MIGRATE_LOCK))
+        try:
+            async with conn.begin():
+                await conn.run_sync(_upgrade, revision)
+        finally:
+            if postgres:
+                await _advisory(conn, func.pg_advisory_unlock(MIGRATE_LOCK))
 
 
 async def _advisory(conn: AsyncConnection, call: ColumnElement[Any]) -> None:

@@ -11,12 +11,15 @@ Writers never interleave where it matters:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -39,7 +42,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
-from server.engine.errors import NotFound
+from server.engine.errors import NotFound, StoreUnavailable
 from server.engine.filters import TypeFilter
 from server.engine.models import (
     NewNotification,
@@ -50,6 +53,8 @@ from server.engine.models import (
 )
 from server.store import sqlite
 from server.store.base import CreateResult
+from server.store.errors import guard_store
+from server.store.health import StoreHealth
 from server.store.rows import Plan, idempotency_key, outcomes, plan_creates
 from server.store.tables import notifications as N
 from server.store.tables import users as U
@@ -60,6 +65,9 @@ MIGRATE_LOCK = 0x74696469_6E677302
 
 # Execution option marking a transaction as a writer (SQLite: ``BEGIN IMMEDIATE``).
 WRITE_OPTION = "tidings_write"
+
+# Seconds a PostgreSQL connection waits for the server to acknowledge its close.
+CLOSE_TIMEOUT = 0.25
 
 # Ids and users per statement in IN lists: well under every driver's parameter limit.
 CHUNK = 500
@@ -98,10 +106,11 @@ def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> A
     if parsed.get_backend_name() == "sqlite":
         if schema is not None:
             raise ValueError("a schema can only be chosen on PostgreSQL")
+        _check_folder(parsed.database)
         engine = create_async_engine(parsed, echo=echo)
         _configure_sqlite(engine)
         return engine
-    connect_args: dict[str, Any] = {}
+    connect_args: dict[str, Any] = {"connection_class": _Connection}
     if schema is not None:
         connect_args["server_settings"] = {"search_path": schema}
     return create_async_engine(
@@ -112,6 +121,29 @@ def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> A
         pool_pre_ping=True,
         connect_args=connect_args,
     )
+
+
+class _Connection(asyncpg.Connection):
+    """An asyncpg connection whose close gives up on a server that does not answer.
+
+    A graceful close waits for the server to hang up; through a dead network path that
+    is forever, and closing the pool at shutdown would hang. After ``CLOSE_TIMEOUT``
+    the connection is dropped instead (the server already has our goodbye).
+    """
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        with contextlib.suppress(TimeoutError):  # then asyncpg aborted the connection
+            await super().close(timeout=CLOSE_TIMEOUT if timeout is None else timeout)
+
+
+def _check_folder(database: str | None) -> None:
+    """SQLite creates a missing file, not a missing folder: say so before the driver
+    fails (its connection thread can outlive the event loop and print a traceback)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    folder = Path(database).absolute().parent
+    if not folder.is_dir():
+        raise StoreUnavailable(f"unable to open database file: no directory {folder}")
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -130,6 +162,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+@guard_store
 class SqlStore:
     """The ``Store`` on a SQL database whose schema ``server.store.migrate`` brought up to date."""
 
@@ -142,6 +175,7 @@ class SqlStore:
         sqlite_wal_limit: int = sqlite.WAL_LIMIT,
         sqlite_checkpoint_every: float = sqlite.CHECKPOINT_EVERY,
     ) -> None:
+        self.health = StoreHealth()
         self._engine = make_engine(url, echo=echo, schema=schema)
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         self._pg = self._engine.dialect.name == "postgresql"
