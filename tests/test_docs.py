@@ -176,13 +176,10 @@ def test_every_test_docs_reliability_names_exists() -> None:
     text = (ROOT / "docs" / "RELIABILITY.md").read_text()
     named = re.findall(r"`(tests/[\w/]+\.py)((?:::\w+)?)`", text)
     assert named, "RELIABILITY.md names no test"
-    last = ""
     for path, test in named:
         source = (ROOT / path).read_text() if (ROOT / path).exists() else ""
         assert source, f"RELIABILITY.md names {path}, which does not exist"
         if test:
             assert f"def {test[2:]}(" in source, f"RELIABILITY.md names {path}{test}: no such test"
-        last = path
     for test in re.findall(r"`::(\w+)`", text):  # "`::name`": a test of the file named before it
         assert any(f"def {test}(" in (ROOT / p).read_text() for p, _ in named), test
-    assert last
