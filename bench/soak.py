@@ -279,6 +279,7 @@ class Soak:
             "rss_growth_kib": growth,
             "max_wal_kib": max_wal,
             "missing": missing,
+            "samples": self.samples,
             "checks": checks,
             "ok": all(checks.values()),
         }
@@ -341,6 +342,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--session-life", type=float, default=60.0, help="mean seconds per visit")
     p.add_argument("--sample-every", type=float, default=5.0)
     p.add_argument("--json", type=Path, help="also write the result here")
+    p.add_argument(
+        "--server-module", nargs="+", default=["-m", "server.cli"],
+        help="how to start the server's command line (e.g. a script that traces memory)",
+    )  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -349,7 +354,7 @@ async def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="tidings-soak-") as tmp:
         db = Path(tmp) / "soak.db"
         argv = [
-            sys.executable, "-m", "server.cli", "serve", "--insecure",
+            sys.executable, *args.server_module, "serve", "--insecure",
             "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
             "--database-url", f"sqlite+aiosqlite:///{db}",
         ]  # fmt: skip
