@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 import grpc
+from tidings import metadata as keys
 
 from server.engine.errors import (
     InvalidArgument,
@@ -21,8 +22,8 @@ from server.engine.errors import (
     Unavailable,
 )
 
-ERROR_CODE_KEY = "tidings-error-code"
-ERROR_FIELD_KEY = "tidings-error-field"
+ERROR_CODE_KEY = keys.ERROR_CODE
+ERROR_FIELD_KEY = keys.ERROR_FIELD
 
 _STATUS: dict[type[TidingsError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
