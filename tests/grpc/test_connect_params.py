@@ -116,7 +116,10 @@ async def test_a_filter_whose_lists_contradict_its_mode_is_refused(node: Node) -
 
 
 async def test_credentials_are_checked_before_parameters(node: Node) -> None:
-    md = [("authorization", "Bearer nonsense"), (keys.CONNECT_PARAMS, b"\xff\xff")]
+    md: list[tuple[str, str | bytes]] = [
+        ("authorization", "Bearer nonsense"),
+        (keys.CONNECT_PARAMS, b"\xff\xff"),
+    ]
     stream = Stream(node.users.Connect(metadata=md))
     node.streams.append(stream)
     status, _ = await refusal(stream)
