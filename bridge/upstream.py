@@ -491,7 +491,9 @@ class Upstream:
             self._relay = RelayStream(self.relay)
         self._next_sid += 1
         link = RelaySessionLink(self._relay, self._next_sid, self.max_session_buffer)
-        self._relay.open(self._next_sid, metadata, params or stream_pb2.ConnectParams(), link)
+        if params is None:
+            params = stream_pb2.ConnectParams()
+        self._relay.open(self._next_sid, metadata, params, link)
         return link
 
     async def serving(self) -> bool:
