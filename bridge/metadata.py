@@ -1,21 +1,23 @@
-"""What travels to the engine as gRPC metadata: the caller's credentials and the §5
-connect parameters (docs/PROTOCOL.md §2, §5).
+"""What travels to the engine with a call: the caller's credentials as gRPC metadata,
+and the §5 connect parameters as a typed ``ConnectParams`` (docs/PROTOCOL.md §2, §5).
 
 The bridge never looks inside a token: it forwards ``authorization: Bearer <jwt>``
 (from ``?token=`` or the ``Authorization`` header) and ``x-tidings-user`` (from
 ``?user_id=`` or ``X-Tidings-User``), and the engine decides what they are worth —
-``x-tidings-user`` only counts in insecure mode. ``since`` and ``types`` go as
-``tidings-since`` / ``tidings-types``, unparsed: the engine validates them.
+``x-tidings-user`` only counts in insecure mode. ``?since=`` and ``?types=`` are read
+as ``tidings.metadata.params_from_text`` reads them for the engine (a number, a comma
+list); the engine checks the rest (type names, the filter's bounds).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-AUTHORIZATION = "authorization"
-USER = "x-tidings-user"
-SINCE = "tidings-since"
-TYPES = "tidings-types"
+from tidings import metadata as keys
+from tidings.v1 import stream_pb2
+
+AUTHORIZATION = keys.AUTHORIZATION
+USER = keys.USER
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -62,7 +64,7 @@ def http_metadata(headers: Lookup) -> Metadata:
 
 
 def ws_metadata(args: Lookup, headers: Lookup) -> Metadata:
-    """Metadata for a ``Connect`` stream, from the upgrade request's query and headers."""
+    """Credentials for a live session, from the upgrade request's query and headers."""
     md: list[tuple[str, str]] = []
     if token := args.get("token"):
         md.append((AUTHORIZATION, "Bearer " + _credential("token", token)))
@@ -70,8 +72,12 @@ def ws_metadata(args: Lookup, headers: Lookup) -> Metadata:
         md.append((AUTHORIZATION, _credential("Authorization", authorization.strip())))
     if user := args.get("user_id") or headers.get("X-Tidings-User"):
         md.append((USER, _credential("user_id", user)))
-    if since := args.get("since"):
-        md.append((SINCE, _sendable("invalid_message", "since", since)))
-    if (types := args.get("types")) is not None:
-        md.append((TYPES, _sendable("invalid_message", "types", types)))
     return tuple(md)
+
+
+def ws_params(args: Lookup) -> stream_pb2.ConnectParams:
+    """The connect parameters of the upgrade request's query (``since``, ``types``)."""
+    try:
+        return keys.params_from_text(args.get("since"), args.get("types"))
+    except keys.BadParams as exc:
+        raise BadMetadata("invalid_message", str(exc)) from None

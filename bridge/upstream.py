@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2
+from tidings import metadata as keys
 from tidings.v1 import admin_pb2_grpc, relay_pb2, relay_pb2_grpc, stream_pb2, stream_pb2_grpc
 
 from bridge.metadata import Metadata
-from server.engine.session import MAX_BUFFER_BYTES
 from server.rpc.inprocess import InProcessStubs
 
-ERROR_CODE_KEY: Final = "tidings-error-code"
-ERROR_FIELD_KEY: Final = "tidings-error-field"
+ERROR_CODE_KEY: Final = keys.ERROR_CODE
+ERROR_FIELD_KEY: Final = keys.ERROR_FIELD
 
 #: Unary calls that take longer than this fail with DEADLINE_EXCEEDED (HTTP 503).
 CALL_TIMEOUT: Final = 10.0
@@ -110,14 +110,41 @@ class SessionLink(Protocol):
         ...
 
 
+#: Commands (and bytes of them) one session may have waiting for the relay stream to take
+#: them. A browser that sends faster than the engine reads is closed as slow (1013).
+MAX_PENDING_COMMANDS: Final = 1024
+MAX_PENDING_BYTES: Final = 1 << 20
+#: The byte allowance of a session whose engine states none (older than this bridge):
+#: the engine's default (docs/PROTOCOL.md §4.8).
+FALLBACK_MAX_BYTES: Final = 8 << 20
+
+
+class RelayPort(Protocol):
+    """What a ``RelaySessionLink`` needs of the stream that carries it."""
+
+    def send(
+        self, request: relay_pb2.RelayRequest, link: RelaySessionLink | None = None, size: int = 0
+    ) -> None:
+        """Queue ``request``; with ``link``, call ``link.taken(size)`` once it is written."""
+        ...
+
+    def close_session(self, sid: int, undelivered: Sequence[int]) -> None:
+        """The link of ``sid`` is done: tell the engine, with the ids to requeue."""
+        ...
+
+
 class RelaySessionLink:
     """A ``SessionLink`` carried, with many others, by one ``Relay`` stream.
 
-    Frames wait here until the WebSocket handler takes them. A browser that falls more
-    than ``max_buffer`` frames or ``max_bytes`` bytes behind (the replay not counted)
-    ends its session as slow (the engine's own rule for the same case). Whatever a
-    link received but never passed on — buffered when it ended, or still in flight
-    towards it — goes back to the engine, which puts it in the user's queue again.
+    Frames wait here until the WebSocket handler takes them. The engine states, with the
+    session's first frame, how far the browser may fall behind (``RelayAllowance``); a
+    browser beyond it ends its session as slow. Whatever a link received but never
+    passed on — buffered when it ended, or still in flight towards it — goes back to the
+    engine by the ids the engine put on the frames, and the engine queues it again.
+
+    The other way, a browser may have at most ``MAX_PENDING_COMMANDS`` commands (and
+    ``MAX_PENDING_BYTES``) waiting for the relay stream; one that floods it is closed as
+    slow too.
     """
 
     __slots__ = (
@@ -127,9 +154,12 @@ class RelaySessionLink:
         "_frames",
         "_greeted",
         "_head",
+        "_ids",
         "_loop",
         "_max",
         "_max_bytes",
+        "_pending",
+        "_pending_bytes",
         "_relay",
         "_replay",
         "_sid",
@@ -137,23 +167,21 @@ class RelaySessionLink:
         "ending",
     )
 
-    def __init__(
-        self,
-        relay: _RelayStream,
-        sid: int,
-        max_buffer: int,
-        max_bytes: int = MAX_BUFFER_BYTES,
-    ) -> None:
+    def __init__(self, relay: RelayPort, sid: int, max_buffer: int = 1000) -> None:
         self._relay = relay
         self._sid = sid
+        # Until the engine states the allowance (an engine that does not: these bounds).
         self._max = max_buffer
-        self._max_bytes = max_bytes
+        self._max_bytes = FALLBACK_MAX_BYTES
         self._bytes = 0  # of the frames waiting in ``_frames``
-        self._replay = 0  # replayed notifications still to come (their bytes are allowed)
-        # A list and a read index rather than a deque: an idle link holds an empty buffer
+        self._replay = 0  # replayed events still to come (on top of the allowance)
+        # Lists and a read index rather than deques: an idle link holds an empty buffer
         # for hours, and a deque allocates 760 bytes up front.
         self._frames: list[bytes] = []
+        self._ids: list[int] = []  # the notification id of each frame, 0 for other events
         self._head = 0
+        self._pending = 0  # commands sent and not yet written to the relay stream
+        self._pending_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
         self._ended: StreamEnded | None = None
         self._established = False
@@ -165,29 +193,38 @@ class RelaySessionLink:
 
     # --- the relay's side ---
 
-    def deliver(self, frame: bytes) -> None:
+    def deliver(
+        self,
+        frame: bytes,
+        notification_id: int = 0,
+        allowance: relay_pb2.RelayAllowance | None = None,
+    ) -> None:
+        """One event of the session (``notification_id``: the id, for a notification)."""
         if self._ended is not None:
             return
         if self._greeted is None or not self._greeted.done():
-            # The greeting says how many replayed notifications follow: like the
-            # engine, do not count the replay against the lag allowance.
-            greeting = stream_pb2.ConnectResponse.FromString(frame)
-            if greeting.WhichOneof("kind") == "connection_established":
-                self._max += greeting.connection_established.queued
-                self._replay = greeting.connection_established.queued
+            if allowance is not None:
+                self._max = allowance.max_events
+                self._max_bytes = allowance.max_bytes
+                self._replay = allowance.replay_events
             self.established.set_result(None)
         elif self._replay:
             self._replay -= 1
+            self._max += 1
             self._max_bytes += len(frame)
         self._frames.append(frame)
+        self._ids.append(notification_id)
         self._bytes += len(frame)
-        if len(self._frames) - self._head > self._max or (
-            self._bytes > self._max_bytes and len(self._frames) - self._head > 1
-        ):
-            self.end(StreamEnded(grpc.StatusCode.RESOURCE_EXHAUSTED, "the client did not keep up"))
-            self._relay.close_session(self._sid, self._take_undelivered())
+        waiting = len(self._frames) - self._head
+        if waiting > self._max or (self._bytes > self._max_bytes and waiting > 1):
+            self._give_up("the client did not keep up")
             return
         self._wake()
+
+    def taken(self, size: int) -> None:
+        """A command of ``size`` bytes that this link sent was written to the stream."""
+        self._pending -= 1
+        self._pending_bytes -= size
 
     def end(self, ended: StreamEnded) -> None:
         if self._ended is None:
@@ -196,14 +233,31 @@ class RelaySessionLink:
             self.ending.set_result(ended)
             self._wake()
 
+    def _give_up(self, reason: str) -> None:
+        """End the session as slow and hand back what it holds."""
+        self.end(StreamEnded(grpc.StatusCode.RESOURCE_EXHAUSTED, reason))
+        self._relay.close_session(self._sid, self._take_undelivered())
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
     def _take_undelivered(self) -> list[int]:
         """The ids of the notifications buffered and never taken; the buffer is emptied."""
-        pending, self._frames, self._head, self._bytes = self._frames[self._head :], [], 0, 0
-        return notification_ids(pending)
+        ids = [i for i in self._ids[self._head :] if i]
+        self._frames, self._ids, self._head, self._bytes = [], [], 0, 0
+        return ids
+
+    def _submit(self, request: relay_pb2.RelayRequest) -> bool:
+        """Queue one client message; False (and the session ends as slow) on a flood."""
+        size = request.ByteSize()
+        if self._pending >= MAX_PENDING_COMMANDS or self._pending_bytes + size > MAX_PENDING_BYTES:
+            self._give_up("the client sent faster than the engine takes its messages")
+            return False
+        self._pending += 1
+        self._pending_bytes += size
+        self._relay.send(request, self, size)
+        return True
 
     @property
     def established(self) -> asyncio.Future[None]:
@@ -229,6 +283,7 @@ class RelaySessionLink:
         self._bytes -= len(frame)
         if self._head == len(self._frames):
             self._frames.clear()
+            self._ids.clear()
             self._head = 0
         message = stream_pb2.ConnectResponse.FromString(frame)
         self._established = True
@@ -241,16 +296,15 @@ class RelaySessionLink:
     async def send(self, request: stream_pb2.ConnectRequest) -> bool:
         if self._ended is not None:
             return False
-        self._relay.send(
+        return self._submit(
             relay_pb2.RelayRequest(
                 command=relay_pb2.RelayCommand(session_id=self._sid, request=request)
             )
         )
-        return True
 
     def reject(self, code: str, message: str) -> None:
         if self._ended is None:
-            self._relay.send(
+            self._submit(
                 relay_pb2.RelayRequest(
                     invalid=relay_pb2.RelayInvalid(session_id=self._sid, code=code, message=message)
                 )
@@ -269,17 +323,7 @@ class RelaySessionLink:
         self.end(StreamEnded(grpc.StatusCode.CANCELLED, "closed"))
 
 
-def notification_ids(frames: Iterable[bytes]) -> list[int]:
-    """The ids of the notifications among serialized ``ConnectResponse`` frames."""
-    ids = []
-    for frame in frames:
-        message = stream_pb2.ConnectResponse.FromString(frame)
-        if message.WhichOneof("kind") == "notification":
-            ids.append(message.notification.notification.id)
-    return ids
-
-
-class _RelayStream:
+class RelayStream:
     """One ``Relay`` call and the session links it carries.
 
     Closing a session is a handshake: the bridge sends ``RelayClose``, the engine closes
@@ -291,7 +335,9 @@ class _RelayStream:
         self._call = stub.Relay()
         self._links: dict[int, RelaySessionLink] = {}
         self._closing: set[int] = set()
-        self._outbox: deque[relay_pb2.RelayRequest] = deque()
+        # Bounded by the links: each has at most MAX_PENDING_COMMANDS commands here, and
+        # an open and a close or two.
+        self._outbox: deque[tuple[relay_pb2.RelayRequest, RelaySessionLink | None, int]] = deque()
         self._wake = asyncio.Event()
         self.broken = False
         self._tasks = (
@@ -299,17 +345,25 @@ class _RelayStream:
             asyncio.create_task(self._write(), name="tidings-relay-write"),
         )
 
-    def open(self, sid: int, metadata: Metadata, link: RelaySessionLink) -> None:
+    def open(
+        self,
+        sid: int,
+        metadata: Metadata,
+        params: stream_pb2.ConnectParams,
+        link: RelaySessionLink,
+    ) -> None:
         self._links[sid] = link
         self.send(
             relay_pb2.RelayRequest(
-                open=relay_pb2.RelayOpen(session_id=sid, metadata=dict(metadata))
+                open=relay_pb2.RelayOpen(session_id=sid, metadata=dict(metadata), params=params)
             )
         )
 
-    def send(self, request: relay_pb2.RelayRequest) -> None:
+    def send(
+        self, request: relay_pb2.RelayRequest, link: RelaySessionLink | None = None, size: int = 0
+    ) -> None:
         if not self.broken:
-            self._outbox.append(request)
+            self._outbox.append((request, link, size))
             self._wake.set()
 
     def close_session(self, sid: int, undelivered: Sequence[int]) -> None:
@@ -329,7 +383,10 @@ class _RelayStream:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._outbox:
-                    await self._call.write(self._outbox.popleft())
+                    request, link, size = self._outbox.popleft()
+                    await self._call.write(request)
+                    if link is not None:
+                        link.taken(size)
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
             return  # the reader reports how the call ended
 
@@ -337,7 +394,7 @@ class _RelayStream:
         ended = StreamEnded(grpc.StatusCode.UNAVAILABLE, "the engine closed the relay")
         try:
             async for response in self._call:
-                late: dict[int, list[bytes]] = {}
+                late: dict[int, list[int]] = {}
                 for frame in response.frames:
                     sid = frame.session_id
                     link = self._links.get(sid)
@@ -346,19 +403,19 @@ class _RelayStream:
                             del self._links[sid]
                             link.end(_ended(frame.end))
                         else:
-                            link.deliver(frame.event)
+                            allowance = frame.allowance if frame.HasField("allowance") else None
+                            link.deliver(frame.event, frame.notification_id, allowance)
                     elif sid in self._closing:
                         if frame.HasField("end"):
                             self._closing.discard(sid)
-                        else:
-                            late.setdefault(sid, []).append(frame.event)
-                for sid, frames in late.items():
-                    if ids := notification_ids(frames):
-                        self.send(
-                            relay_pb2.RelayRequest(
-                                close=relay_pb2.RelayClose(session_id=sid, undelivered_ids=ids)
-                            )
+                        elif frame.notification_id:
+                            late.setdefault(sid, []).append(frame.notification_id)
+                for sid, ids in late.items():
+                    self.send(
+                        relay_pb2.RelayRequest(
+                            close=relay_pb2.RelayClose(session_id=sid, undelivered_ids=ids)
                         )
+                    )
         except grpc.aio.AioRpcError as exc:
             ended = StreamEnded(exc.code(), exc.details() or "", established=True)
         finally:
@@ -389,6 +446,9 @@ def _ended(end: relay_pb2.RelayEnd) -> StreamEnded:
 class Upstream:
     """The engine's gRPC services over one channel. Create and close inside the loop.
 
+    ``max_session_buffer`` is the lag allowance (in events) of sessions whose engine
+    states none, being older than this bridge; this engine states its own.
+
     With ``local`` (the bridge shares the engine's process, ``--role all``) the unary
     calls — every REST call and the health check — go straight to the servicers with
     the same messages and errors, no socket and no serialization; live sessions still
@@ -406,7 +466,7 @@ class Upstream:
         self.max_session_buffer = max_session_buffer
         self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.relay = relay_pb2_grpc.SessionRelayServiceStub(self.channel)
-        self._relay: _RelayStream | None = None
+        self._relay: RelayStream | None = None
         self._next_sid = 0
         self.in_process = local is not None
         if local is not None:
@@ -422,13 +482,18 @@ class Upstream:
                 response_deserializer=health_pb2.HealthCheckResponse.FromString,
             )
 
-    def open_session(self, metadata: Metadata) -> SessionLink:
-        """Start a live session with the caller's metadata; the engine speaks first."""
+    def open_session(
+        self, metadata: Metadata, params: stream_pb2.ConnectParams | None = None
+    ) -> SessionLink:
+        """Start a live session with the caller's credentials (``metadata``) and connect
+        parameters; the engine speaks first."""
         if self._relay is None or self._relay.broken:
-            self._relay = _RelayStream(self.relay)
+            self._relay = RelayStream(self.relay)
         self._next_sid += 1
         link = RelaySessionLink(self._relay, self._next_sid, self.max_session_buffer)
-        self._relay.open(self._next_sid, metadata, link)
+        if params is None:
+            params = stream_pb2.ConnectParams()
+        self._relay.open(self._next_sid, metadata, params, link)
         return link
 
     async def serving(self) -> bool:

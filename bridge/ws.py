@@ -20,7 +20,7 @@ from quart.wrappers import Websocket
 
 from bridge import metrics
 from bridge.jsonwire import FrameCache, WireError, decode_command, event_frame
-from bridge.metadata import BadMetadata, ws_metadata
+from bridge.metadata import BadMetadata, ws_metadata, ws_params
 from bridge.outcomes import ApiError, CloseCode, Ending, ending_for
 from bridge.responses import error_response
 from bridge.state import BridgeState, bridge_state
@@ -52,6 +52,7 @@ async def notifications() -> Response | None:
     ws = cast(Websocket, cast(Any, websocket)._get_current_object())
     try:
         metadata = ws_metadata(ws.args, headers)
+        params = ws_params(ws.args)
     except BadMetadata as exc:
         await ws.accept()
         ending = Ending(
@@ -61,7 +62,7 @@ async def notifications() -> Response | None:
         return None
     if state.draining.done():
         return error_response(ApiError(503, "unavailable", "the server is shutting down"))
-    link = state.upstream.open_session(metadata)
+    link = state.upstream.open_session(metadata, params)
     try:
         await ws.accept()
         metrics.WS_CONNECTIONS.inc()

@@ -223,16 +223,28 @@ class Engine:
     # --- sessions ----------------------------------------------------------------------
 
     async def connect(
-        self, user_id: str, *, since: int | None = None, types: Sequence[str] | None = None
+        self,
+        user_id: str,
+        *,
+        since: int | None = None,
+        types: Sequence[str] | None = None,
+        type_filter: TypeFilter | None = None,
     ) -> Session:
-        """Open a session: registered at once, then greeted with its replayed backlog."""
+        """Open a session: registered at once, then greeted with its replayed backlog.
+
+        The initial filter is ``type_filter`` (checked like a subscribe: names and
+        bounds), or else "only ``types``" when they are given, or else every type.
+        """
         self._ensure_running()
         check_user_id(user_id)
         if since is not None and (isinstance(since, bool) or since < 0):
             raise InvalidArgument("since", "must be a non-negative integer")
-        type_filter = TypeFilter.everything()
-        if types:
-            type_filter = type_filter.subscribe(check_types("types", list(types)))
+        if type_filter is not None:
+            type_filter = _checked_filter(type_filter)
+        elif types:
+            type_filter = TypeFilter.everything().subscribe(check_types("types", list(types)))
+        else:
+            type_filter = TypeFilter.everything()
         session = Session(
             self,
             user_id=user_id,
@@ -445,3 +457,12 @@ class Engine:
     def _ensure_running(self) -> None:
         if not self._running:
             raise Unavailable("the engine is not running")
+
+
+def _checked_filter(type_filter: TypeFilter) -> TypeFilter:
+    """``type_filter`` as a subscribe would have built it: names checked, lists bounded."""
+    if type_filter.only is not None:
+        return TypeFilter(only=frozenset()).subscribe(
+            check_types("types", sorted(type_filter.only))
+        )
+    return TypeFilter.everything().unsubscribe(check_types("types", sorted(type_filter.excluded)))

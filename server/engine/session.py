@@ -156,6 +156,16 @@ class Session:
         return self._closed is not None
 
     @property
+    def lag_allowance(self) -> tuple[int, int]:
+        """How far the client may fall behind, the replay not counted: (events, bytes).
+
+        More events waiting than the first, or more bytes than the second while more
+        than one waits, and the session is slow. A transport that holds events of its
+        own before the client takes them (a relay client) applies the same bounds.
+        """
+        return self._limits.max_buffer, self._limits.max_buffer_bytes
+
+    @property
     def close_reason(self) -> CloseReason | None:
         return self._closed.reason if self._closed is not None else None
 

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
+from tidings import metadata as keys
 
 from server.engine.errors import (
     InvalidArgument,
@@ -24,8 +25,8 @@ from server.engine.errors import (
     Unavailable,
 )
 
-ERROR_CODE_KEY = "tidings-error-code"
-ERROR_FIELD_KEY = "tidings-error-field"
+ERROR_CODE_KEY = keys.ERROR_CODE
+ERROR_FIELD_KEY = keys.ERROR_FIELD
 
 _STATUS: dict[type[TidingsError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,

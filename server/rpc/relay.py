@@ -4,7 +4,15 @@ Each relayed session is opened, fed and ended exactly like a ``Connect`` call (s
 ``server.rpc.stream``); only the framing differs. One writer serves every session of
 the stream: sessions signal when events wait (``Session.watch``), the writer drains
 them into one batched ``RelayResponse`` and confirms the deliveries once it is
-written. No task per session, one gRPC message per batch.
+written. No task per session, one gRPC message per batch. The frames state what the
+bridge needs without decoding events: the session's lag allowance with its greeting,
+the notification id with each delivery.
+
+A session's commands are handled in the order they came, as on ``Connect``: the reader
+handles them itself while they need no I/O, and a ``mark_read`` (a store round trip)
+runs in a task of its own; commands of that session that come meanwhile wait behind it
+(at most ``MAX_WAITING`` of them — a client that sends more is closed as slow), while
+the other sessions go on.
 """
 
 from __future__ import annotations
@@ -12,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -21,7 +31,14 @@ from tidings.v1 import relay_pb2, stream_pb2
 from server.auth import Authenticator
 from server.engine import Engine, Session
 from server.engine.errors import InvalidArgument, TidingsError
-from server.engine.events import Closed, CloseReason, MarkRead
+from server.engine.events import (
+    Closed,
+    CloseReason,
+    Command,
+    ConnectionEstablished,
+    Delivery,
+    MarkRead,
+)
 from server.rpc import convert, wire
 from server.rpc.errors import status_for
 from server.rpc.stream import CLOSE_STATUS, Context, open_session
@@ -32,6 +49,16 @@ log = logging.getLogger(__name__)
 PER_SESSION = 64
 #: Frames per RelayResponse.
 PER_BATCH = 256
+#: Commands of one session that may wait behind its ``mark_read``.
+MAX_WAITING = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Invalid:
+    """A ``RelayInvalid``: a client message the relay client could not decode."""
+
+    code: str
+    message: str
 
 
 def _end_frame(sid: int, end: relay_pb2.RelayEnd) -> bytes:
@@ -74,21 +101,25 @@ class _Relay:
         self._abandoned: set[int] = set()  # closed by the client before their open finished
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Sessions with a ``mark_read`` running: the commands that came since, in order.
+        self._waiting: dict[int, deque[Command | _Invalid]] = {}
 
     async def read(self, requests: AsyncIterable[relay_pb2.RelayRequest]) -> None:
         async for request in requests:
             kind = request.WhichOneof("kind")
             if kind == "open":
-                self._opening.add(request.open.session_id)
-                self._spawn(self._open(request.open.session_id, dict(request.open.metadata)))
+                opening = request.open
+                self._opening.add(opening.session_id)
+                params = opening.params if opening.HasField("params") else None
+                self._spawn(self._open(opening.session_id, dict(opening.metadata), params))
             elif kind == "command":
-                await self._command(request.command.session_id, request.command.request)
+                sid = request.command.session_id
+                await self._handle(sid, convert.command_from_pb(request.command.request))
             elif kind == "close":
                 self._close(request.close.session_id, request.close.undelivered_ids)
             elif kind == "invalid":
-                session = self._sessions.get(request.invalid.session_id)
-                if session is not None:
-                    session.reject(request.invalid.code, request.invalid.message)
+                invalid = request.invalid
+                await self._handle(invalid.session_id, _Invalid(invalid.code, invalid.message))
 
     async def batches(self, reader: asyncio.Task[None]) -> AsyncIterator[bytes]:
         """Serialized RelayResponses, as events wait, until the reader ends."""
@@ -128,14 +159,22 @@ class _Relay:
                 encoded = convert.event_to_pb(event)
                 if not isinstance(encoded, bytes):
                     encoded = encoded.SerializeToString()
-                frames.append(wire.relay_event_frame(sid, encoded))
+                if isinstance(event, ConnectionEstablished):
+                    frames.append(_greeting_frame(sid, encoded, ready, event.queued))
+                elif isinstance(event, Delivery):
+                    nid = event.envelope.notification.id
+                    frames.append(wire.relay_event_frame(sid, encoded, nid))
+                else:
+                    frames.append(wire.relay_event_frame(sid, encoded))
             if ready.waiting and sid in self._sessions:
                 self._ready[sid] = ready  # more than its share: back of the line
         return frames, drained
 
-    async def _open(self, sid: int, metadata: dict[str, str]) -> None:
+    async def _open(
+        self, sid: int, metadata: dict[str, str], params: stream_pb2.ConnectParams | None
+    ) -> None:
         try:
-            session = await open_session(self._engine, self._auth, metadata)
+            session = await open_session(self._engine, self._auth, metadata, params)
         except TidingsError as exc:
             self._opening.discard(sid)
             if self._abandoned_now(sid):
@@ -166,15 +205,36 @@ class _Relay:
         self._ready[sid] = session
         self._wake.set()
 
-    async def _command(self, sid: int, request: stream_pb2.ConnectRequest) -> None:
+    async def _handle(self, sid: int, item: Command | _Invalid) -> None:
+        """Pass one client message of ``sid`` on, after those that came before it."""
         session = self._sessions.get(sid)
         if session is None:
             return
-        command = convert.command_from_pb(request)
-        if isinstance(command, MarkRead):  # store I/O: do not hold up the other sessions
-            self._spawn(session.handle(command))
+        waiting = self._waiting.get(sid)
+        if waiting is not None:  # a mark_read of this session is running: queue behind it
+            if len(waiting) >= MAX_WAITING:
+                session.close(CloseReason.SLOW, "the client sent faster than it is answered")
+            else:
+                waiting.append(item)
+        elif isinstance(item, MarkRead):  # store I/O: do not hold up the other sessions
+            self._waiting[sid] = deque()
+            self._spawn(self._in_order(sid, session, item))
         else:
-            await session.handle(command)
+            await _apply(session, item)
+
+    async def _in_order(self, sid: int, session: Session, first: MarkRead) -> None:
+        """Run ``first``, then what queued behind it, until nothing waits."""
+        waiting = self._waiting[sid]
+        item: Command | _Invalid = first
+        try:
+            while True:
+                await _apply(session, item)
+                if not waiting:
+                    return
+                item = waiting.popleft()
+        finally:
+            if self._waiting.get(sid) is waiting:
+                del self._waiting[sid]
 
     def _close(self, sid: int, undelivered: Sequence[int]) -> None:
         """The client is done with ``sid``: requeue what it could not pass on, close the
@@ -182,6 +242,7 @@ class _Relay:
         if undelivered:
             self._engine.undelivered(list(undelivered))
         session = self._sessions.pop(sid, None)
+        self._waiting.pop(sid, None)
         if session is None:
             if sid in self._opening:
                 self._abandoned.add(sid)
@@ -204,3 +265,20 @@ class _Relay:
             session.close(CloseReason.CLIENT_GONE)
         self._sessions.clear()
         self._ready.clear()
+        self._waiting.clear()
+
+
+async def _apply(session: Session, item: Command | _Invalid) -> None:
+    if isinstance(item, _Invalid):
+        session.reject(item.code, item.message)
+    else:
+        await session.handle(item)
+
+
+def _greeting_frame(sid: int, event: bytes, session: Session, replay: int) -> bytes:
+    """The session's first frame: its greeting, with the lag allowance the bridge applies."""
+    events, size = session.lag_allowance
+    allowance = relay_pb2.RelayAllowance(max_events=events, max_bytes=size, replay_events=replay)
+    return relay_pb2.RelayResponse(
+        frames=[relay_pb2.RelayFrame(session_id=sid, event=event, allowance=allowance)]
+    ).SerializeToString()

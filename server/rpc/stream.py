@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
 import grpc
+from tidings import metadata as keys
 from tidings.v1 import stream_pb2
 
 from server.auth import Authenticator, Principal, bearer_token
 from server.engine import Engine, Session
 from server.engine.errors import InvalidArgument, TidingsError
 from server.engine.events import Closed, CloseReason
+from server.engine.filters import TypeFilter
 from server.rpc import convert
 from server.rpc.errors import Undecodable, abort
 
-SINCE_KEY = "tidings-since"
-TYPES_KEY = "tidings-types"
-USER_KEY = "x-tidings-user"
+log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -30,9 +31,21 @@ CLOSE_STATUS = {
     CloseReason.SHUTDOWN: grpc.StatusCode.UNAVAILABLE,
 }
 
+#: The most characters of ``ConnectParams.client_name`` and ``client_version``.
+CLIENT_LABEL_MAX = 64
+
 
 def metadata(context: Context) -> dict[str, str]:
+    """The call's text metadata (binary ``-bin`` entries left out)."""
     return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+
+
+def connect_params(context: Context) -> bytes | None:
+    """The call's ``tidings-connect-params-bin`` value, if it sent one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == keys.CONNECT_PARAMS and isinstance(value, bytes):
+            return value
+    return None
 
 
 def caller(authenticator: Authenticator, context: Context) -> Principal:
@@ -42,25 +55,43 @@ def caller(authenticator: Authenticator, context: Context) -> Principal:
 
 def principal(authenticator: Authenticator, md: Mapping[str, str]) -> Principal:
     """The caller that metadata ``md`` names (raises ``Unauthenticated``)."""
-    return authenticator.authenticate(bearer_token(md.get("authorization")), md.get(USER_KEY))
+    return authenticator.authenticate(bearer_token(md.get(keys.AUTHORIZATION)), md.get(keys.USER))
 
 
 async def open_session(
-    engine: Engine, authenticator: Authenticator, md: Mapping[str, str]
+    engine: Engine,
+    authenticator: Authenticator,
+    md: Mapping[str, str],
+    params: stream_pb2.ConnectParams | bytes | None = None,
 ) -> Session:
-    """A live session for the caller of a Connect call (or a relayed one) with ``md``."""
+    """A live session for the caller of a Connect call (or a relayed one) with ``md``.
+
+    ``params`` are the typed connect parameters (or their serialized form); without
+    them, the textual ``tidings-since`` and ``tidings-types`` of ``md`` say the same.
+    Credentials are checked first.
+    """
     user = principal(authenticator, md)
-    return await engine.connect(
-        user.user_id, since=_since(md.get(SINCE_KEY)), types=_types(md.get(TYPES_KEY))
+    try:
+        if params is None:
+            params = keys.params_from_text(md.get(keys.SINCE), md.get(keys.TYPES))
+        elif isinstance(params, bytes):
+            params = keys.decode_params(params)
+    except keys.BadParams as exc:
+        raise InvalidArgument(exc.field, exc.message) from None
+    for name in ("client_name", "client_version"):
+        label = getattr(params, name)
+        if len(label) > CLIENT_LABEL_MAX or not label.isprintable():
+            raise InvalidArgument(name, f"must be at most {CLIENT_LABEL_MAX} printable characters")
+    session = await engine.connect(
+        user.user_id,
+        since=params.since if params.HasField("since") else None,
+        type_filter=type_filter(params.filter) if params.HasField("filter") else None,
     )
-
-
-def _since(value: str | None) -> int | None:
-    if value is None or value == "":
-        return None
-    if not value.isdigit():
-        raise InvalidArgument("since", "must be a non-negative integer")
-    return int(value)
+    if params.client_name:
+        log.debug(
+            "session %s: %s %s", session.connection_id, params.client_name, params.client_version
+        )
+    return session
 
 
 def _refusal(reader: asyncio.Task[InvalidArgument | None]) -> InvalidArgument | None:
@@ -70,10 +101,21 @@ def _refusal(reader: asyncio.Task[InvalidArgument | None]) -> InvalidArgument | 
     return None
 
 
-def _types(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [t.strip() for t in value.split(",") if t.strip()]
+def type_filter(pb: stream_pb2.TypeFilter) -> TypeFilter:
+    """The engine's filter for a ``tidings.v1.TypeFilter`` (raises ``InvalidArgument``)."""
+    if pb.mode == stream_pb2.FILTER_MODE_ONLY and not pb.excluded_types:
+        return TypeFilter(only=frozenset(pb.notification_types))
+    if pb.mode == stream_pb2.FILTER_MODE_ALL_EXCEPT and not pb.notification_types:
+        return TypeFilter(excluded=frozenset(pb.excluded_types))
+    if pb.mode == stream_pb2.FILTER_MODE_UNSPECIFIED and not (
+        pb.notification_types or pb.excluded_types
+    ):
+        return TypeFilter.everything()
+    raise InvalidArgument(
+        "filter",
+        "notification_types go with FILTER_MODE_ONLY, excluded_types with "
+        "FILTER_MODE_ALL_EXCEPT, neither with FILTER_MODE_UNSPECIFIED",
+    )
 
 
 class StreamServicer:
@@ -87,7 +129,9 @@ class StreamServicer:
         self, requests: AsyncIterable[stream_pb2.ConnectRequest | Undecodable], context: Context
     ) -> AsyncIterator[stream_pb2.ConnectResponse | bytes]:
         try:
-            session = await open_session(self._engine, self._auth, metadata(context))
+            session = await open_session(
+                self._engine, self._auth, metadata(context), connect_params(context)
+            )
         except TidingsError as exc:
             await abort(context, exc)
         reader = asyncio.create_task(self._read(requests, session))

@@ -34,9 +34,12 @@ CONNECT_RESPONSE_NOTIFICATION = b"\x12"  # ConnectResponse.notification = 2
 RELAY_RESPONSE_FRAMES = b"\x0a"  # RelayResponse.frames = 1
 RELAY_FRAME_SESSION_ID = b"\x08"  # RelayFrame.session_id = 1 (varint)
 RELAY_FRAME_EVENT = b"\x12"  # RelayFrame.event = 2
+RELAY_FRAME_NOTIFICATION_ID = b"\x20"  # RelayFrame.notification_id = 4 (varint)
 
 
-def relay_event_frame(session_id: int, event: bytes) -> bytes:
-    """``RelayResponse.frames`` entry ``{session_id, event}``, ready to concatenate."""
+def relay_event_frame(session_id: int, event: bytes, notification_id: int = 0) -> bytes:
+    """``RelayResponse.frames`` entry ``{session_id, event, notification_id}``, ready to
+    concatenate (``notification_id`` a positive id, or 0 for none)."""
     sid = RELAY_FRAME_SESSION_ID + varint(session_id) if session_id else b""  # 0: default
-    return field(RELAY_RESPONSE_FRAMES, sid + field(RELAY_FRAME_EVENT, event))
+    nid = RELAY_FRAME_NOTIFICATION_ID + varint(notification_id) if notification_id else b""
+    return field(RELAY_RESPONSE_FRAMES, sid + field(RELAY_FRAME_EVENT, event) + nid)

@@ -21,7 +21,7 @@ from bridge.jsonwire import (
     notification_object,
     stats_object,
 )
-from bridge.metadata import BadMetadata, http_metadata, ws_metadata
+from bridge.metadata import BadMetadata, http_metadata, ws_metadata, ws_params
 from bridge.origin import OriginPolicy
 from bridge.outcomes import ApiError, CloseCode, ending_for
 from bridge.upstream import StreamEnded
@@ -273,12 +273,14 @@ def test_decode_errors(frame: str, code: str) -> None:
 
 
 def test_ws_metadata_passes_credentials_and_parameters_through() -> None:
-    md = ws_metadata({"token": "abc", "since": "5", "types": "a,b"}, {})
-    assert md == (
-        ("authorization", "Bearer abc"),
-        ("tidings-since", "5"),
-        ("tidings-types", "a,b"),
-    )
+    query = {"token": "abc", "since": "5", "types": "a, b,"}
+    assert ws_metadata(query, {}) == (("authorization", "Bearer abc"),)
+    params = ws_params(query)
+    assert params.since == 5
+    assert params.filter.mode == stream_pb2.FILTER_MODE_ONLY
+    assert list(params.filter.notification_types) == ["a", "b"]
+    assert not ws_params({"types": ""}).HasField("filter")  # empty: every type
+    assert not ws_params({}).HasField("since")
     md = ws_metadata({"user_id": "42"}, {"Authorization": "Bearer xyz"})
     assert md == (("authorization", "Bearer xyz"), ("x-tidings-user", "42"))
     assert ws_metadata({}, {"X-Tidings-User": "7"}) == (("x-tidings-user", "7"),)
@@ -295,8 +297,10 @@ def test_non_ascii_metadata_is_refused() -> None:
         ws_metadata({"user_id": "jörg"}, {})
     assert refused.value.code == "unauthorized"
     with pytest.raises(BadMetadata) as refused:
-        ws_metadata({"types": "café"}, {})
+        ws_params({"since": "yesterday"})
     assert refused.value.code == "invalid_message"
+    # Connect parameters travel typed: any text a type name may hold passes.
+    assert list(ws_params({"types": "café"}).filter.notification_types) == ["café"]
 
 
 # --- origins -----------------------------------------------------------------------------------

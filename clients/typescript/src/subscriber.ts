@@ -2,7 +2,7 @@
  * The Subscriber: one user's notifications as an async iterable that survives reconnects.
  *
  * Same rules as the Python SDK (docs/CLIENTS.md): backoff with full jitter and a cap;
- * resume with `tidings-since` = the last id the application processed (a notification
+ * resume with `since` = the last id the application processed (a notification
  * counts as processed when the application asks for the next one); ids already seen are
  * dropped; silence for 2 × heartbeat_interval drops the connection; after ABORTED wait at
  * least `afterAbortMs`; UNAUTHENTICATED / PERMISSION_DENIED end the iteration with AuthError.
@@ -12,11 +12,14 @@
  * subscribe and unsubscribe are all idempotent).
  */
 
-import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, encodeBinaryHeader } from "@connectrpc/connect";
 import {
+  ConnectParamsSchema,
   ConnectRequestSchema,
+  FilterMode,
   NotificationStream,
+  TypeFilterSchema,
   type ConnectRequest,
   type ConnectResponse,
 } from "../gen/tidings/v1/stream_pb.js";
@@ -40,7 +43,11 @@ import type { DisconnectReason, StateEvent, StateListener } from "./states.js";
 
 /** A connection is dead after this many heartbeat intervals without any message. */
 export const DEAD_AFTER_HEARTBEATS = 2;
-const NOTHING_PLACEHOLDER = "tidings.client.nothing";
+/** How the Subscriber names itself in `ConnectParams`. */
+export const CLIENT_NAME = "tidings-typescript";
+export const CLIENT_VERSION = "0.1.0";
+/** gRPC metadata: a serialized `tidings.v1.ConnectParams` (docs/PROTOCOL.md §7.2). */
+const CONNECT_PARAMS_KEY = "tidings-connect-params-bin";
 const SEEN_CAPACITY = 10_000;
 
 export interface SubscriberOptions {
@@ -344,7 +351,6 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
           }
           this.greeted = true;
           this.info = connectionInfoFromPb(message.kind.value);
-          this.queueRestore();
           for (const command of this.pending) requests.push(command.request);
           this.requests = requests;
           const interval = this.info.heartbeatInterval;
@@ -376,10 +382,19 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
 
   private metadata(): Record<string, string> {
     const headers = identityHeaders({ token: this.options.token, user: this.options.user });
-    const since = this.resumeSince();
-    if (since !== undefined) headers["tidings-since"] = since.toString();
-    const types = this.filter.types;
-    if (types !== undefined) headers["tidings-types"] = types.size ? [...types].sort().join(",") : NOTHING_PLACEHOLDER;
+    const { types, excluded } = this.filter;
+    const params = create(ConnectParamsSchema, {
+      since: this.resumeSince(),
+      clientName: CLIENT_NAME,
+      clientVersion: CLIENT_VERSION,
+    });
+    if (types !== undefined) {
+      // "only these", or none at all
+      params.filter = create(TypeFilterSchema, { mode: FilterMode.ONLY, notificationTypes: [...types].sort() });
+    } else if (excluded.size) {
+      params.filter = create(TypeFilterSchema, { mode: FilterMode.ALL_EXCEPT, excludedTypes: [...excluded].sort() });
+    }
+    headers[CONNECT_PARAMS_KEY] = encodeBinaryHeader(toBinary(ConnectParamsSchema, params));
     return headers;
   }
 
@@ -390,20 +405,6 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
     // flight when the connection broke is not lost.
     if (this.firstReceived !== undefined) return this.firstReceived - 1n;
     return undefined;
-  }
-
-  /** Puts first in the FIFO the command that turns the server's initial filter into ours. */
-  private queueRestore(): void {
-    const { types, excluded } = this.filter;
-    let refused: string[] = [];
-    if (types === undefined && excluded.size) refused = [...excluded].sort();
-    else if (types !== undefined && types.size === 0) refused = [NOTHING_PLACEHOLDER];
-    if (!refused.length) return;
-    const request = create(ConnectRequestSchema, {
-      kind: { case: "unsubscribe", value: { notificationTypes: refused } },
-    });
-    // An internal command: its answer must be matched like any other.
-    this.pending.unshift({ kind: "unsubscribe", request, resolve: () => {}, reject: () => {} });
   }
 
   private endedBy(err: unknown): Ended {

@@ -166,3 +166,36 @@ test("reconnects after a server restart and resumes without loss or duplicates",
     publisher.close();
   }
 });
+
+test("asks for its whole filter at a reconnect: all but these, or no type at all", { timeout: 30_000 }, async () => {
+  const log = new StateLog();
+  let current = server.address;
+  const subscriber = new Subscriber({ target: () => current, user: "f1", backoff: FAST, onState: log.listener });
+  const publisher = new Publisher({ target: server.address });
+  try {
+    await subscriber.waitConnected();
+    await subscriber.unsubscribe(["x"]); // all but x
+    current = "127.0.0.1:1"; // nothing answers there: the user stays offline meanwhile
+    await publisher.disconnect("f1");
+    await publisher.create("f1", "x", "refused");
+    await publisher.create("f1", "y", "admitted");
+    current = server.address;
+    const back = await log.waitFor((e) => e.kind === "connected", 2);
+    assert.ok(back.kind === "connected" && back.info.queued === 1, "the replay holds only what the filter admits");
+    const next = await subscriber.next();
+    assert.ok(!next.done && next.value.type === "y");
+
+    const none = await subscriber.subscribe(["z"]);
+    await subscriber.unsubscribe(["z"]); // only z, minus z: no type at all
+    assert.equal(none.types?.size, 1);
+    current = "127.0.0.1:1";
+    await publisher.disconnect("f1");
+    await publisher.create("f1", "y", "refused too");
+    current = server.address;
+    const again = await log.waitFor((e) => e.kind === "connected", 3);
+    assert.ok(again.kind === "connected" && again.info.queued === 0);
+  } finally {
+    await subscriber.close();
+    publisher.close();
+  }
+});

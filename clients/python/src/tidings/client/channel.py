@@ -9,6 +9,8 @@ from typing import Any
 
 import grpc
 
+from tidings import metadata as keys
+
 #: ``"host:port"``; a list of them, tried in turn; or a callable asked before every
 #: connection attempt (for a server that may come back somewhere else).
 Target = str | Sequence[str] | Callable[[], str]
@@ -18,10 +20,8 @@ TokenSource = str | Callable[[], str]
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
-AUTHORIZATION_KEY = "authorization"
-USER_KEY = "x-tidings-user"
-SINCE_KEY = "tidings-since"
-TYPES_KEY = "tidings-types"
+AUTHORIZATION_KEY = keys.AUTHORIZATION
+USER_KEY = keys.USER
 
 #: Client keepalive pings every 30 s would be refused by the server below 10 s; 30 s is
 #: plenty for an idle channel, and the heartbeat watches live sessions anyway.

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import grpc
 
+from tidings import metadata as keys
+
 #: Trailing metadata keys with the docs/PROTOCOL.md §5.5 error code and the offending field.
-ERROR_CODE_KEY = "tidings-error-code"
-ERROR_FIELD_KEY = "tidings-error-field"
+ERROR_CODE_KEY = keys.ERROR_CODE
+ERROR_FIELD_KEY = keys.ERROR_FIELD
 
 
 class TidingsError(Exception):

@@ -7,14 +7,14 @@ The rules it keeps (docs/CLIENTS.md states them for every client):
   ``ReconnectGaveUp``. After an operator disconnect (ABORTED) it waits at least
   ``Backoff.after_abort``. UNAUTHENTICATED / PERMISSION_DENIED end the iterator with
   ``AuthenticationError`` / ``PermissionDeniedError``: retrying would not help.
-* Every connection after the first resumes with ``tidings-since`` = the id of the last
+* Every connection after the first resumes with ``since`` = the id of the last
   notification the application *processed*: the iterator hands out a notification, and
   it counts as processed when the application asks for the next one.
 * Ids already handed out (or waiting in the buffer) are dropped when they come again.
 * Silence for twice the ``heartbeat_interval`` of ``connection_established`` means the
   connection is dead: the channel is dropped and a new one made.
 * The type filter is the Subscriber's own state: ``subscribe``/``unsubscribe`` change
-  it on the live stream and it is restored on every reconnect.
+  it on the live stream and every reconnect asks for it whole (``ConnectParams``).
 
 Commands on the live stream are answered in order (the server handles one at a time):
 each ``mark_read`` by ``notification_marked_read`` or an ``error``, each subscribe or
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -36,12 +37,11 @@ from typing import Any, Literal, Self
 
 import grpc
 
+from tidings import metadata as keys
 from tidings.client import convert
 from tidings.client.backoff import Backoff, BackoffPolicy
 from tidings.client.channel import (
     DEFAULT_TARGET,
-    SINCE_KEY,
-    TYPES_KEY,
     Identity,
     Target,
     Targets,
@@ -75,9 +75,12 @@ log = logging.getLogger("tidings.client")
 #: A connection is dead after this many heartbeat intervals without any message.
 DEAD_AFTER_HEARTBEATS = 2.0
 
-#: Restoring "only these types" with an empty set: subscribe to a placeholder type, then
-#: unsubscribe it (the protocol has no direct way to ask for nothing).
-_NOTHING_PLACEHOLDER = "tidings.client.nothing"
+#: How the Subscriber names itself in ``ConnectParams``.
+CLIENT_NAME = "tidings-python"
+try:
+    CLIENT_VERSION = importlib.metadata.version("tidings-client")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
+    CLIENT_VERSION = ""
 
 _FATAL = {
     grpc.StatusCode.UNAUTHENTICATED,
@@ -435,8 +438,6 @@ class Subscriber:
             self._info = convert.connection_info(first.connection_established)
             self._greeted = True
             async with self._write_lock:
-                for command in self._restore_commands():
-                    self._pending.appendleft(command)
                 for command in list(self._pending):
                     await self._write(call, command.request)
                 self._call = call
@@ -456,16 +457,20 @@ class Subscriber:
                 call.cancel()
             await channel.close()
 
-    def _metadata(self) -> list[tuple[str, str]]:
-        pairs = self._identity.metadata()
+    def _metadata(self) -> list[tuple[str, str | bytes]]:
+        pairs: list[tuple[str, str | bytes]] = list(self._identity.metadata())
+        params = stream_pb2.ConnectParams(client_name=CLIENT_NAME, client_version=CLIENT_VERSION)
         since = self._resume_since()
         if since is not None:
-            pairs.append((SINCE_KEY, str(since)))
-        types = self._subscription.types
-        if types:
-            pairs.append((TYPES_KEY, ",".join(sorted(types))))
-        elif types is not None:
-            pairs.append((TYPES_KEY, _NOTHING_PLACEHOLDER))
+            params.since = since
+        wanted = self._subscription
+        if wanted.types is not None:  # "only these", or none at all
+            params.filter.mode = stream_pb2.FILTER_MODE_ONLY
+            params.filter.notification_types.extend(sorted(wanted.types))
+        elif wanted.excluded:
+            params.filter.mode = stream_pb2.FILTER_MODE_ALL_EXCEPT
+            params.filter.excluded_types.extend(sorted(wanted.excluded))
+        pairs.append((keys.CONNECT_PARAMS, params.SerializeToString()))
         return pairs
 
     def _resume_since(self) -> int | None:
@@ -478,24 +483,6 @@ class Subscriber:
             # that what was in flight when the connection broke is not lost.
             return self._first_received - 1
         return None
-
-    def _restore_commands(self) -> list[_Command]:
-        """Commands that turn the server's initial filter into ours (after ``_metadata``)."""
-        loop = asyncio.get_running_loop()
-        wanted = self._subscription
-        refused: list[str] = []
-        if wanted.types is None and wanted.excluded:
-            refused = sorted(wanted.excluded)
-        elif wanted.types is not None and not wanted.types:
-            refused = [_NOTHING_PLACEHOLDER]
-        if not refused:
-            return []
-        future: asyncio.Future[Any] = loop.create_future()
-        future.add_done_callback(_retrieve)
-        request = stream_pb2.ConnectRequest(
-            unsubscribe=stream_pb2.UnsubscribeCommand(notification_types=refused)
-        )
-        return [_Command("unsubscribe", request, future)]
 
     async def _read(
         self, call: ConnectCall, timeout: float | None, on_timeout: DisconnectReason
