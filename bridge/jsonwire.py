@@ -2,8 +2,8 @@
 
 Server → client: ``event_frame`` turns one ``ConnectResponse`` into the text of one
 WebSocket frame. A notification is encoded once: its ``data_json`` text is spliced in
-as an ``orjson.Fragment`` (never parsed), and the finished frame is kept in a
-``FrameCache`` so that every socket receiving the same notification reuses it.
+as an ``orjson.Fragment`` (never parsed), and the finished frame is kept in the
+bridge's ``FrameCache`` so that every socket receiving the same notification reuses it.
 
 Client → server: ``decode_command`` turns one frame into a ``ConnectRequest``, or into
 a ``WireError`` (frames that are not JSON objects, unknown types, fields of the wrong
@@ -104,67 +104,61 @@ def stats_object(stats: admin_pb2.GetStatsResponse) -> dict[str, Any]:
 
 
 class FrameCache:
-    """Recent notification frames, keyed by id and read state (the sessions of one
-    user on this bridge share them).
+    """Recent notification frames, shared by every socket of one bridge (kept on its state).
 
-    A notification's content never changes after creation; only ``read``/``read_at``
-    do, so they are part of the key. Bounded: when full it starts over, which costs
-    less per frame than keeping recency order.
+    Two bounded maps, each starting over when full (cheaper per frame than keeping
+    recency order):
+
+    * whole frames, keyed by id and read state: the sessions of one user on this bridge
+      share them (a notification's content never changes after creation; only
+      ``read``/``read_at`` do, so they are part of the key);
+    * the encoded tail of each recent content: unread notifications of one content (a
+      broadcast: one row per recipient) share everything after ``user_id``, so each row
+      adds only its id and user id.
     """
 
-    __slots__ = ("_frames", "_size", "hits", "misses")
+    __slots__ = ("_frames", "_tails", "frames_size", "tails_size")
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, frames_size: int = 4096, tails_size: int = 512) -> None:
         self._frames: dict[tuple[int, int, int] | int, str] = {}
-        self._size = size
-        self.hits = 0
-        self.misses = 0
+        self._tails: dict[tuple[str, str, str, str, int, int, int], str] = {}
+        #: At most this many frames and this many contents are kept.
+        self.frames_size = frames_size
+        self.tails_size = tails_size
 
     def frame(self, n: notification_pb2.Notification) -> str:
         """The ``notification`` frame for ``n``, encoded at most once while cached."""
         key = (n.id, n.read_at.seconds, n.read_at.nanos) if n.read else n.id
         frames = self._frames
         text = frames.get(key)
-        if text is not None:
-            self.hits += 1
-            return text
-        self.misses += 1
-        if len(frames) >= self._size:
-            frames.clear()
-        text = frames[key] = notification_frame(n)
+        if text is None:
+            if len(frames) >= self.frames_size:
+                frames.clear()
+            text = frames[key] = notification_frame(n) if n.read else self._unread(n)
         return text
 
+    def _unread(self, n: notification_pb2.Notification) -> str:
+        ts = n.created_at
+        key = (n.type, n.title, n.message, n.data_json, n.priority, ts.seconds, ts.nanos)
+        tails = self._tails
+        tail = tails.get(key)
+        if tail is None:
+            if len(tails) >= self.tails_size:
+                tails.clear()
+            obj = notification_object(n)
+            del obj["id"], obj["user_id"]
+            tail = tails[key] = orjson.dumps(obj).decode()[1:]  # without the opening brace
+        user = orjson.dumps(n.user_id).decode()
+        return f'{{"type":"notification","notification":{{"id":{n.id},"user_id":{user},{tail}}}'
+
     def __len__(self) -> int:
-        return len(self._frames)
+        """How many entries (frames and contents) are held: at most the two sizes."""
+        return len(self._frames) + len(self._tails)
 
 
 def notification_frame(n: notification_pb2.Notification) -> str:
-    """``{"type":"notification","notification":{…}}`` as text.
-
-    Unread notifications of one content (a broadcast: one row per recipient) share
-    everything after ``user_id``: that tail is encoded once and kept, each row adds
-    its id and user id.
-    """
-    if n.read:
-        return orjson.dumps(
-            {"type": "notification", "notification": notification_object(n)}
-        ).decode()
-    ts = n.created_at
-    key = (n.type, n.title, n.message, n.data_json, n.priority, ts.seconds, ts.nanos)
-    tail = _TAILS.get(key)
-    if tail is None:
-        if len(_TAILS) >= TAIL_CACHE_SIZE:
-            _TAILS.clear()
-        obj = notification_object(n)
-        del obj["id"], obj["user_id"]
-        tail = _TAILS[key] = orjson.dumps(obj).decode()[1:]  # without the opening brace
-    user = orjson.dumps(n.user_id).decode()
-    return f'{{"type":"notification","notification":{{"id":{n.id},"user_id":{user},{tail}}}'
-
-
-#: Encoded tails of recent notification contents (see ``notification_frame``).
-TAIL_CACHE_SIZE = 512
-_TAILS: dict[tuple[str, str, str, str, int, int, int], str] = {}
+    """``{"type":"notification","notification":{…}}`` as text, encoded afresh."""
+    return orjson.dumps({"type": "notification", "notification": notification_object(n)}).decode()
 
 
 def error_frame(code: str, message: str) -> str:

@@ -326,5 +326,7 @@ async def healthz() -> Response:
 @security_scheme([])
 @text_response(CONTENT_TYPE_LATEST)
 async def metrics() -> Response:
-    """Prometheus text from the default registry (bridge and, in role all, engine)."""
-    return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    """Prometheus text of the bridge's registry (the process's: in role all, the engine's too)."""
+    return Response(
+        generate_latest(bridge_state().metrics.registry), content_type=CONTENT_TYPE_LATEST
+    )

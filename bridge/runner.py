@@ -10,6 +10,7 @@ from typing import Any
 import hypercorn.protocol.ws_stream
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from prometheus_client import REGISTRY
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import Opcode, RsvBits
 
@@ -115,14 +116,15 @@ async def run_bridge(
     closed with 1001, open requests get ``GRACEFUL_TIMEOUT`` seconds, then this returns.
     """
     install_stateless_deflate()
-    wsguard.install()
     app = create_app(
         upstream,
         allowed_origins=settings.allowed_origins,
         max_message_bytes=settings.max_message_bytes,
         max_session_buffer=settings.max_session_buffer,
         local=local,
+        registry=REGISTRY,
     )
+    wsguard.install(bridge_state(app).metrics.closed)
     host, port = split_addr(settings.http_addr)
     sock = listen(host, port)
     bound = display_addr(host, sock.getsockname()[1])

@@ -122,26 +122,28 @@ def test_stats_object() -> None:
 # --- server → client frames -----------------------------------------------------------------
 
 
-def test_frame_cache_encodes_each_notification_once() -> None:
+def reference_frame(n: notification_pb2.Notification) -> str:
+    return orjson.dumps({"type": "notification", "notification": notification_object(n)}).decode()
+
+
+def test_frame_cache_gives_every_socket_the_exact_frame() -> None:
     cache = FrameCache()
-    message = note()
-    first = cache.frame(message)
-    again = cache.frame(note())  # an equal message, as another stream would deserialize it
-    assert again is first
-    assert (cache.hits, cache.misses) == (1, 1)
-    read = cache.frame(note(read=True, read_at=ts(1795647200)))
-    assert read is not first and orjson.loads(read)["notification"]["read"] is True
+    first = cache.frame(note())
+    assert first == reference_frame(note())
+    # An equal message, as another stream would deserialize it, gets the same text.
+    assert cache.frame(note()) == first
+    read = note(read=True, read_at=ts(1795647200))
+    assert cache.frame(read) == reference_frame(read)
+    assert orjson.loads(cache.frame(read))["notification"]["read"] is True
+    assert cache.frame(note()) == first, "reading it changes the read frame only"
 
 
-def test_frame_cache_is_bounded() -> None:
-    cache = FrameCache(size=3)
-    for i in range(1, 20):
-        cache.frame(note(id=i))
-        assert len(cache) <= 3
-    cache.frame(note(id=1))
-    assert cache.misses == 20
-    cache.frame(note(id=1))
-    assert cache.hits == 1
+def test_frame_cache_is_bounded_and_stays_exact() -> None:
+    cache = FrameCache(frames_size=3, tails_size=2)
+    for i in range(1, 40):
+        n = note(id=i, title=f"title {i % 5}")
+        assert cache.frame(n) == reference_frame(n)
+        assert len(cache) <= cache.frames_size + cache.tails_size
 
 
 def test_notification_frame() -> None:
@@ -157,13 +159,13 @@ def test_notification_frame() -> None:
 @pytest.mark.parametrize("read", [False, True])
 def test_notification_frames_share_content_and_stay_exact(user_id: str, read: bool) -> None:
     extra: dict[str, Any] = {"read": True, "read_at": ts(1795647200, 5_000_000)} if read else {}
+    cache = FrameCache()
     for nid in (1, 2, 2**40):
         n = note(id=nid, user_id=user_id, **extra)
-        reference = orjson.dumps(
-            {"type": "notification", "notification": notification_object(n)}
-        ).decode()
+        reference = reference_frame(n)
         assert notification_frame(n) == reference
-        assert notification_frame(n) == reference, "and again, from the shared tail"
+        assert cache.frame(n) == reference
+        assert cache.frame(n) == reference, "and again, from the cache"
 
 
 def test_connection_established_frame() -> None:
