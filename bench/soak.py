@@ -349,7 +349,7 @@ async def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="tidings-soak-") as tmp:
         db = Path(tmp) / "soak.db"
         argv = [
-            sys.executable, "-m", "server.cli", "serve", "--insecure",
+            sys.executable, "-m", "tidingsd.cli", "serve", "--insecure",
             "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
             "--database-url", f"sqlite+aiosqlite:///{db}",
         ]  # fmt: skip

@@ -17,7 +17,7 @@ from wsproto.frame_protocol import Opcode, RsvBits
 from bridge import wsguard
 from bridge.app import create_app
 from bridge.state import bridge_state
-from server.config import Settings, split_addr
+from server.config import Settings, join_addr, split_addr
 from server.rpc.inprocess import InProcessStubs
 
 log = logging.getLogger("tidings")
@@ -80,11 +80,6 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def display_addr(host: str, port: int) -> str:
-    """``HOST:PORT``, IPv6 hosts in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def hypercorn_config(settings: Settings, fd: int) -> Config:
     """hypercorn settings for the bridge, serving the already bound socket ``fd``."""
     config = Config()
@@ -127,7 +122,7 @@ async def run_bridge(
     wsguard.install(bridge_state(app).metrics.closed)
     host, port = split_addr(settings.http_addr)
     sock = listen(host, port)
-    bound = display_addr(host, sock.getsockname()[1])
+    bound = join_addr(host, sock.getsockname()[1])
     # hypercorn adopts a duplicate; ours is closed when serving ends.
     config = hypercorn_config(settings, sock.dup().detach())
 

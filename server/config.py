@@ -66,6 +66,11 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def join_addr(host: str, port: int) -> str:
+    """(host, port) → ``HOST:PORT``, IPv6 hosts in brackets: ``split_addr`` reversed."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _truthy(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 

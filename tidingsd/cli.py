@@ -64,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"tidings serve: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
-    from server.runtime import serve
+    from tidingsd.runtime import serve
 
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
