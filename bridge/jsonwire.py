@@ -7,8 +7,9 @@ bridge's ``FrameCache`` so that every socket receiving the same notification reu
 
 Client → server: ``decode_command`` turns one frame into a ``ConnectRequest``, or into
 a ``WireError`` (frames that are not JSON objects, unknown types, fields of the wrong
-JSON type), which the bridge reports to the engine session as such: the engine counts
-it against the rate limit and answers it. Everything else is the engine's to judge.
+JSON type: the pydantic models of ``bridge.wsschemas`` judge), which the bridge reports
+to the engine session as such: the engine counts it against the rate limit and answers
+it. Everything else is the engine's to judge.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeGuard
+from typing import Any, Final
 
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from tidings.v1 import admin_pb2, notification_pb2, stream_pb2
+
+from bridge import wsschemas
 
 INT64_MAX: Final = 2**63 - 1
 
@@ -252,18 +257,29 @@ class WireError:
         return error_frame(self.code, self.message)
 
 
+def _invalid(error: ErrorDetails, message: dict[str, Any]) -> WireError:
+    """The §5.5 error for the first thing ``ClientMessage`` found wrong with ``message``."""
+    kind = error["type"]
+    if kind == "model_attributes_type":
+        return WireError("invalid_json", "the frame must be a JSON object")
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        tag = message.get("type")
+        if isinstance(tag, str):
+            return WireError("unknown_message_type", f"unknown message type {tag[:64]!r}")
+        return WireError("unknown_message_type", "the frame has no string 'type'")
+    tag, field = error["loc"][:2]  # a known type with a bad field
+    model = _COMMANDS[str(tag)]
+    must = model.model_fields[str(field)].description
+    return WireError("invalid_message", f"{tag}: {field} must be {must}")
+
+
+_COMMANDS: Final[dict[str, type[wsschemas.Command]]] = {
+    "ping": wsschemas.Ping,
+    "mark_read": wsschemas.MarkRead,
+    "subscribe": wsschemas.Subscribe,
+    "unsubscribe": wsschemas.Unsubscribe,
+}
 _PING: Final = stream_pb2.ConnectRequest(ping=stream_pb2.PingCommand())
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _types(message: dict[str, Any], kind: str) -> list[str] | WireError:
-    types = message.get("notification_types")
-    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-        return WireError("invalid_message", f"{kind}: notification_types must be a list of strings")
-    return types
 
 
 def decode_command(frame: str | bytes) -> stream_pb2.ConnectRequest | WireError:
@@ -272,34 +288,24 @@ def decode_command(frame: str | bytes) -> stream_pb2.ConnectRequest | WireError:
         message = orjson.loads(frame)
     except orjson.JSONDecodeError:
         return WireError("invalid_json", "the frame is not valid JSON")
-    if not isinstance(message, dict):
-        return WireError("invalid_json", "the frame must be a JSON object")
-    kind = message.get("type")
-    if kind == "ping":
-        return _PING
-    if kind == "mark_read":
-        nid = message.get("notification_id")
-        if not _is_int(nid) or nid <= 0:
-            return WireError(
-                "invalid_message", "mark_read: notification_id must be a positive integer"
+    try:
+        command = wsschemas.ClientMessage.validate_python(message)
+    except ValidationError as exc:
+        return _invalid(exc.errors(include_url=False)[0], message)
+    match command:
+        case wsschemas.Ping():
+            return _PING
+        case wsschemas.MarkRead(notification_id=nid):
+            if nid > INT64_MAX:
+                return WireError("not_found", f"notification {nid} not found")
+            return stream_pb2.ConnectRequest(
+                mark_read=stream_pb2.MarkReadCommand(notification_id=nid)
             )
-        if nid > INT64_MAX:
-            return WireError("not_found", f"notification {nid} not found")
-        return stream_pb2.ConnectRequest(mark_read=stream_pb2.MarkReadCommand(notification_id=nid))
-    if kind == "subscribe":
-        types = _types(message, kind)
-        if isinstance(types, WireError):
-            return types
-        return stream_pb2.ConnectRequest(
-            subscribe=stream_pb2.SubscribeCommand(notification_types=types)
-        )
-    if kind == "unsubscribe":
-        types = _types(message, kind)
-        if isinstance(types, WireError):
-            return types
-        return stream_pb2.ConnectRequest(
-            unsubscribe=stream_pb2.UnsubscribeCommand(notification_types=types)
-        )
-    if isinstance(kind, str):
-        return WireError("unknown_message_type", f"unknown message type {kind[:64]!r}")
-    return WireError("unknown_message_type", "the frame has no string 'type'")
+        case wsschemas.Subscribe(notification_types=types):
+            return stream_pb2.ConnectRequest(
+                subscribe=stream_pb2.SubscribeCommand(notification_types=types)
+            )
+        case wsschemas.Unsubscribe(notification_types=types):
+            return stream_pb2.ConnectRequest(
+                unsubscribe=stream_pb2.UnsubscribeCommand(notification_types=types)
+            )

@@ -247,28 +247,53 @@ def test_decode_commands() -> None:
     assert unsub.WhichOneof("kind") == "unsubscribe"
 
 
+NOT_JSON = "the frame is not valid JSON"
+NOT_OBJECT = "the frame must be a JSON object"
+NO_TYPE = "the frame has no string 'type'"
+BAD_ID = "mark_read: notification_id must be a positive integer"
+
+
 @pytest.mark.parametrize(
-    ("frame", "code"),
+    ("frame", "code", "message"),
     [
-        ("{", "invalid_json"),
-        ("null", "invalid_json"),
-        ("[]", "invalid_json"),
-        ('{"type": "nope"}', "unknown_message_type"),
-        ("{}", "unknown_message_type"),
-        ('{"type": null}', "unknown_message_type"),
-        ('{"type": "mark_read", "notification_id": false}', "invalid_message"),
-        ('{"type": "mark_read", "notification_id": 3.0}', "invalid_message"),
-        ('{"type": "mark_read", "notification_id": 0}', "invalid_message"),
-        ('{"type": "mark_read", "notification_id": 9223372036854775808}', "not_found"),
-        ('{"type": "subscribe", "notification_types": ["a", 1]}', "invalid_message"),
-        ('{"type": "unsubscribe", "notification_types": {"a": 1}}', "invalid_message"),
+        ("{", "invalid_json", NOT_JSON),
+        ('{"type": "ping", "x": NaN}', "invalid_json", NOT_JSON),
+        ("null", "invalid_json", NOT_OBJECT),
+        ("[]", "invalid_json", NOT_OBJECT),
+        ('"ping"', "invalid_json", NOT_OBJECT),
+        ('{"type": "nope"}', "unknown_message_type", "unknown message type 'nope'"),
+        ('{"type": "' + "x" * 100 + '"}', "unknown_message_type",
+         f"unknown message type {'x' * 64!r}"),
+        ("{}", "unknown_message_type", NO_TYPE),
+        ('{"type": null}', "unknown_message_type", NO_TYPE),
+        ('{"type": 5}', "unknown_message_type", NO_TYPE),
+        ('{"type": ["ping"]}', "unknown_message_type", NO_TYPE),
+        ('{"type": "mark_read"}', "invalid_message", BAD_ID),
+        ('{"type": "mark_read", "notification_id": false}', "invalid_message", BAD_ID),
+        ('{"type": "mark_read", "notification_id": 3.0}', "invalid_message", BAD_ID),
+        ('{"type": "mark_read", "notification_id": "3"}', "invalid_message", BAD_ID),
+        ('{"type": "mark_read", "notification_id": 0}', "invalid_message", BAD_ID),
+        ('{"type": "mark_read", "notification_id": 9223372036854775808}', "not_found",
+         "notification 9223372036854775808 not found"),
+        ('{"type": "subscribe", "notification_types": ["a", 1]}', "invalid_message",
+         "subscribe: notification_types must be a list of strings"),
+        ('{"type": "subscribe"}', "invalid_message",
+         "subscribe: notification_types must be a list of strings"),
+        ('{"type": "unsubscribe", "notification_types": {"a": 1}}', "invalid_message",
+         "unsubscribe: notification_types must be a list of strings"),
     ],
-)
-def test_decode_errors(frame: str, code: str) -> None:
+)  # fmt: skip
+def test_decode_errors(frame: str, code: str, message: str) -> None:
     error = decode_command(frame)
     assert isinstance(error, WireError)
-    assert error.code == code
-    assert orjson.loads(error.frame) == {"type": "error", "code": code, "message": error.message}
+    assert (error.code, error.message) == (code, message)
+    assert orjson.loads(error.frame) == {"type": "error", "code": code, "message": message}
+
+
+def test_unknown_fields_are_ignored() -> None:
+    mark = decode_command('{"type": "mark_read", "notification_id": 12, "extra": [1, {}]}')
+    assert isinstance(mark, stream_pb2.ConnectRequest)
+    assert mark.mark_read.notification_id == 12
 
 
 # --- metadata ---------------------------------------------------------------------------------
