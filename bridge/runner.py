@@ -32,7 +32,7 @@ class StatelessDeflate(PerMessageDeflate):
     """permessage-deflate as every browser offers it, keeping no zlib state per socket.
 
     A negotiated socket normally holds a compressor and a decompressor for its whole
-    life (~90 KiB of RSS each idle socket, measured with bench/bridge_latency.py). Here:
+    life (their RSS per idle socket: docs/BENCHMARKS.md, "Bridge"). Here:
 
     * outgoing messages go uncompressed: RFC 7692 §6 lets the sender decide per message
       (RSV1 clear), and notification frames are small JSON;

@@ -111,8 +111,9 @@ async def _relay(ws: Websocket, link: SessionLink, state: BridgeState) -> Ending
 async def _first_of(*futures: asyncio.Future[Any]) -> None:
     """Return once any of ``futures`` is done.
 
-    ``asyncio.wait`` would do, but allocates ~2 KiB of sets and closures per call, and
-    every idle socket sits in this call for its whole life.
+    ``asyncio.wait`` would do, but allocates more sets and closures per call
+    (docs/BENCHMARKS.md, "Small costs"), and every idle socket sits in this call for
+    its whole life.
     """
     first = asyncio.get_running_loop().create_future()
 
