@@ -74,6 +74,7 @@ def method_handlers(
         "ListNotifications": unary(stream.ListNotifications, stream_pb2.ListNotificationsRequest),
         "MarkRead": unary(stream.MarkRead, stream_pb2.MarkReadRequest),
         "GetUnreadCount": unary(stream.GetUnreadCount, stream_pb2.GetUnreadCountRequest),
+        "WhoAmI": unary(stream.WhoAmI, stream_pb2.WhoAmIRequest),
     }
     admin_methods = {
         "CreateNotification": unary(admin.CreateNotification, admin_pb2.CreateNotificationRequest),
