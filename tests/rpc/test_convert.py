@@ -50,11 +50,16 @@ def test_read_notifications_take_the_plain_path() -> None:
 
 def test_each_row_of_a_mixed_commit_reaches_its_session_as_itself() -> None:
     """The envelopes of one commit share a memo; no row takes another's content."""
-    contents = [("a", "title a", Priority.NORMAL), ("b", "title b", Priority.HIGH)]
-    rows = [
-        Notification(i + 1, f"user {i}", *contents[i % 2][:2], "", "{}", contents[i % 2][2], WHEN)
-        for i in range(6)
+    base = Notification(1, "user 0", "a", "title", "m", "{}", Priority.NORMAL, WHEN)
+    contents = [
+        base,
+        base._replace(type="b"),
+        base._replace(title="other title"),
+        base._replace(message="other message"),
+        base._replace(data_json='{"x":1}'),
+        base._replace(priority=Priority.HIGH),
     ]
+    rows = [contents[i % len(contents)]._replace(id=i + 1, user_id=f"user {i}") for i in range(18)]
     batch: dict[object, object] = {}
     for n in rows:
         framed = convert.event_to_pb(events.Delivery(events.Envelope(n, batch=batch)))
