@@ -92,7 +92,7 @@ browser: ## install Chromium for the browser tests (apt; needs root), unless pre
 lint: setup ## ruff, mypy --strict, buf lint/format/breaking
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy server bridge clients/python/src/tidings/client
+	$(BIN)/mypy server bridge tidingsd clients/python/src/tidings/client
 	$(BIN)/mypy tests bench
 	$(BUF) lint
 	$(BUF) format -d --exit-code

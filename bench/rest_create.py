@@ -150,7 +150,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
         for clients in [int(c) for c in args.clients.split(",")]:
             db = Path(tmp) / f"tidings-{clients}.db"
             server = await start(
-                [sys.executable, "-m", "server.cli", "serve", "--insecure",
+                [sys.executable, "-m", "tidingsd.cli", "serve", "--insecure",
                  "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
                  "--database-url", f"sqlite+aiosqlite:///{db}"],
                 tree, LISTENING,

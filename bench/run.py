@@ -300,7 +300,7 @@ async def run_session(
         url = f"sqlite+aiosqlite:///{tmp}/bench.db"
         if session.store == "postgres":
             pg_name, url = await fresh_pg_database()
-        argv = [sys.executable, "-m", "server.cli", "serve", "--insecure", "--database-url", url,
+        argv = [sys.executable, "-m", "tidingsd.cli", "serve", "--insecure", "--database-url", url,
                 "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]  # fmt: skip
         try:
             server = await ServerProc(argv, tree, {"grpc", "http"}).start()
@@ -702,7 +702,7 @@ CATEGORIES: list[tuple[str, str]] = [
     ("asyncio machinery (tasks, queues, futures)", r"asyncio/|uvloop"),
 ]  # fmt: skip
 #: Frames that are on every stack (entry points) and say nothing about the work.
-ROOT_FRAMES = re.compile(r"asyncio/runners\.py|<frozen runpy>|server/cli\.py|threading\.py")
+ROOT_FRAMES = re.compile(r"asyncio/runners\.py|<frozen runpy>|tidingsd/cli\.py|threading\.py")
 
 
 def summarise_profile(path: Path) -> dict[str, Any]:

@@ -343,7 +343,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample-every", type=float, default=5.0)
     p.add_argument("--json", type=Path, help="also write the result here")
     p.add_argument(
-        "--server-module", nargs="+", default=["-m", "server.cli"],
+        "--server-module", nargs="+", default=["-m", "tidingsd.cli"],
         help="how to start the server's command line (e.g. a script that traces memory)",
     )  # fmt: skip
     return p.parse_args(argv)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from quart import Quart, Request, Response, request
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from quart_schema.openapi import APIKeySecurityScheme, HttpSecurityScheme, Info, Tag
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from bridge import metrics
 from bridge.body import BodyError, parse_body
 from bridge.openapi import TidingsOpenAPI
 from bridge.origin import OriginPolicy
@@ -80,9 +80,11 @@ def create_app(
     max_message_bytes: int = 65536,
     max_session_buffer: int = 1000,
     local: InProcessStubs | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> Quart:
     """The bridge app, talking to the engine at ``upstream`` (``HOST:PORT``); ``local``
-    makes its unary calls in-process (the engine runs in this process)."""
+    makes its unary calls in-process (the engine runs in this process). Its metrics go
+    to ``registry`` (served at ``/metrics``; default: a registry of the app's own)."""
     app = Quart(__name__, static_folder="static", static_url_path="/static")
     app.request_class = BridgeRequest
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -112,6 +114,7 @@ def create_app(
         max_message_bytes=max_message_bytes,
         max_session_buffer=max_session_buffer,
         local=local,
+        registry=registry,
     )
     app.extensions[EXTENSION_KEY] = state
     app.before_serving(state.start)
@@ -132,7 +135,7 @@ def create_app(
             # Refused by the bridge itself, before the engine saw the caller: who is
             # calling is answered first (401 / 403 before 404 / 413 / 422).
             error = await caller_refused() or error
-        metrics.error("http", error.code)
+        state.metrics.error("http", error.code)
         return error_response(error)
 
     @app.errorhandler(RequestSchemaValidationError)

@@ -2,13 +2,14 @@
 
 Server → client: ``event_frame`` turns one ``ConnectResponse`` into the text of one
 WebSocket frame. A notification is encoded once: its ``data_json`` text is spliced in
-as an ``orjson.Fragment`` (never parsed), and the finished frame is kept in a
-``FrameCache`` so that every socket receiving the same notification reuses it.
+as an ``orjson.Fragment`` (never parsed), and the finished frame is kept in the
+bridge's ``FrameCache`` so that every socket receiving the same notification reuses it.
 
 Client → server: ``decode_command`` turns one frame into a ``ConnectRequest``, or into
 a ``WireError`` (frames that are not JSON objects, unknown types, fields of the wrong
-JSON type), which the bridge reports to the engine session as such: the engine counts
-it against the rate limit and answers it. Everything else is the engine's to judge.
+JSON type: the pydantic models of ``bridge.wsschemas`` judge), which the bridge reports
+to the engine session as such: the engine counts it against the rate limit and answers
+it. Everything else is the engine's to judge.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeGuard
+from typing import Any, Final
 
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from tidings.v1 import admin_pb2, notification_pb2, stream_pb2
+
+from bridge import wsschemas
 
 INT64_MAX: Final = 2**63 - 1
 
@@ -104,67 +109,61 @@ def stats_object(stats: admin_pb2.GetStatsResponse) -> dict[str, Any]:
 
 
 class FrameCache:
-    """Recent notification frames, keyed by id and read state (the sessions of one
-    user on this bridge share them).
+    """Recent notification frames, shared by every socket of one bridge (kept on its state).
 
-    A notification's content never changes after creation; only ``read``/``read_at``
-    do, so they are part of the key. Bounded: when full it starts over, which costs
-    less per frame than keeping recency order.
+    Two bounded maps, each starting over when full (cheaper per frame than keeping
+    recency order):
+
+    * whole frames, keyed by id and read state: the sessions of one user on this bridge
+      share them (a notification's content never changes after creation; only
+      ``read``/``read_at`` do, so they are part of the key);
+    * the encoded tail of each recent content: unread notifications of one content (a
+      broadcast: one row per recipient) share everything after ``user_id``, so each row
+      adds only its id and user id.
     """
 
-    __slots__ = ("_frames", "_size", "hits", "misses")
+    __slots__ = ("_frames", "_tails", "frames_size", "tails_size")
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, frames_size: int = 4096, tails_size: int = 512) -> None:
         self._frames: dict[tuple[int, int, int] | int, str] = {}
-        self._size = size
-        self.hits = 0
-        self.misses = 0
+        self._tails: dict[tuple[str, str, str, str, int, int, int], str] = {}
+        #: At most this many frames and this many contents are kept.
+        self.frames_size = frames_size
+        self.tails_size = tails_size
 
     def frame(self, n: notification_pb2.Notification) -> str:
         """The ``notification`` frame for ``n``, encoded at most once while cached."""
         key = (n.id, n.read_at.seconds, n.read_at.nanos) if n.read else n.id
         frames = self._frames
         text = frames.get(key)
-        if text is not None:
-            self.hits += 1
-            return text
-        self.misses += 1
-        if len(frames) >= self._size:
-            frames.clear()
-        text = frames[key] = notification_frame(n)
+        if text is None:
+            if len(frames) >= self.frames_size:
+                frames.clear()
+            text = frames[key] = notification_frame(n) if n.read else self._unread(n)
         return text
 
+    def _unread(self, n: notification_pb2.Notification) -> str:
+        ts = n.created_at
+        key = (n.type, n.title, n.message, n.data_json, n.priority, ts.seconds, ts.nanos)
+        tails = self._tails
+        tail = tails.get(key)
+        if tail is None:
+            if len(tails) >= self.tails_size:
+                tails.clear()
+            obj = notification_object(n)
+            del obj["id"], obj["user_id"]
+            tail = tails[key] = orjson.dumps(obj).decode()[1:]  # without the opening brace
+        user = orjson.dumps(n.user_id).decode()
+        return f'{{"type":"notification","notification":{{"id":{n.id},"user_id":{user},{tail}}}'
+
     def __len__(self) -> int:
-        return len(self._frames)
+        """How many entries (frames and contents) are held: at most the two sizes."""
+        return len(self._frames) + len(self._tails)
 
 
 def notification_frame(n: notification_pb2.Notification) -> str:
-    """``{"type":"notification","notification":{…}}`` as text.
-
-    Unread notifications of one content (a broadcast: one row per recipient) share
-    everything after ``user_id``: that tail is encoded once and kept, each row adds
-    its id and user id.
-    """
-    if n.read:
-        return orjson.dumps(
-            {"type": "notification", "notification": notification_object(n)}
-        ).decode()
-    ts = n.created_at
-    key = (n.type, n.title, n.message, n.data_json, n.priority, ts.seconds, ts.nanos)
-    tail = _TAILS.get(key)
-    if tail is None:
-        if len(_TAILS) >= TAIL_CACHE_SIZE:
-            _TAILS.clear()
-        obj = notification_object(n)
-        del obj["id"], obj["user_id"]
-        tail = _TAILS[key] = orjson.dumps(obj).decode()[1:]  # without the opening brace
-    user = orjson.dumps(n.user_id).decode()
-    return f'{{"type":"notification","notification":{{"id":{n.id},"user_id":{user},{tail}}}'
-
-
-#: Encoded tails of recent notification contents (see ``notification_frame``).
-TAIL_CACHE_SIZE = 512
-_TAILS: dict[tuple[str, str, str, str, int, int, int], str] = {}
+    """``{"type":"notification","notification":{…}}`` as text, encoded afresh."""
+    return orjson.dumps({"type": "notification", "notification": notification_object(n)}).decode()
 
 
 def error_frame(code: str, message: str) -> str:
@@ -258,18 +257,29 @@ class WireError:
         return error_frame(self.code, self.message)
 
 
+def _invalid(error: ErrorDetails, message: dict[str, Any]) -> WireError:
+    """The §5.5 error for the first thing ``ClientMessage`` found wrong with ``message``."""
+    kind = error["type"]
+    if kind == "model_attributes_type":
+        return WireError("invalid_json", "the frame must be a JSON object")
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        tag = message.get("type")
+        if isinstance(tag, str):
+            return WireError("unknown_message_type", f"unknown message type {tag[:64]!r}")
+        return WireError("unknown_message_type", "the frame has no string 'type'")
+    tag, field = error["loc"][:2]  # a known type with a bad field
+    model = _COMMANDS[str(tag)]
+    must = model.model_fields[str(field)].description
+    return WireError("invalid_message", f"{tag}: {field} must be {must}")
+
+
+_COMMANDS: Final[dict[str, type[wsschemas.Command]]] = {
+    "ping": wsschemas.Ping,
+    "mark_read": wsschemas.MarkRead,
+    "subscribe": wsschemas.Subscribe,
+    "unsubscribe": wsschemas.Unsubscribe,
+}
 _PING: Final = stream_pb2.ConnectRequest(ping=stream_pb2.PingCommand())
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _types(message: dict[str, Any], kind: str) -> list[str] | WireError:
-    types = message.get("notification_types")
-    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-        return WireError("invalid_message", f"{kind}: notification_types must be a list of strings")
-    return types
 
 
 def decode_command(frame: str | bytes) -> stream_pb2.ConnectRequest | WireError:
@@ -278,34 +288,24 @@ def decode_command(frame: str | bytes) -> stream_pb2.ConnectRequest | WireError:
         message = orjson.loads(frame)
     except orjson.JSONDecodeError:
         return WireError("invalid_json", "the frame is not valid JSON")
-    if not isinstance(message, dict):
-        return WireError("invalid_json", "the frame must be a JSON object")
-    kind = message.get("type")
-    if kind == "ping":
-        return _PING
-    if kind == "mark_read":
-        nid = message.get("notification_id")
-        if not _is_int(nid) or nid <= 0:
-            return WireError(
-                "invalid_message", "mark_read: notification_id must be a positive integer"
+    try:
+        command = wsschemas.ClientMessage.validate_python(message)
+    except ValidationError as exc:
+        return _invalid(exc.errors(include_url=False)[0], message)
+    match command:
+        case wsschemas.Ping():
+            return _PING
+        case wsschemas.MarkRead(notification_id=nid):
+            if nid > INT64_MAX:
+                return WireError("not_found", f"notification {nid} not found")
+            return stream_pb2.ConnectRequest(
+                mark_read=stream_pb2.MarkReadCommand(notification_id=nid)
             )
-        if nid > INT64_MAX:
-            return WireError("not_found", f"notification {nid} not found")
-        return stream_pb2.ConnectRequest(mark_read=stream_pb2.MarkReadCommand(notification_id=nid))
-    if kind == "subscribe":
-        types = _types(message, kind)
-        if isinstance(types, WireError):
-            return types
-        return stream_pb2.ConnectRequest(
-            subscribe=stream_pb2.SubscribeCommand(notification_types=types)
-        )
-    if kind == "unsubscribe":
-        types = _types(message, kind)
-        if isinstance(types, WireError):
-            return types
-        return stream_pb2.ConnectRequest(
-            unsubscribe=stream_pb2.UnsubscribeCommand(notification_types=types)
-        )
-    if isinstance(kind, str):
-        return WireError("unknown_message_type", f"unknown message type {kind[:64]!r}")
-    return WireError("unknown_message_type", "the frame has no string 'type'")
+        case wsschemas.Subscribe(notification_types=types):
+            return stream_pb2.ConnectRequest(
+                subscribe=stream_pb2.SubscribeCommand(notification_types=types)
+            )
+        case wsschemas.Unsubscribe(notification_types=types):
+            return stream_pb2.ConnectRequest(
+                unsubscribe=stream_pb2.UnsubscribeCommand(notification_types=types)
+            )

@@ -63,18 +63,13 @@ async def caller_refused() -> ApiError | None:
 
     For a request the bridge refuses itself (bad body or query, unknown id), so that
     credentials are judged first, as the engine does. The engine alone knows who may
-    call; it is asked with a request it refuses only *after* authorizing the caller (an
-    empty user id for the admin surface, a negative page size otherwise), so the
-    question changes nothing.
+    call: ``WhoAmI`` asks it, for the admin surface with ``require_admin``.
     """
-    upstream = bridge_state().upstream
+    admin = is_admin_only(current_app.view_functions.get(request.endpoint or ""))
     try:
-        if is_admin_only(current_app.view_functions.get(request.endpoint or "")):
-            await _call(upstream.admin.DisconnectUser, admin_pb2.DisconnectUserRequest(user_id=""))
-        else:
-            await _call(
-                upstream.stream.ListNotifications, stream_pb2.ListNotificationsRequest(limit=-1)
-            )
+        await _call(
+            bridge_state().upstream.stream.WhoAmI, stream_pb2.WhoAmIRequest(require_admin=admin)
+        )
     except ApiError as exc:
         return exc if exc.status in (401, 403) else None
     return None
@@ -326,5 +321,7 @@ async def healthz() -> Response:
 @security_scheme([])
 @text_response(CONTENT_TYPE_LATEST)
 async def metrics() -> Response:
-    """Prometheus text from the default registry (bridge and, in role all, engine)."""
-    return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    """Prometheus text of the bridge's registry (the process's: in role all, the engine's too)."""
+    return Response(
+        generate_latest(bridge_state().metrics.registry), content_type=CONTENT_TYPE_LATEST
+    )

@@ -10,13 +10,14 @@ from typing import Any
 import hypercorn.protocol.ws_stream
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from prometheus_client import REGISTRY
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import Opcode, RsvBits
 
 from bridge import wsguard
 from bridge.app import create_app
 from bridge.state import bridge_state
-from server.config import Settings, split_addr
+from server.config import Settings, join_addr, split_addr
 from server.rpc.inprocess import InProcessStubs
 
 log = logging.getLogger("tidings")
@@ -31,7 +32,7 @@ class StatelessDeflate(PerMessageDeflate):
     """permessage-deflate as every browser offers it, keeping no zlib state per socket.
 
     A negotiated socket normally holds a compressor and a decompressor for its whole
-    life (~90 KiB of RSS each idle socket, measured with bench/bridge_latency.py). Here:
+    life (their RSS per idle socket: docs/BENCHMARKS.md, "Bridge"). Here:
 
     * outgoing messages go uncompressed: RFC 7692 §6 lets the sender decide per message
       (RSV1 clear), and notification frames are small JSON;
@@ -79,11 +80,6 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def display_addr(host: str, port: int) -> str:
-    """``HOST:PORT``, IPv6 hosts in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def hypercorn_config(settings: Settings, fd: int) -> Config:
     """hypercorn settings for the bridge, serving the already bound socket ``fd``."""
     config = Config()
@@ -115,17 +111,18 @@ async def run_bridge(
     closed with 1001, open requests get ``GRACEFUL_TIMEOUT`` seconds, then this returns.
     """
     install_stateless_deflate()
-    wsguard.install()
     app = create_app(
         upstream,
         allowed_origins=settings.allowed_origins,
         max_message_bytes=settings.max_message_bytes,
         max_session_buffer=settings.max_session_buffer,
         local=local,
+        registry=REGISTRY,
     )
+    wsguard.install(bridge_state(app).metrics.closed)
     host, port = split_addr(settings.http_addr)
     sock = listen(host, port)
-    bound = display_addr(host, sock.getsockname()[1])
+    bound = join_addr(host, sock.getsockname()[1])
     # hypercorn adopts a duplicate; ours is closed when serving ends.
     config = hypercorn_config(settings, sock.dup().detach())
 

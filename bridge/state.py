@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Final, cast
 
+from prometheus_client import CollectorRegistry
 from quart import Quart, current_app
 
 from bridge.jsonwire import FrameCache
+from bridge.metrics import BridgeMetrics
 from bridge.origin import OriginPolicy
 from bridge.upstream import Upstream
 from server.rpc.inprocess import InProcessStubs
@@ -26,6 +28,7 @@ class BridgeState:
         max_message_bytes: int,
         max_session_buffer: int = 1000,
         local: InProcessStubs | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.upstream_addr = upstream_addr
         self.local = local
@@ -34,6 +37,8 @@ class BridgeState:
         self.max_message_bytes = max_message_bytes
         #: Notification frames shared by every socket (one encode per notification).
         self.frames = FrameCache()
+        #: The bridge's metrics, in ``registry`` (default: a registry of this app's own).
+        self.metrics = BridgeMetrics(registry if registry is not None else CollectorRegistry())
         self._upstream: Upstream | None = None
         self._draining: asyncio.Future[None] | None = None
 

@@ -18,9 +18,9 @@ from typing import Any, cast
 from quart import Blueprint, Response, websocket
 from quart.wrappers import Websocket
 
-from bridge import metrics
 from bridge.jsonwire import FrameCache, WireError, decode_command, event_frame
 from bridge.metadata import BadMetadata, ws_metadata, ws_params
+from bridge.metrics import BridgeMetrics
 from bridge.outcomes import ApiError, CloseCode, Ending, ending_for
 from bridge.responses import error_response
 from bridge.state import BridgeState, bridge_state
@@ -47,7 +47,7 @@ async def notifications() -> Response | None:
     state = bridge_state()
     headers = websocket.headers
     if not state.origins.allows(headers.get("Origin"), headers.get("Host")):
-        metrics.error("http", "forbidden")
+        state.metrics.error("http", "forbidden")
         return error_response(ApiError(403, "forbidden", "this Origin may not open a socket"))
     ws = cast(Websocket, cast(Any, websocket)._get_current_object())
     try:
@@ -58,20 +58,20 @@ async def notifications() -> Response | None:
         ending = Ending(
             CloseCode.POLICY_VIOLATION, exc.code, _error(exc.code, exc.message), exc.code
         )
-        await _finish(ws, ending)
+        await _finish(ws, ending, state)
         return None
     if state.draining.done():
         return error_response(ApiError(503, "unavailable", "the server is shutting down"))
     link = state.upstream.open_session(metadata, params)
     try:
         await ws.accept()
-        metrics.WS_CONNECTIONS.inc()
+        state.metrics.ws_connections.inc()
         try:
             ending = await _relay(ws, link, state)
             if ending is not LOST:
-                await _finish(ws, ending)
+                await _finish(ws, ending, state)
         finally:
-            metrics.WS_CONNECTIONS.dec()
+            state.metrics.ws_connections.dec()
     finally:
         link.close()
     return None
@@ -83,7 +83,7 @@ def _error(code: str, message: str) -> str:
 
 async def _relay(ws: Websocket, link: SessionLink, state: BridgeState) -> Ending:
     """Run both directions until one ends or the bridge drains; how the socket should close."""
-    down = asyncio.create_task(_downstream(ws, link, state.frames))
+    down = asyncio.create_task(_downstream(ws, link, state.frames, state.metrics))
     up = asyncio.create_task(_upstream(ws, link, state.max_message_bytes))
     try:
         # The session may end while ``down`` is stuck writing to a browser that stopped
@@ -112,8 +112,9 @@ async def _relay(ws: Websocket, link: SessionLink, state: BridgeState) -> Ending
 async def _first_of(*futures: asyncio.Future[Any]) -> None:
     """Return once any of ``futures`` is done.
 
-    ``asyncio.wait`` would do, but allocates ~2 KiB of sets and closures per call, and
-    every idle socket sits in this call for its whole life.
+    ``asyncio.wait`` would do, but allocates more sets and closures per call
+    (docs/BENCHMARKS.md, "Small costs"), and every idle socket sits in this call for
+    its whole life.
     """
     first = asyncio.get_running_loop().create_future()
 
@@ -137,11 +138,13 @@ async def _settled(*tasks: asyncio.Task[Any]) -> None:
             await _first_of(task)
 
 
-async def _downstream(ws: Websocket, link: SessionLink, frames: FrameCache) -> Ending:
+async def _downstream(
+    ws: Websocket, link: SessionLink, frames: FrameCache, metrics: BridgeMetrics
+) -> Ending:
     """Engine → browser until the engine ends the session."""
     send = ws.send
-    observe = metrics.DELIVERY_LATENCY.observe
-    count = metrics.WS_MESSAGES_SENT.inc
+    observe = metrics.delivery_latency.observe
+    count = metrics.ws_messages_sent.inc
     clock = time.time
     while True:
         try:
@@ -195,13 +198,14 @@ async def _upstream(ws: Websocket, link: SessionLink, max_bytes: int) -> Ending:
         await link.send(command)
 
 
-async def _finish(ws: Websocket, ending: Ending) -> None:
+async def _finish(ws: Websocket, ending: Ending, state: BridgeState) -> None:
     """Send the last error frame, if any, then close with the ending's code.
 
     A browser that stopped reading cannot take even the close frame: give up after
     ``CLOSE_TIMEOUT`` (the kernel drops such a connection after ``TCP_USER_TIMEOUT``).
     """
-    metrics.WS_CLOSES.labels(str(int(ending.code))).inc()
+    metrics = state.metrics
+    metrics.closed(int(ending.code))
     if ending.error_code is not None:
         metrics.error("ws", ending.error_code)
     try:

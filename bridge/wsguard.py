@@ -31,7 +31,8 @@ returns (``bridge.ws`` bounds the close itself).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, ClassVar, Final
 
 import hypercorn.protocol.h2
 import hypercorn.protocol.h11
@@ -42,7 +43,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping
 from wsproto.frame_protocol import CloseReason
 
-from bridge import metrics, ws
+from bridge import ws
 
 #: Seconds a client gets to answer our close frame before its connection is dropped.
 CLOSE_TIMEOUT: Final = ws.CLOSE_TIMEOUT
@@ -52,6 +53,9 @@ REASON_MAX: Final = 120
 
 class GuardedWSStream(WSStream):
     """hypercorn's ``WSStream`` with bounded, always-announced closes (module docstring)."""
+
+    #: Told the code of every close this stream decides on (``install`` sets it).
+    on_close: ClassVar[staticmethod[[int], None]] = staticmethod(lambda code: None)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -113,7 +117,7 @@ class GuardedWSStream(WSStream):
 
     async def _fail(self, code: CloseReason, reason: str) -> None:
         """Close with ``code`` on the server's own decision; the app hears of it now."""
-        metrics.WS_CLOSES.labels(str(int(code))).inc()
+        self.on_close(int(code))
         reason = reason.encode()[:REASON_MAX].decode(errors="ignore")
         await self._send_wsproto_event(CloseConnection(code=code, reason=reason))
         await self._to_app({"type": "websocket.disconnect", "code": int(code)})
@@ -132,7 +136,13 @@ class GuardedWSStream(WSStream):
         return connection.state if connection is not None else None
 
 
-def install() -> None:
-    """Make hypercorn build ``GuardedWSStream`` for every WebSocket (it has no setting)."""
+def install(on_close: Callable[[int], None]) -> None:
+    """Make hypercorn build ``GuardedWSStream`` for every WebSocket (it has no setting);
+    ``on_close`` is told the code of every close it decides on (the app's metrics).
+
+    hypercorn's stream class is one per process, so is this: install it once, for the
+    app the process serves.
+    """
+    GuardedWSStream.on_close = staticmethod(on_close)
     hypercorn.protocol.h11.WSStream = GuardedWSStream  # type: ignore[attr-defined]
     hypercorn.protocol.h2.WSStream = GuardedWSStream  # type: ignore[attr-defined]

@@ -66,6 +66,17 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def join_addr(host: str, port: int) -> str:
+    """(host, port) → ``HOST:PORT``, IPv6 hosts in brackets: ``split_addr`` reversed."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def database_url_from(given: str | None, environ: Mapping[str, str]) -> str:
+    """The store URL of ``tidings db upgrade``: the flag, else ``TIDINGS_DATABASE_URL``,
+    else the default."""
+    return given or environ.get("TIDINGS_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
 def _truthy(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 

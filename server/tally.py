@@ -1,8 +1,8 @@
 """Counters and histograms cheap enough to update for every message.
 
 prometheus-client's ``Counter.inc`` and ``Histogram.observe`` take a lock per call,
-for threads the event loop does not have; at tens of thousands of messages a second
-that is a few per cent of a core. A tally is a dict of numbers updated in place (or
+for threads the event loop does not have: many times the cost of a dict update, paid
+per message (docs/BENCHMARKS.md, "Small costs"). A tally is a dict of numbers updated in place (or
 bucket counts and a bisect); prometheus-client still does the exposition, through a
 collector that reads the tally at scrape time. Update tallies from the event loop's
 thread only.

@@ -53,7 +53,7 @@ class ServerProcess:
 
     async def start(self, timeout: float = 20.0) -> ServerProcess:
         cmd = [
-            sys.executable, "-m", "server.cli", "serve",
+            sys.executable, "-m", "tidingsd.cli", "serve",
             "--role", self.role,
             "--grpc-addr", self.grpc_addr_arg,
             "--http-addr", self.http_addr_arg,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge import wsschemas
 from server.engine import errors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,11 +123,13 @@ def test_nothing_points_at_the_folded_choices_page() -> None:
 
 
 def _websocket_types() -> set[str]:
-    """Every message ``type`` bridge/jsonwire.py writes or reads."""
-    source = _source("bridge/jsonwire.py")
-    written = re.findall(r'"type"\s*:\s*"(\w+)"', source)
-    read = re.findall(r'kind\s*==\s*"(\w+)"', source)
-    return set(written) | set(read)
+    """Every message ``type`` of the models of bridge/wsschemas.py, both directions, and
+    every one bridge/jsonwire.py writes."""
+    schema = wsschemas.json_schema()
+    modelled = {*schema["client"]["discriminator"]["mapping"]}
+    modelled |= {*schema["server"]["discriminator"]["mapping"]}
+    written = re.findall(r'"type"\s*:\s*"(\w+)"', _source("bridge/jsonwire.py"))
+    return modelled | set(written)
 
 
 def test_every_websocket_message_type_is_documented() -> None:

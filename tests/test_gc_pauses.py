@@ -8,7 +8,7 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
-from server.runtime import watch_gc_pauses
+from tidingsd.runtime import watch_gc_pauses
 
 
 def collections(generation: int) -> float:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(60)
 
 async def run(*args: str) -> tuple[int, list[str]]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", *args,
+        sys.executable, "-m", "tidingsd.cli", *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

@@ -216,7 +216,7 @@ class Engine:
         if not recipients:
             return 0
         outcomes = await self._writer.submit(
-            [NewNotification.checked_already(u, content) for u in recipients]
+            [NewNotification(u, content, user_id_checked=True) for u in recipients]
         )
         return sum(1 for o in outcomes if o.created)
 

@@ -26,10 +26,15 @@ class Envelope:
     written pays for the encoding, every other session reuses the result.
     """
 
-    __slots__ = ("_encoded", "born", "notification", "queued")
+    __slots__ = ("_encoded", "batch", "born", "notification", "queued")
 
     def __init__(
-        self, notification: Notification, *, queued: bool = True, born: float | None = None
+        self,
+        notification: Notification,
+        *,
+        queued: bool = True,
+        born: float | None = None,
+        batch: dict[object, object] | None = None,
     ) -> None:
         self.notification = notification
         #: ``created_at`` as a POSIX timestamp (a fan-out passes it once for all its rows).
@@ -37,20 +42,24 @@ class Envelope:
         #: Whether the row sits in its user's offline queue (then a delivery must take it
         #: out; otherwise a failed delivery must put it in).
         self.queued = queued
+        #: A memo shared by the envelopes of one commit (or one read from the store), for
+        #: what encoders can reuse between its rows: a broadcast commits one row per
+        #: recipient, all of one content. It lives as long as those envelopes do.
+        self.batch = batch
         self._encoded: dict[object, object] | None = None  # most envelopes meet one encoder
 
     def age(self) -> float:
         """Seconds since the notification was created (wall clock; for latency metrics)."""
         return time.time() - self.born
 
-    def encoded(self, encoder: Callable[[Notification], T]) -> T:
-        """``encoder(notification)``, computed once per envelope per encoder."""
+    def encoded(self, encoder: Callable[[Envelope], T]) -> T:
+        """``encoder(self)``, computed once per envelope per encoder."""
         cache = self._encoded
         if cache is None:
             cache = self._encoded = {}
         elif encoder in cache:
             return cast(T, cache[encoder])
-        value = cache[encoder] = encoder(self.notification)
+        value = cache[encoder] = encoder(self)
         return value
 
 

@@ -75,10 +75,11 @@ class FanIn:
             offer = self._offer
             moment: datetime | None = None  # rows committed together share created_at
             ts = 0.0
+            batch: dict[object, object] = {}
             for n in notifications:
                 if n.created_at is not moment:
                     moment, ts = n.created_at, n.created_at.timestamp()
-                offer(Envelope(n, queued=n.id in queued, born=ts))
+                offer(Envelope(n, queued=n.id in queued, born=ts, batch=batch))
             self._cursor = self._target = notifications[-1].id
         else:
             self.advance_to(notifications[-1].id)
@@ -104,9 +105,10 @@ class FanIn:
 
     async def _catch_up(self, target: int) -> None:
         rows = await self._store.fetch_range(self._cursor, target, self._batch)
+        batch: dict[object, object] = {}
         for notification, queued in rows:
             if self._hub.has(notification.user_id):
-                self._offer(Envelope(notification, queued=queued))
+                self._offer(Envelope(notification, queued=queued, batch=batch))
         self._cursor = rows[-1][0].id if len(rows) == self._batch else target
 
     def _offer(self, envelope: Envelope) -> None:

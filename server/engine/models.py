@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, NoReturn
@@ -46,7 +46,7 @@ class Notification(NamedTuple):
     """One notification of one user, as committed to the store.
 
     A named tuple rather than a frozen dataclass: one is built per recipient of every
-    broadcast, and a tuple is built in a third of the time.
+    broadcast, and a tuple is built much faster (docs/BENCHMARKS.md, "Small costs").
     """
 
     id: int
@@ -85,25 +85,20 @@ class Content:
 
 @dataclass(frozen=True, slots=True)
 class NewNotification:
-    """A request to create one notification for one user."""
+    """A request to create one notification for one user. Validated on construction;
+    ``user_id_checked=True`` says the caller has checked ``user_id`` already (a broadcast
+    checks its recipient list as a whole)."""
 
     user_id: str
     content: Content
     idempotency_key: str | None = None
+    user_id_checked: InitVar[bool] = False
 
-    def __post_init__(self) -> None:
-        check_user_id(self.user_id)
+    def __post_init__(self, user_id_checked: bool) -> None:
+        if not user_id_checked:
+            check_user_id(self.user_id)
         if self.idempotency_key is not None:
             check_text("idempotency_key", self.idempotency_key, IDEMPOTENCY_KEY_MAX, required=True)
-
-    @classmethod
-    def checked_already(cls, user_id: str, content: Content) -> NewNotification:
-        """For a recipient list validated as a whole (a broadcast): no per-item checks."""
-        item = object.__new__(cls)
-        object.__setattr__(item, "user_id", user_id)
-        object.__setattr__(item, "content", content)
-        object.__setattr__(item, "idempotency_key", None)
-        return item
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
+from typing import Final, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from tidings.v1 import admin_pb2, notification_pb2, stream_pb2
@@ -91,24 +92,23 @@ def content_from_pb(
     )
 
 
-def delivery_bytes(n: Notification) -> bytes:
+def delivery_bytes(n: Notification, batch: dict[object, object] | None = None) -> bytes:
     """A serialized ``ConnectResponse{notification}``, byte for byte what protobuf writes.
 
-    A broadcast commits one row per recipient, all with the same content: fields 3–8
-    (type … created_at) are serialized once per content and kept, and each row adds
-    only its id and user id (fields 1–2, which come first in the canonical order), and
-    the two enclosing length prefixes.
+    A broadcast commits one row per recipient, all with the same content: with the
+    ``batch`` memo of its envelopes (``Envelope.batch``), fields 3–8 (type …
+    created_at) are serialized once per content, and each row adds only its id and
+    user id (fields 1–2, which come first in the canonical order) and the two
+    enclosing length prefixes.
     """
     if n.read_at is not None:
         return stream_pb2.ConnectResponse(
             notification=stream_pb2.NotificationEvent(notification=notification_to_pb(n))
         ).SerializeToString()
-    key = (n.type, n.title, n.message, n.data_json, n.priority, n.created_at)
-    tail = _CONTENT_BYTES.get(key)
+    key = (_CONTENT, n.type, n.title, n.message, n.data_json, n.priority, n.created_at)
+    tail = batch.get(key) if batch is not None else None
     if tail is None:
-        if len(_CONTENT_BYTES) >= CONTENT_CACHE_SIZE:
-            _CONTENT_BYTES.clear()
-        tail = _CONTENT_BYTES[key] = notification_pb2.Notification(
+        tail = notification_pb2.Notification(
             type=n.type,
             title=n.title,
             message=n.message,
@@ -116,15 +116,21 @@ def delivery_bytes(n: Notification) -> bytes:
             priority=_PRIORITY_TO_PB[n.priority],
             created_at=timestamp(n.created_at),
         ).SerializeToString()
-    body = notification_pb2.Notification(id=n.id, user_id=n.user_id).SerializeToString() + tail
+        if batch is not None:
+            batch[key] = tail
+    body = notification_pb2.Notification(id=n.id, user_id=n.user_id).SerializeToString()
     return wire.field(
-        wire.CONNECT_RESPONSE_NOTIFICATION, wire.field(wire.NOTIFICATION_EVENT_NOTIFICATION, body)
+        wire.CONNECT_RESPONSE_NOTIFICATION,
+        wire.field(wire.NOTIFICATION_EVENT_NOTIFICATION, body + cast(bytes, tail)),
     )
 
 
-#: Serialized content of recent notifications (see ``delivery_bytes``).
-CONTENT_CACHE_SIZE = 512
-_CONTENT_BYTES: dict[tuple[str, str, str, str, Priority, datetime], bytes] = {}
+#: Marks ``delivery_bytes``'s entries in an envelope batch memo.
+_CONTENT: Final = object()
+
+
+def _delivery(envelope: events.Envelope) -> bytes:
+    return delivery_bytes(envelope.notification, envelope.batch)
 
 
 def filter_to_pb(type_filter: TypeFilter) -> stream_pb2.SubscriptionUpdatedEvent:
@@ -154,7 +160,7 @@ def event_to_pb(event: events.Event) -> stream_pb2.ConnectResponse | bytes:
     """The wire form of a session event (``Closed`` is not a message: see the servicer)."""
     match event:
         case events.Delivery():
-            return event.envelope.encoded(delivery_bytes)
+            return event.envelope.encoded(_delivery)
         case events.ConnectionEstablished():
             return stream_pb2.ConnectResponse(
                 connection_established=stream_pb2.ConnectionEstablished(

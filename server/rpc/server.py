@@ -42,9 +42,19 @@ def _serialize(message: Any) -> bytes:
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
-def _handlers(
+def method_handlers(
     stream: StreamServicer, admin: AdminServicer, relay: RelayServicer
-) -> list[grpc.GenericRpcHandler]:
+) -> dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]]:
+    """Every rpc of the three services, by service and method name.
+
+    Not the generated ``add_*Servicer_to_server``: those serialize responses with
+    ``SerializeToString`` and decode requests with ``FromString``, while here a fan-out
+    answers with bytes serialized once for every session (``_serialize``), and a request
+    that does not decode is answered ``INVALID_ARGUMENT`` with the trailer of
+    docs/PROTOCOL.md §7.4 (``server.rpc.errors.decoder``), not grpc's internal error. A
+    test holds this table to the services' descriptors.
+    """
+
     def unary(fn: Any, request: Any) -> grpc.RpcMethodHandler[Any, Any]:
         async def checked(message: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if isinstance(message, Undecodable):
@@ -64,6 +74,7 @@ def _handlers(
         "ListNotifications": unary(stream.ListNotifications, stream_pb2.ListNotificationsRequest),
         "MarkRead": unary(stream.MarkRead, stream_pb2.MarkReadRequest),
         "GetUnreadCount": unary(stream.GetUnreadCount, stream_pb2.GetUnreadCountRequest),
+        "WhoAmI": unary(stream.WhoAmI, stream_pb2.WhoAmIRequest),
     }
     admin_methods = {
         "CreateNotification": unary(admin.CreateNotification, admin_pb2.CreateNotificationRequest),
@@ -86,11 +97,11 @@ def _handlers(
             response_serializer=_serialize,
         ),
     }
-    return [
-        grpc.method_handlers_generic_handler(STREAM_SERVICE, stream_methods),
-        grpc.method_handlers_generic_handler(ADMIN_SERVICE, admin_methods),
-        grpc.method_handlers_generic_handler(RELAY_SERVICE, relay_methods),
-    ]
+    return {
+        STREAM_SERVICE: stream_methods,
+        ADMIN_SERVICE: admin_methods,
+        RELAY_SERVICE: relay_methods,
+    }
 
 
 class GrpcServer:
@@ -103,8 +114,12 @@ class GrpcServer:
         self._health = health.aio.HealthServicer()
         self._stream = StreamServicer(engine, authenticator)
         self._admin = AdminServicer(engine, authenticator)
+        relay = RelayServicer(engine, authenticator)
         self._server.add_generic_rpc_handlers(
-            _handlers(self._stream, self._admin, RelayServicer(engine, authenticator))
+            [
+                grpc.method_handlers_generic_handler(service, methods)
+                for service, methods in method_handlers(self._stream, self._admin, relay).items()
+            ]
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

@@ -192,6 +192,17 @@ class StreamServicer:
             await abort(context, exc)
         return stream_pb2.MarkReadResponse(notification=convert.notification_to_pb(notification))
 
+    async def WhoAmI(
+        self, request: stream_pb2.WhoAmIRequest, context: Context
+    ) -> stream_pb2.WhoAmIResponse:
+        try:
+            principal = caller(self._auth, context)
+            if request.require_admin:
+                principal.require_admin()
+        except TidingsError as exc:
+            await abort(context, exc)
+        return stream_pb2.WhoAmIResponse(user_id=principal.user_id, admin=principal.is_admin)
+
     async def GetUnreadCount(
         self, request: stream_pb2.GetUnreadCountRequest, context: Context
     ) -> stream_pb2.GetUnreadCountResponse:

@@ -16,6 +16,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from bridge.wsschemas import ServerMessage
 from tests.harness import TEST_SECRET, ServerProcess
 
 #: Every wait in these tests is bounded by this.
@@ -48,7 +49,10 @@ class Socket:
         unless ``heartbeats`` is true."""
         async with asyncio.timeout(timeout):
             while True:
-                message = orjson.loads(await self.ws.recv())
+                text = await self.ws.recv()
+                # Every frame a test receives holds to the documented schema (§5.2).
+                ServerMessage.validate_json(text, strict=True)
+                message = orjson.loads(text)
                 assert isinstance(message, dict)
                 if heartbeats or message.get("type") != "heartbeat":
                     return message

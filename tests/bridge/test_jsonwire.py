@@ -122,26 +122,28 @@ def test_stats_object() -> None:
 # --- server → client frames -----------------------------------------------------------------
 
 
-def test_frame_cache_encodes_each_notification_once() -> None:
+def reference_frame(n: notification_pb2.Notification) -> str:
+    return orjson.dumps({"type": "notification", "notification": notification_object(n)}).decode()
+
+
+def test_frame_cache_gives_every_socket_the_exact_frame() -> None:
     cache = FrameCache()
-    message = note()
-    first = cache.frame(message)
-    again = cache.frame(note())  # an equal message, as another stream would deserialize it
-    assert again is first
-    assert (cache.hits, cache.misses) == (1, 1)
-    read = cache.frame(note(read=True, read_at=ts(1795647200)))
-    assert read is not first and orjson.loads(read)["notification"]["read"] is True
+    first = cache.frame(note())
+    assert first == reference_frame(note())
+    # An equal message, as another stream would deserialize it, gets the same text.
+    assert cache.frame(note()) == first
+    read = note(read=True, read_at=ts(1795647200))
+    assert cache.frame(read) == reference_frame(read)
+    assert orjson.loads(cache.frame(read))["notification"]["read"] is True
+    assert cache.frame(note()) == first, "reading it changes the read frame only"
 
 
-def test_frame_cache_is_bounded() -> None:
-    cache = FrameCache(size=3)
-    for i in range(1, 20):
-        cache.frame(note(id=i))
-        assert len(cache) <= 3
-    cache.frame(note(id=1))
-    assert cache.misses == 20
-    cache.frame(note(id=1))
-    assert cache.hits == 1
+def test_frame_cache_is_bounded_and_stays_exact() -> None:
+    cache = FrameCache(frames_size=3, tails_size=2)
+    for i in range(1, 40):
+        n = note(id=i, title=f"title {i % 5}")
+        assert cache.frame(n) == reference_frame(n)
+        assert len(cache) <= cache.frames_size + cache.tails_size
 
 
 def test_notification_frame() -> None:
@@ -157,13 +159,13 @@ def test_notification_frame() -> None:
 @pytest.mark.parametrize("read", [False, True])
 def test_notification_frames_share_content_and_stay_exact(user_id: str, read: bool) -> None:
     extra: dict[str, Any] = {"read": True, "read_at": ts(1795647200, 5_000_000)} if read else {}
+    cache = FrameCache()
     for nid in (1, 2, 2**40):
         n = note(id=nid, user_id=user_id, **extra)
-        reference = orjson.dumps(
-            {"type": "notification", "notification": notification_object(n)}
-        ).decode()
+        reference = reference_frame(n)
         assert notification_frame(n) == reference
-        assert notification_frame(n) == reference, "and again, from the shared tail"
+        assert cache.frame(n) == reference
+        assert cache.frame(n) == reference, "and again, from the cache"
 
 
 def test_connection_established_frame() -> None:
@@ -245,28 +247,53 @@ def test_decode_commands() -> None:
     assert unsub.WhichOneof("kind") == "unsubscribe"
 
 
+NOT_JSON = "the frame is not valid JSON"
+NOT_OBJECT = "the frame must be a JSON object"
+NO_TYPE = "the frame has no string 'type'"
+BAD_ID = "mark_read: notification_id must be a positive integer"
+
+
 @pytest.mark.parametrize(
-    ("frame", "code"),
+    ("frame", "code", "message"),
     [
-        ("{", "invalid_json"),
-        ("null", "invalid_json"),
-        ("[]", "invalid_json"),
-        ('{"type": "nope"}', "unknown_message_type"),
-        ("{}", "unknown_message_type"),
-        ('{"type": null}', "unknown_message_type"),
-        ('{"type": "mark_read", "notification_id": false}', "invalid_message"),
-        ('{"type": "mark_read", "notification_id": 3.0}', "invalid_message"),
-        ('{"type": "mark_read", "notification_id": 0}', "invalid_message"),
-        ('{"type": "mark_read", "notification_id": 9223372036854775808}', "not_found"),
-        ('{"type": "subscribe", "notification_types": ["a", 1]}', "invalid_message"),
-        ('{"type": "unsubscribe", "notification_types": {"a": 1}}', "invalid_message"),
+        ("{", "invalid_json", NOT_JSON),
+        ('{"type": "ping", "x": NaN}', "invalid_json", NOT_JSON),
+        ("null", "invalid_json", NOT_OBJECT),
+        ("[]", "invalid_json", NOT_OBJECT),
+        ('"ping"', "invalid_json", NOT_OBJECT),
+        ('{"type": "nope"}', "unknown_message_type", "unknown message type 'nope'"),
+        ('{"type": "' + "x" * 100 + '"}', "unknown_message_type",
+         f"unknown message type {'x' * 64!r}"),
+        ("{}", "unknown_message_type", NO_TYPE),
+        ('{"type": null}', "unknown_message_type", NO_TYPE),
+        ('{"type": 5}', "unknown_message_type", NO_TYPE),
+        ('{"type": ["ping"]}', "unknown_message_type", NO_TYPE),
+        ('{"type": "mark_read"}', "invalid_message", BAD_ID),
+        ('{"type": "mark_read", "notification_id": false}', "invalid_message", BAD_ID),
+        ('{"type": "mark_read", "notification_id": 3.0}', "invalid_message", BAD_ID),
+        ('{"type": "mark_read", "notification_id": "3"}', "invalid_message", BAD_ID),
+        ('{"type": "mark_read", "notification_id": 0}', "invalid_message", BAD_ID),
+        ('{"type": "mark_read", "notification_id": 9223372036854775808}', "not_found",
+         "notification 9223372036854775808 not found"),
+        ('{"type": "subscribe", "notification_types": ["a", 1]}', "invalid_message",
+         "subscribe: notification_types must be a list of strings"),
+        ('{"type": "subscribe"}', "invalid_message",
+         "subscribe: notification_types must be a list of strings"),
+        ('{"type": "unsubscribe", "notification_types": {"a": 1}}', "invalid_message",
+         "unsubscribe: notification_types must be a list of strings"),
     ],
-)
-def test_decode_errors(frame: str, code: str) -> None:
+)  # fmt: skip
+def test_decode_errors(frame: str, code: str, message: str) -> None:
     error = decode_command(frame)
     assert isinstance(error, WireError)
-    assert error.code == code
-    assert orjson.loads(error.frame) == {"type": "error", "code": code, "message": error.message}
+    assert (error.code, error.message) == (code, message)
+    assert orjson.loads(error.frame) == {"type": "error", "code": code, "message": message}
+
+
+def test_unknown_fields_are_ignored() -> None:
+    mark = decode_command('{"type": "mark_read", "notification_id": 12, "extra": [1, {}]}')
+    assert isinstance(mark, stream_pb2.ConnectRequest)
+    assert mark.mark_read.notification_id == 12
 
 
 # --- metadata ---------------------------------------------------------------------------------

@@ -10,10 +10,12 @@ from typing import Any, cast
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 from tidings.v1 import stream_pb2
 
 from bridge import ws
 from bridge.jsonwire import FrameCache
+from bridge.metrics import BridgeMetrics
 from bridge.upstream import StreamEnded
 
 
@@ -58,6 +60,7 @@ class OneMessageLink:
 class State:
     def __init__(self) -> None:
         self.frames = FrameCache()
+        self.metrics = BridgeMetrics(CollectorRegistry())
         self.max_message_bytes = 65536
         self.draining: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 

@@ -14,7 +14,7 @@ from tests.harness import ServerProcess
 def _tidings() -> list[str]:
     """The console script next to this interpreter, else the module."""
     script = Path(sys.executable).with_name("tidings")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "server.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tidingsd.cli"]
 
 
 async def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

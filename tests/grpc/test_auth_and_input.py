@@ -241,3 +241,28 @@ async def test_data_nested_64_levels_is_kept_intact(node: Node) -> None:
     data_json = '{"a":' + "[" * 63 + "]" * 63 + ',"big":123456789012345678901234567890}'
     made = await node.create("deep", data_json=data_json)
     assert made.data_json == data_json
+
+
+async def test_who_am_i_names_the_caller_as_authenticated(node: Node) -> None:
+    ann = auth(token("ann"))
+    me = await node.users.WhoAmI(stream_pb2.WhoAmIRequest(), metadata=ann)
+    assert (me.user_id, me.admin) == ("ann", False)
+    boss = await node.users.WhoAmI(
+        stream_pb2.WhoAmIRequest(require_admin=True), metadata=auth(ADMIN)
+    )
+    assert (boss.user_id, boss.admin) == ("ops", True)
+    # require_admin refuses a user exactly as an admin-only call does.
+    with pytest.raises(grpc.aio.AioRpcError) as admin_only:
+        await node.users.WhoAmI(stream_pb2.WhoAmIRequest(require_admin=True), metadata=ann)
+    with pytest.raises(grpc.aio.AioRpcError) as stats:
+        await node.admin.GetStats(admin_pb2.GetStatsRequest(), metadata=ann)
+    assert admin_only.value.code() == stats.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert admin_only.value.details() == stats.value.details()
+    assert admin_only.value.trailing_metadata() == stats.value.trailing_metadata()
+
+
+@pytest.mark.parametrize("kind", BAD_TOKENS)
+async def test_who_am_i_refuses_bad_credentials(node: Node, kind: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await node.users.WhoAmI(stream_pb2.WhoAmIRequest(), metadata=md(BAD_TOKENS[kind]))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -90,7 +90,7 @@ async def test_sigterm_closes_streams_with_unavailable_and_exits_zero(database_u
 
 def test_serve_refuses_to_start_without_a_key_or_insecure(tmp_path: object) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "serve", "--role", "grpc"],
+        [sys.executable, "-m", "tidingsd.cli", "serve", "--role", "grpc"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from tidings.v1 import stream_pb2
 
+from server.engine import events
 from server.engine.models import Notification, Priority
 from server.rpc import convert
 
@@ -32,8 +33,12 @@ def test_delivery_bytes_are_what_protobuf_writes(
     nid: int, user: str, message: str, data: str
 ) -> None:
     n = Notification(nid, user, "t", "title", message, data, Priority.URGENT, WHEN)
+    batch: dict[object, object] = {}
     assert convert.delivery_bytes(n) == reference(n)
-    assert convert.delivery_bytes(n) == reference(n), "and again, from the content cache"
+    assert convert.delivery_bytes(n, batch) == reference(n)
+    assert convert.delivery_bytes(n, batch) == reference(n), "and again, from the batch memo"
+    other = n._replace(id=nid // 2 + 1, user_id=user + "2")
+    assert convert.delivery_bytes(other, batch) == reference(other), "another recipient"
 
 
 def test_read_notifications_take_the_plain_path() -> None:
@@ -43,11 +48,25 @@ def test_read_notifications_take_the_plain_path() -> None:
     assert convert.notification_from_pb(decoded.notification.notification) == n
 
 
-def test_a_full_content_cache_starts_over() -> None:
-    for i in range(convert.CONTENT_CACHE_SIZE + 5):
-        n = Notification(i + 1, "u", "t", f"title {i}", "", "{}", Priority.NORMAL, WHEN)
-        assert convert.delivery_bytes(n) == reference(n)
-    assert len(convert._CONTENT_BYTES) <= convert.CONTENT_CACHE_SIZE
+def test_each_row_of_a_mixed_commit_reaches_its_session_as_itself() -> None:
+    """The envelopes of one commit share a memo; no row takes another's content."""
+    base = Notification(1, "user 0", "a", "title", "m", "{}", Priority.NORMAL, WHEN)
+    contents = [
+        base,
+        base._replace(type="b"),
+        base._replace(title="other title"),
+        base._replace(message="other message"),
+        base._replace(data_json='{"x":1}'),
+        base._replace(priority=Priority.HIGH),
+    ]
+    rows = [contents[i % len(contents)]._replace(id=i + 1, user_id=f"user {i}") for i in range(18)]
+    batch: dict[object, object] = {}
+    for n in rows:
+        framed = convert.event_to_pb(events.Delivery(events.Envelope(n, batch=batch)))
+        assert isinstance(framed, bytes)
+        assert framed == reference(n)
+        decoded = stream_pb2.ConnectResponse.FromString(framed).notification.notification
+        assert convert.notification_from_pb(decoded) == n
 
 
 @pytest.mark.parametrize("sid", [0, 1, 127, 128, 2**63])

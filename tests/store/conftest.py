@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-# Import the engine package before the store: importing ``server.store`` first currently
-# runs into an import cycle (store.base -> engine/__init__ -> engine.delivery -> store.base).
 from server.store import MemoryStore, SqlStore, Store
 from server.store.migrate import upgrade
 from server.store.sql import make_engine

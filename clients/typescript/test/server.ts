@@ -30,7 +30,7 @@ export class ServerProcess {
   start(timeoutMs = 20_000): Promise<this> {
     const child = spawn(
       PYTHON,
-      ["-m", "server.cli", "serve", "--role", "grpc", "--insecure", "--grpc-addr", "127.0.0.1:0",
+      ["-m", "tidingsd.cli", "serve", "--role", "grpc", "--insecure", "--grpc-addr", "127.0.0.1:0",
        "--database-url", this.databaseUrl, ...this.args],
       { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
     );

@@ -14,7 +14,13 @@ from sqlalchemy.exc import ArgumentError
 from tidings.client.cli import add_client_commands, run_client_command
 
 from server import logs
-from server.config import DEFAULT_DATABASE_URL, ConfigError, add_serve_arguments, settings_from
+from server.config import (
+    DEFAULT_DATABASE_URL,
+    ConfigError,
+    add_serve_arguments,
+    database_url_from,
+    settings_from,
+)
 from server.engine.errors import StoreUnavailable
 
 log = logging.getLogger("tidings")
@@ -64,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"tidings serve: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
-    from server.runtime import serve
+    from tidingsd.runtime import serve
 
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
@@ -89,7 +95,7 @@ def _database_problem(url: str, exc: StoreUnavailable) -> str:
 
 def _db_upgrade(args: argparse.Namespace) -> int:
     logs.configure("info")
-    url = args.database_url or os.environ.get("TIDINGS_DATABASE_URL") or DEFAULT_DATABASE_URL
+    url = database_url_from(args.database_url, os.environ)
     from server.store.migrate import upgrade
 
     try:

@@ -1,5 +1,6 @@
 """Running a node: wiring settings to the engine, the gRPC server and the bridge, and
-shutting all of it down in order on SIGTERM/SIGINT."""
+shutting all of it down in order on SIGTERM/SIGINT. The composition root: nothing in
+``server`` or ``bridge`` imports this."""
 
 from __future__ import annotations
 
@@ -9,18 +10,16 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
 
 from prometheus_client import Histogram
 
 from server.auth import Authenticator
 from server.broker import open_broker
 from server.cluster import Cluster
-from server.config import Role, Settings, split_addr
+from server.config import Role, Settings, join_addr, split_addr
 from server.engine import Engine, EngineConfig, SessionLimits
 from server.engine.events import CloseReason
 from server.metrics import PrometheusObserver
-from server.rpc.inprocess import InProcessStubs
 from server.rpc.server import GrpcServer
 from server.store import open_store
 
@@ -45,11 +44,6 @@ SHUTDOWN_TIMEOUT = 4.0
 ENGINE_STOP_MIN = 1.0
 #: Saying goodbye to the cluster.
 CLUSTER_STOP_TIMEOUT = 1.0
-
-#: A bridge runner: given the settings, the upstream address, a stop event and, when the
-#: engine runs in this process, in-process stubs for its unary calls, serve until the
-#: event is set. Registered by ``bridge`` when it is importable.
-BridgeRunner = Callable[[Settings, str, asyncio.Event, InProcessStubs | None], Awaitable[None]]
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -103,11 +97,7 @@ def _scheme(settings: Settings) -> str:
     return (settings.broker_url or "").split(":", 1)[0]
 
 
-def display_addr(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -> None:
+async def serve(settings: Settings) -> None:
     """Run the roles ``settings`` asks for until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -156,16 +146,14 @@ async def serve(settings: Settings, bridge_runner: BridgeRunner | None = None) -
             grpc_server = GrpcServer(engine, authenticator)
             host, _ = split_addr(settings.grpc_addr)
             port = await grpc_server.start(settings.grpc_addr)
-            upstream = display_addr(host, port)
+            upstream = join_addr(host, port)
             log.info("grpc listening on %s", upstream)
         settle_memory()
         if settings.role in (Role.ALL, Role.BRIDGE):
-            if bridge_runner is None:
-                from bridge.runner import run_bridge
+            from bridge.runner import run_bridge  # not imported at all in role grpc
 
-                bridge_runner = run_bridge
             local = grpc_server.in_process() if grpc_server is not None else None
-            await bridge_runner(settings, upstream, stop, local)
+            await run_bridge(settings, upstream, stop, local)
         else:
             await stop.wait()
         log.info("shutting down")

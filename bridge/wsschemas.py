@@ -1,0 +1,146 @@
+"""The WebSocket messages of docs/PROTOCOL.md §5.2 and §5.3 as pydantic models.
+
+Client → server: ``ClientMessage``, a union discriminated by ``type``, validates every
+command frame (``bridge.jsonwire.decode_command``). Server → client: one model per
+message, which only documents and checks: the bridge writes those frames itself
+(notification frames pre-encoded once per notification, never through pydantic), and
+the tests hold every frame it writes to these models. ``json_schema()`` emits both.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from bridge.schemas import Notification
+
+#: ISO-8601 UTC with milliseconds (docs/PROTOCOL.md §3).
+Timestamp = Annotated[
+    str,
+    Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
+        description="ISO-8601 UTC with milliseconds, e.g. 2026-11-25T22:52:07.123Z",
+    ),
+]
+
+
+# --- client → server ------------------------------------------------------------------------
+
+
+class _Command(BaseModel):
+    # Strict: a JSON number is not a string, true is not 1. Unknown fields are ignored.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class Ping(_Command):
+    """Asks for a ``pong``."""
+
+    type: Literal["ping"]
+
+
+class MarkRead(_Command):
+    """Marks one of the caller's notifications read."""
+
+    type: Literal["mark_read"]
+    notification_id: int = Field(gt=0, description="a positive integer")
+
+
+class Subscribe(_Command):
+    """Adds types to the session's filter (docs/PROTOCOL.md §5.4)."""
+
+    type: Literal["subscribe"]
+    notification_types: list[str] = Field(description="a list of strings")
+
+
+class Unsubscribe(_Command):
+    """Takes types out of the session's filter (docs/PROTOCOL.md §5.4)."""
+
+    type: Literal["unsubscribe"]
+    notification_types: list[str] = Field(description="a list of strings")
+
+
+Command = Ping | MarkRead | Subscribe | Unsubscribe
+#: Every client frame: one command, chosen by its ``type``.
+ClientMessage: Final = TypeAdapter[Command](Annotated[Command, Field(discriminator="type")])
+
+
+# --- server → client ------------------------------------------------------------------------
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class ConnectionEstablished(_Event):
+    """The first message of every session."""
+
+    type: Literal["connection_established"]
+    user_id: str
+    connection_id: str = Field(description="unique across the cluster")
+    heartbeat_interval: float = Field(description="seconds")
+    queued: int = Field(ge=0, description="how many replayed notifications follow")
+    truncated: bool
+    server_time: Timestamp
+
+
+class NotificationEvent(_Event):
+    """A notification, replayed or live."""
+
+    type: Literal["notification"]
+    notification: Notification
+
+
+class Heartbeat(_Event):
+    """Every ``heartbeat_interval`` seconds."""
+
+    type: Literal["heartbeat"]
+    timestamp: Timestamp
+
+
+class Pong(_Event):
+    """Answers ``ping``."""
+
+    type: Literal["pong"]
+    timestamp: Timestamp
+
+
+class NotificationMarkedRead(_Event):
+    """One of the user's notifications was marked read (by any session or call)."""
+
+    type: Literal["notification_marked_read"]
+    notification_id: int = Field(gt=0)
+
+
+class SubscriptionUpdated(_Event):
+    """Answers ``subscribe`` and ``unsubscribe``: the whole filter, type lists sorted."""
+
+    type: Literal["subscription_updated"]
+    notification_types: list[str] | None = Field(description="null: all but the excluded")
+    excluded_types: list[str]
+
+
+class Error(_Event):
+    """A client message could not be honoured, or (then closed) the connection refused."""
+
+    type: Literal["error"]
+    code: str
+    message: str
+
+
+Event = (
+    ConnectionEstablished
+    | NotificationEvent
+    | Heartbeat
+    | Pong
+    | NotificationMarkedRead
+    | SubscriptionUpdated
+    | Error
+)
+#: Every server frame: one event, chosen by its ``type``.
+ServerMessage: Final = TypeAdapter[Event](Annotated[Event, Field(discriminator="type")])
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of both directions: ``{"client": …, "server": …}``."""
+    return {"client": ClientMessage.json_schema(), "server": ServerMessage.json_schema()}
