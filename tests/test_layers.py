@@ -12,11 +12,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: What the bridge may use of ``server``: leaf modules, which import nothing of ``server``.
 BRIDGE_MAY_USE = {"server.config", "server.tally", "server.rpc.inprocess"}
-#: Known exceptions, each with its reason; this list only ever shrinks.
-BRIDGE_EXCEPTIONS = {
-    # MAX_BUFFER_BYTES, the engine's session buffer bound, which the relay's matches.
-    ("bridge/upstream.py", "server.engine.session"),
-}
 #: Libraries of the edges, which the engine must not know.
 EDGE_LIBRARIES = {
     "grpc", "grpc_health", "grpc_reflection", "google", "tidings", "quart", "quart_schema",
@@ -63,7 +58,7 @@ def test_bridge_uses_only_leaf_modules_of_the_server() -> None:
                 wrong.add((name, module))
             if top(module) == "server" and module not in BRIDGE_MAY_USE:
                 wrong.add((name, module))
-    assert wrong <= BRIDGE_EXCEPTIONS, sorted(wrong - BRIDGE_EXCEPTIONS)
+    assert not wrong, sorted(wrong)
 
 
 @pytest.mark.parametrize("module", sorted(BRIDGE_MAY_USE))
