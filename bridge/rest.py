@@ -180,7 +180,7 @@ def _invalid_item(error: ValidationError) -> ApiError:
 @admin_only
 @tag(["notifications"])
 @validate_request(schemas.Broadcast)
-@document_response(schemas.Created, 201)
+@document_response(schemas.BroadcastCreated, 201)
 @document_response(schemas.Error, 422)
 async def broadcast(data: schemas.Broadcast) -> Response:
     """One notification per recipient (admin): ``user_ids``, or ``all: true``."""

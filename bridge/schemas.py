@@ -188,8 +188,8 @@ class UnreadCount(BaseModel):
 
 
 class CreatedBatch(BaseModel):
-    """The answer to a batch create, in request order: 201 when at least one item was
-    created, 200 (``Idempotent-Replayed: true``) when every item was a replay."""
+    """The answer to a batch create, in request order: 201, with ``Idempotent-Replayed:
+    true`` when every item was a replay."""
 
     notifications: list[Notification] = Field(description="one per item, in request order")
     created: list[bool] = Field(
@@ -197,7 +197,9 @@ class CreatedBatch(BaseModel):
     )
 
 
-class Created(BaseModel):
+class BroadcastCreated(BaseModel):
+    """The answer to a broadcast: how many notifications (one per recipient) were created."""
+
     created: int
 
 

@@ -12,7 +12,7 @@ import orjson
 
 
 @dataclass(frozen=True, slots=True)
-class Created:
+class Committed:
     """Notifications up to ``last_id`` are committed."""
 
     node: str
@@ -57,7 +57,7 @@ class PresenceSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class Heartbeat:
+class NodeHeartbeat:
     """``node`` is alive; its presence version and figures."""
 
     node: str
@@ -92,12 +92,12 @@ class Bye:
 
 
 Message = (
-    Created
+    Committed
     | Read
     | Disconnect
     | PresenceDelta
     | PresenceSnapshot
-    | Heartbeat
+    | NodeHeartbeat
     | Hello
     | SnapshotRequest
     | Bye
@@ -107,7 +107,7 @@ Message = (
 def encode(message: Message) -> bytes:
     """The wire form: a JSON array, kind first."""
     match message:
-        case Created(node, last_id):
+        case Committed(node, last_id):
             return orjson.dumps(["c", node, last_id])
         case Read(node, user_id, notification_id):
             return orjson.dumps(["r", node, user_id, notification_id])
@@ -117,7 +117,7 @@ def encode(message: Message) -> bytes:
             return orjson.dumps(["p", node, version, deltas])
         case PresenceSnapshot(node, version, part, parts, counts):
             return orjson.dumps(["s", node, version, part, parts, counts])
-        case Heartbeat(node, version, connections, users, sent, dropped, uptime):
+        case NodeHeartbeat(node, version, connections, users, sent, dropped, uptime):
             return orjson.dumps(["h", node, version, connections, users, sent, dropped, uptime])
         case Hello(node):
             return orjson.dumps(["hello", node])
@@ -129,12 +129,12 @@ def encode(message: Message) -> bytes:
 
 
 _DECODERS = {
-    "c": Created,
+    "c": Committed,
     "r": Read,
     "d": Disconnect,
     "p": PresenceDelta,
     "s": PresenceSnapshot,
-    "h": Heartbeat,
+    "h": NodeHeartbeat,
     "hello": Hello,
     "q": SnapshotRequest,
     "bye": Bye,

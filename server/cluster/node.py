@@ -128,7 +128,7 @@ class Cluster:
             return
         now = self._clock.monotonic()
         match msg:
-            case m.Created(_, last_id):
+            case m.Committed(_, last_id):
                 self._engine.advance_to(last_id)
             case m.Read(_, user_id, notification_id):
                 self._engine.deliver_read(user_id, notification_id)
@@ -139,7 +139,7 @@ class Cluster:
                     self._ask(msg.node, now)
             case m.PresenceSnapshot():
                 self._table.apply_snapshot(msg, now)
-            case m.Heartbeat():
+            case m.NodeHeartbeat():
                 if self._table.apply_heartbeat(msg, now):
                     self._ask(msg.node, now)
             case m.Hello():
@@ -207,14 +207,14 @@ class Cluster:
                 out.append(m.PresenceDelta(self.node_id, self._version, deltas))
         if self._created > self._created_sent:
             self._created_sent = self._created
-            out.append(m.Created(self.node_id, self._created))
+            out.append(m.Committed(self.node_id, self._created))
         out.extend(self._outbox)
         self._outbox.clear()
         if self._beat_due and self._engine is not None:
             self._beat_due = False
             stats = self._engine.node_stats()
             out.append(
-                m.Heartbeat(
+                m.NodeHeartbeat(
                     self.node_id,
                     self._version,
                     stats.total_connections,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from server.cluster.messages import Heartbeat, PresenceDelta, PresenceSnapshot
+from server.cluster.messages import NodeHeartbeat, PresenceDelta, PresenceSnapshot
 from server.engine.models import NodeStats
 
 
@@ -66,7 +66,7 @@ class PresenceTable:
             node.pending, node.pending_version = {}, -1
         return False
 
-    def apply_heartbeat(self, msg: Heartbeat, now: float) -> bool:
+    def apply_heartbeat(self, msg: NodeHeartbeat, now: float) -> bool:
         node = self._node(msg.node, now)
         node.stats = NodeStats(
             node_id=msg.node,
