@@ -27,7 +27,7 @@ from server.engine.errors import InvalidArgument, StoreUnavailable, Unavailable
 from server.engine.events import CloseReason, Envelope, MarkedRead
 from server.engine.fanin import FanIn
 from server.engine.filters import TypeFilter
-from server.engine.heartbeat import Heartbeats
+from server.engine.heartbeat import HeartbeatTimer
 from server.engine.hub import Hub
 from server.engine.models import (
     ClusterStats,
@@ -97,7 +97,7 @@ class Engine:
         self.node_id = config.node_id
         self._store = store
         self._hub = Hub()
-        self.heartbeats = Heartbeats(config.session.heartbeat_interval, self.clock)
+        self.heartbeats = HeartbeatTimer(config.session.heartbeat_interval, self.clock)
         self._delivery = DeliveryLog(store, interval=config.delivery_flush_interval)
         self._fanin = FanIn(
             store, self._hub, clustered=self.peers.clustered, declined=self._declined

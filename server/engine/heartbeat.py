@@ -23,7 +23,7 @@ class Beating(Protocol):
         ...
 
 
-class Heartbeats:
+class HeartbeatTimer:
     """Slots of sessions due for a heartbeat, and the one timer that serves them."""
 
     def __init__(self, interval: float, clock: Clock) -> None:

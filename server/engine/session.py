@@ -54,7 +54,7 @@ from server.engine.events import (
 )
 from server.engine.fifo import Fifo
 from server.engine.filters import TypeFilter
-from server.engine.heartbeat import Heartbeats
+from server.engine.heartbeat import HeartbeatTimer
 from server.engine.models import Notification, check_types
 from server.engine.ratelimit import TokenBucket
 
@@ -105,7 +105,7 @@ class SessionHost(Protocol):
     """What a session needs from the engine that owns it."""
 
     clock: Clock
-    heartbeats: Heartbeats
+    heartbeats: HeartbeatTimer
 
     async def mark_read(self, user_id: str, notification_id: int) -> Notification: ...
 
@@ -378,6 +378,6 @@ class Session:
             self._on_ready()
 
     def beat(self) -> None:
-        """Send a heartbeat (called by the engine's ``Heartbeats``)."""
+        """Send a heartbeat (called by the engine's ``HeartbeatTimer``)."""
         if self._closed is None:
             self._push(Heartbeat(self._host.clock.now()))

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from server.engine.heartbeat import Heartbeats
+from server.engine.heartbeat import HeartbeatTimer
 from tests.engine.fakes import FakeClock
 
 pytestmark = pytest.mark.timeout(10)
@@ -23,7 +23,7 @@ class Beater:
 
 def test_each_session_beats_every_interval_give_or_take_a_step() -> None:
     clock = FakeClock()
-    hb = Heartbeats(0.8, clock)
+    hb = HeartbeatTimer(0.8, clock)
     step = 0.8 / 16
     start = clock.monotonic()
     a = Beater(clock)
@@ -42,7 +42,7 @@ def test_each_session_beats_every_interval_give_or_take_a_step() -> None:
 
 def test_no_beat_before_the_interval() -> None:
     clock = FakeClock()
-    hb = Heartbeats(30, clock)
+    hb = HeartbeatTimer(30, clock)
     a = Beater(clock)
     hb.add(a)
     clock.advance(29)
@@ -54,7 +54,7 @@ def test_no_beat_before_the_interval() -> None:
 
 def test_a_removed_session_stops_beating() -> None:
     clock = FakeClock()
-    hb = Heartbeats(0.05, clock)
+    hb = HeartbeatTimer(0.05, clock)
     gone, kept = Beater(clock), Beater(clock)
     hb.add(gone)
     hb.add(kept)
@@ -68,7 +68,7 @@ def test_a_removed_session_stops_beating() -> None:
 
 def test_closed_heartbeats_fire_no_more() -> None:
     clock = FakeClock()
-    hb = Heartbeats(0.05, clock)
+    hb = HeartbeatTimer(0.05, clock)
     a = Beater(clock)
     hb.add(a)
     hb.close()
@@ -78,4 +78,4 @@ def test_closed_heartbeats_fire_no_more() -> None:
 
 def test_the_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
-        Heartbeats(0, FakeClock())
+        HeartbeatTimer(0, FakeClock())
