@@ -20,7 +20,7 @@ from typing import Concatenate, ParamSpec, Protocol, TypeVar
 import sqlalchemy.exc
 
 from server.engine.errors import StoreUnavailable
-from server.store.base import Store
+from server.engine.store import Store
 from server.store.health import StoreHealth
 
 P = ParamSpec("P")

@@ -12,7 +12,7 @@ from server.engine import Engine, EngineConfig
 from server.engine.errors import InvalidArgument
 from server.engine.models import Content, NewNotification, batch_item, check_batch_size
 from server.store import MemoryStore
-from server.store.base import CreateResult
+from server.engine.store import CreateResult
 from tests.engine.fakes import FakeClock
 
 

@@ -1,4 +1,5 @@
-"""The store: the source of truth for notifications, offline queues and known users.
+"""What the engine needs of its store: the source of truth for notifications, offline
+queues and known users. ``server.store`` implements it (memory, SQLite, PostgreSQL).
 
 Rules every implementation keeps:
 
@@ -21,11 +22,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from server.engine.filters import TypeFilter
 from server.engine.models import Created, NewNotification, Notification, Page, Replay
-from server.store.health import StoreHealth
+
+if TYPE_CHECKING:
+    from server.store.health import StoreHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,7 @@ class CreateResult:
 
 
 class Store(Protocol):
-    """Persistence of notifications. Implementations: memory (tests), SQL (SQLite, PostgreSQL).
+    """Persistence of notifications. Implementations: memory (tests), SQLite, PostgreSQL.
 
     A call that cannot reach the database raises ``StoreUnavailable`` and marks
     ``health`` down; the next call that succeeds marks it up again.
