@@ -102,13 +102,11 @@ class PostgresStore:
     """The ``Store`` on a PostgreSQL database whose schema ``server.store.migrate`` brought
     up to date; ``schema`` (a search path) picks another schema than ``public``."""
 
-    def __init__(
-        self, url: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10
-    ) -> None:
+    def __init__(self, url: str, *, schema: str | None = None, max_size: int = 10) -> None:
         self.health = StoreHealth()
         self._dsn = dsn(url)
         self._settings = {"search_path": schema} if schema is not None else {}
-        self._sizes = (min_size, max_size)
+        self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
         # Users known to be registered (rows are never deleted): a broadcast to everyone
         # need not register every recipient again.
@@ -117,12 +115,19 @@ class PostgresStore:
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
             self._dsn,
-            min_size=self._sizes[0],
-            max_size=self._sizes[1],
+            # No floor: asyncpg would keep reconnecting through an outage, and log
+            # a traceback each time, instead of letting calls find out (and report).
+            min_size=0,
+            max_size=self._max_size,
             connection_class=QuickCloseConnection,
             server_settings=self._settings,
             reset=_reset,
         )
+        try:
+            await self.ping()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
