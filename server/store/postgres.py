@@ -34,7 +34,7 @@ from server.store.engines import QuickCloseConnection
 from server.store.errors import guard_store
 from server.store.health import StoreHealth
 from server.store.rows import COLUMNS, INSERT_COLUMNS, Plan, plan_creates, valid_ids
-from server.store.tables import QUEUED_POSTGRESQL
+from server.store.tables import KEYED, QUEUED_POSTGRESQL
 
 #: A connection lent by the pool.
 Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
@@ -49,18 +49,44 @@ CLOSE_WAIT = 1.0
 BEGIN_CREATE = f"BEGIN; SELECT pg_advisory_xact_lock({CREATE_LOCK})"
 BEGIN_QUEUE_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock_shared({CREATE_LOCK})"
 
-INSERT = (
-    f"INSERT INTO notifications ({INSERT_COLUMNS}) "
+_ROWS = (
     "SELECT u, t, ti, m, d, p, $7, true, k FROM unnest("
     "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::text[]"
-    ") WITH ORDINALITY AS i(u, t, ti, m, d, p, k, n) ORDER BY n RETURNING id"
+    ") WITH ORDINALITY AS i(u, t, ti, m, d, p, k, n) ORDER BY n"
 )
 #: A broadcast: one content for every row; only the recipient changes.
-INSERT_SAME = (
-    f"INSERT INTO notifications ({INSERT_COLUMNS}) "
+_SAME_ROWS = (
     "SELECT u, $2, $3, $4, $5, $6, $7, true, NULL FROM unnest($1::text[]) "
-    "WITH ORDINALITY AS i(u, n) ORDER BY n RETURNING id"
+    "WITH ORDINALITY AS i(u, n) ORDER BY n"
 )
+
+
+def _insert_statement(rows_query: str, params: int) -> str:
+    """Insert (skipping rows whose idempotency key exists) and, in the same round trip,
+    name the offline users (``$params+1``) the new rows put over the cap (``$params+2``).
+
+    Rows ``(id, user_id, idempotency_key, over)``: a new row, or (``over``) a user
+    whose queue the cap must trim.
+    """
+    away, cap = f"${params + 1}::text[]", f"${params + 2}"
+    over_cap, _ = queue_cap.statements(
+        queued=QUEUED_POSTGRESQL,
+        users=f"user_id = ANY({away})",
+        cap=cap,
+        uncommitted=f"SELECT user_id FROM new WHERE user_id = ANY({away})",
+    )
+    return (
+        f"WITH new AS (INSERT INTO notifications ({INSERT_COLUMNS}) {rows_query} "
+        f"ON CONFLICT (user_id, idempotency_key) WHERE {KEYED} DO NOTHING "
+        "RETURNING id, user_id, idempotency_key) "
+        "SELECT id, user_id, idempotency_key, false FROM new UNION ALL "
+        f"SELECT NULL, user_id, NULL, true FROM ({over_cap}) AS over_cap "
+        "WHERE user_id IN (SELECT user_id FROM new)"
+    )
+
+
+INSERT = _insert_statement(_ROWS, 8)
+INSERT_SAME = _insert_statement(_SAME_ROWS, 7)
 REGISTER = (
     "INSERT INTO users (user_id, first_seen, dropped_since_connect) "
     "SELECT u, $2, 0 FROM unnest($1::text[]) AS u ON CONFLICT (user_id) DO NOTHING"
@@ -71,7 +97,7 @@ BY_KEY = (
 )
 DEQUEUE = "UPDATE notifications SET queued = false WHERE id = ANY($1::bigint[]) AND queued"
 REQUEUE = "UPDATE notifications SET queued = true WHERE id = ANY($1::bigint[]) AND NOT queued"
-OVER_CAP, TRIM = queue_cap.statements(
+_, TRIM = queue_cap.statements(
     queued=QUEUED_POSTGRESQL, users="user_id = ANY($1::text[])", cap="$2"
 )
 COUNT_DROPS = queue_cap.COUNT_DROPS.format(dropped="$1", user="$2")
@@ -157,12 +183,13 @@ class PostgresStore:
         users = {item.user_id for item in items}
         away = {u for u in sorted(users) if offline(u)}
         taken = valid_ids(delivered)
-        async with self._transaction(BEGIN_CREATE) as conn:
-            if taken:  # before the cap counts what is still queued
-                await conn.execute(DEQUEUE, taken)
+        begin = BEGIN_CREATE
+        if taken:  # before the cap counts what is still queued
+            begin += f"; {_literal_dequeue(taken)}"
+        async with self._transaction(begin) as conn:
             await self._register(conn, users, now)
-            plan, new = await _insert(conn, items, now)
-            dropped = await _trim(conn, sorted(away & {n.user_id for n in new}), queue_cap)
+            plan, new, over = await _insert(conn, items, now, sorted(away), queue_cap)
+            dropped = await _trim(conn, over, queue_cap)
         self._known |= users
         return CreateResult(rows.outcomes(plan, new), dropped, frozenset(n.id for n in new))
 
@@ -307,6 +334,13 @@ class PostgresStore:
             await conn.execute(REGISTER, unknown, now)
 
 
+def _literal_dequeue(ids: Sequence[int]) -> str:
+    """``DEQUEUE`` with its ids written in, to travel with ``BEGIN`` in one round trip
+    (a statement with parameters cannot); they are integers: nothing to escape."""
+    array = ",".join(str(int(i)) for i in ids)
+    return DEQUEUE.replace("$1::bigint[]", f"'{{{array}}}'::bigint[]")
+
+
 async def _reset(conn: asyncpg.Connection) -> None:
     """Before a connection goes back to the pool: end a transaction a failure left open.
 
@@ -318,21 +352,21 @@ async def _reset(conn: asyncpg.Connection) -> None:
 
 
 async def _insert(
-    conn: Conn, items: Sequence[NewNotification], now: datetime
-) -> tuple[Plan, list[Notification]]:
-    """Insert the items that repeat no idempotency key; the plan and the new rows."""
-    keys = sorted({k for item in items if (k := rows.idempotency_key(item))})
-    existing: dict[tuple[str, str], Notification] = {}
-    if keys:
-        for row in await conn.fetch(BY_KEY, [u for u, _ in keys], [k for _, k in keys]):
-            existing[(row[1], row[9])] = _notification(row)
-    fresh, plan = plan_creates(items, existing)
+    conn: Conn, items: Sequence[NewNotification], now: datetime, away: list[str], cap: int
+) -> tuple[Plan, list[Notification], list[str]]:
+    """Insert the items that repeat no idempotency key: the plan, the new rows, and the
+    ``away`` users now over the ``cap``.
+
+    Usually one round trip: the insert skips a key that exists already, and only then
+    are the rows it repeats read.
+    """
+    fresh, plan = plan_creates(items, {})  # repeats within the batch
     if not fresh:
-        return plan, []
+        return plan, [], []
     c = fresh[0].content
     if all(i.content is c and i.idempotency_key is None for i in fresh):
         content = (c.type, c.title, c.message, c.data_json, c.priority.value)
-        found = await conn.fetch(INSERT_SAME, [i.user_id for i in fresh], *content, now)
+        found = await conn.fetch(INSERT_SAME, [i.user_id for i in fresh], *content, now, away, cap)
     else:
         found = await conn.fetch(
             INSERT,
@@ -344,16 +378,29 @@ async def _insert(
             [i.content.priority.value for i in fresh],
             now,
             [i.idempotency_key for i in fresh],
+            away,
+            cap,
         )
+    ids = sorted(row[0] for row in found if not row[3])
+    over = sorted(row[1] for row in found if row[3])
+    if len(ids) < len(fresh):  # some keys exist already: those items yield their rows
+        inserted = {(row[1], row[2]) for row in found if not row[3] and row[2] is not None}
+        keys = [
+            key
+            for i in fresh
+            if (key := rows.idempotency_key(i)) is not None and key not in inserted
+        ]
+        existing = {
+            (row[1], row[9]): _notification(row)
+            for row in await conn.fetch(BY_KEY, [u for u, _ in keys], [k for _, k in keys])
+        }
+        fresh, plan = plan_creates(items, existing)
     # Ids are drawn in the SELECT's order: ascending ids are the items' order.
-    return plan, rows.new_rows(sorted(row[0] for row in found), fresh, now)
+    return plan, rows.new_rows(ids, fresh, now), over
 
 
-async def _trim(conn: Conn, users: Sequence[str], cap: int) -> dict[str, int]:
-    """The queue cap (``server.store.queue_cap``) for these users; drops per user."""
-    if not users:
-        return {}
-    over = [row[0] for row in await conn.fetch(OVER_CAP, users, cap)]
+async def _trim(conn: Conn, over: Sequence[str], cap: int) -> dict[str, int]:
+    """Trim the queues of these users, over the cap (``server.store.queue_cap``)."""
     if not over:
         return {}
     dropped: dict[str, int] = {}

@@ -12,10 +12,8 @@ as that database matches it, ``users`` a condition on ``user_id``, ``cap`` a par
 
 from __future__ import annotations
 
-OVER_CAP = (
-    "SELECT user_id FROM notifications WHERE {queued} AND {users} "
-    "GROUP BY user_id HAVING count(*) > {cap}"
-)
+QUEUED_ROWS = "SELECT user_id FROM notifications WHERE {queued} AND {users}"
+OVER_CAP = "SELECT user_id FROM ({rows}) AS queued_rows GROUP BY user_id HAVING count(*) > {cap}"
 TRIM = (
     "UPDATE notifications SET queued = false WHERE id IN ("
     " SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY user_id ORDER BY id DESC)"
@@ -28,9 +26,14 @@ COUNT_DROPS = (
 )
 
 
-def statements(*, queued: str, users: str, cap: str) -> tuple[str, str]:
-    """``OVER_CAP`` and ``TRIM`` in one dialect."""
+def statements(*, queued: str, users: str, cap: str, uncommitted: str = "") -> tuple[str, str]:
+    """``OVER_CAP`` and ``TRIM`` in one dialect. ``uncommitted`` selects the ``user_id``
+    of queued rows the statement cannot see in the table yet (rows a data-modifying
+    ``WITH`` of the same statement inserts)."""
+    rows = QUEUED_ROWS.format(queued=queued, users=users)
+    if uncommitted:
+        rows += f" UNION ALL {uncommitted}"
     return (
-        OVER_CAP.format(queued=queued, users=users, cap=cap),
+        OVER_CAP.format(rows=rows, cap=cap),
         TRIM.format(queued=queued, users=users, cap=cap),
     )
