@@ -128,7 +128,7 @@ class PostgresStore:
     """The ``Store`` on a PostgreSQL database whose schema ``server.store.migrate`` brought
     up to date; ``schema`` (a search path) picks another schema than ``public``."""
 
-    def __init__(self, url: str, *, schema: str | None = None, max_size: int = 10) -> None:
+    def __init__(self, url: str, *, schema: str | None = None, max_size: int = 20) -> None:
         self.health = StoreHealth()
         self._dsn = dsn(url)
         self._settings = {"search_path": schema} if schema is not None else {}
