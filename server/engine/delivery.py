@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from server.engine.errors import StoreUnavailable
 
 if TYPE_CHECKING:
-    from server.store.base import Store
+    from server.engine.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ from server.engine.session import Session, SessionLimits
 from server.engine.writer import Writer
 
 if TYPE_CHECKING:
-    from server.store.base import CreateResult, Store
+    from server.engine.store import CreateResult, Store
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Fan-in: committed notifications reach this node's sessions in id order, once each.
 
 Ids increase with commit order across every node sharing the store (see
-``server.store.base``), so "everything up to id X" is a complete, ordered set once X
+``server.engine.store``), so "everything up to id X" is a complete, ordered set once X
 is known to be committed. The fan-in keeps a cursor (the last id offered to local
 sessions) and moves it forward in two ways:
 
@@ -28,7 +28,7 @@ from server.engine.hub import Hub
 from server.engine.models import Notification
 
 if TYPE_CHECKING:
-    from server.store.base import Store
+    from server.engine.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from server.engine.errors import StoreUnavailable, Unavailable
 from server.engine.models import Created, NewNotification, Notification
 
 if TYPE_CHECKING:
-    from server.store.base import CreateResult, Store
+    from server.engine.store import CreateResult, Store
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
 import server.store.tables  # noqa: F401  (puts the tables on SQLModel.metadata)
-from server.store.sql import make_engine, normalise_url
+from server.store.engines import make_engine, normalise_url
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -20,8 +20,8 @@ from typing import Concatenate, ParamSpec, Protocol, TypeVar
 import sqlalchemy.exc
 
 from server.engine.errors import StoreUnavailable
-from server.store.base import Store
-from server.store.health import StoreHealth
+from server.engine.store import Store
+from server.engine.store_health import StoreHealth
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -9,8 +9,8 @@ from datetime import datetime
 from server.engine.errors import NotFound
 from server.engine.filters import TypeFilter
 from server.engine.models import Created, NewNotification, Notification, Page, Replay
-from server.store.base import CreateResult
-from server.store.health import StoreHealth
+from server.engine.store import CreateResult
+from server.engine.store_health import StoreHealth
 
 
 class MemoryStore:

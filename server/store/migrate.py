@@ -16,8 +16,11 @@ from sqlalchemy import ColumnElement, Connection, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.engine.errors import StoreUnavailable
+from server.store.engines import WRITE_OPTION, make_engine
 from server.store.errors import unreachable
-from server.store.sql import MIGRATE_LOCK, WRITE_OPTION, make_engine
+
+# Fixed 64-bit key of the PostgreSQL advisory lock migrations hold ("tidings" + 2).
+MIGRATE_LOCK = 0x74696469_6E677302
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 

@@ -1,71 +1,208 @@
-"""SQLite's hot paths: whole transactions on one connection, in one thread hop each.
+"""The store on SQLite (the default): one node, one database file.
 
-Through SQLAlchemy's async layer every statement is a greenlet switch plus a hop to
-aiosqlite's thread (measured here: ~1.1 ms for a one-row create). The writes that
-every delivery depends on — create, replay, queue marks, mark-read — and the
-catch-up range read instead run as one plain function each on a dedicated
-connection thread (~0.15 ms for the same create). All of a node's SQLite writes go
-through this one connection, so writers never contend; SQLAlchemy keeps the other
-reads, and the schema stays SQLModel's and Alembic's.
-
-The SQL here mirrors the Core statements of ``server.store.sql`` for PostgreSQL; the
-store contract tests run both. Partial-index predicates are spelled ``queued = 1``,
-the way the index is declared, so that SQLite uses it.
+The writes every delivery depends on — create, replay, queue marks, mark-read — and
+the catch-up range read run as one plain function each, whole transactions, on the
+dedicated connection thread of ``SqliteConnection`` (see there, also for the bounded
+write-ahead log). SQLAlchemy (aiosqlite) serves the other reads; the schema stays
+SQLModel's and Alembic's. Partial-index predicates are spelled ``queued = 1``, the way
+the index is declared, so that SQLite uses it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
+import functools
 import sqlite3
-import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from itertools import repeat
-from typing import Any, TypeVar
+from typing import Any
+
+from sqlalchemy import Row, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.engine.errors import NotFound
 from server.engine.filters import TypeFilter
-from server.engine.models import NewNotification, Notification, Priority, Replay
-from server.store.rows import plan_creates
+from server.engine.models import NewNotification, Notification, Page, Replay
+from server.engine.store import CreateResult
+from server.engine.store_health import StoreHealth
+from server.store import queue_cap, rows
+from server.store.engines import make_engine
+from server.store.errors import guard_store
+from server.store.rows import COLUMNS, INSERT_COLUMNS, Plan, chunks, plan_creates, valid_ids
+from server.store.sqlite_connection import CHECKPOINT_EVERY, WAL_LIMIT, SqliteConnection
+from server.store.tables import QUEUED_SQLITE
+from server.store.tables import notifications as N
+from server.store.tables import users as U
 
-T = TypeVar("T")
-
-BUSY_TIMEOUT_MS = 5000
-PRAGMAS = (
-    f"busy_timeout={BUSY_TIMEOUT_MS}",
-    "journal_mode=WAL",
-    "synchronous=NORMAL",
-    "foreign_keys=ON",
-)
 CHUNK = 500  # parameters per IN list, well under SQLITE_MAX_VARIABLE_NUMBER
-CHECKPOINT_EVERY = 1.0  # seconds between passive WAL checkpoints
-WAL_LIMIT = 16 * 2**20  # bytes: a larger WAL is reset between two commits
-RESET_WAIT_MS = 200  # how long a reset or an idle truncation waits for readers
-RESET_RETRY = 0.5  # seconds before a reset that readers held up is tried again
 
-log = logging.getLogger(__name__)
-
-COLUMNS = "id, user_id, type, title, message, data_json, priority, created_at, read_at"
-INSERT = (
-    "INSERT INTO notifications (user_id, type, title, message, data_json, priority, "
-    "created_at, queued, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+INSERT = f"INSERT INTO notifications ({INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 REGISTER = (
     "INSERT OR IGNORE INTO users (user_id, first_seen, dropped_since_connect) VALUES (?, ?, 0)"
 )
-OVER_CAP = (
-    "SELECT user_id FROM notifications WHERE queued = 1 AND user_id IN ({users}) "
-    "GROUP BY user_id HAVING count(*) > ?"
+_FIELDS = (
+    N.c.id,
+    N.c.user_id,
+    N.c.type,
+    N.c.title,
+    N.c.message,
+    N.c.data_json,
+    N.c.priority,
+    N.c.created_at,
+    N.c.read_at,
 )
-TRIM = (
-    "UPDATE notifications SET queued = 0 WHERE id IN ("
-    " SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY user_id ORDER BY id DESC)"
-    " AS rank FROM notifications WHERE queued = 1 AND user_id IN ({users})) WHERE rank > ?"
-    ") RETURNING user_id"
-)
+
+
+@guard_store
+class SqliteStore:
+    """The ``Store`` on a SQLite file whose schema ``server.store.migrate`` brought up to date."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        wal_limit: int = WAL_LIMIT,
+        checkpoint_every: float = CHECKPOINT_EVERY,
+    ) -> None:
+        self.health = StoreHealth()
+        self._engine = make_engine(url, echo=echo)
+        database = self._engine.url.database
+        if not database or database == ":memory:":
+            raise ValueError("SQLite needs a database file (not :memory:)")
+        #: The hot paths run whole transactions on this connection's thread.
+        self._lite = SqliteConnection(
+            database, wal_limit=wal_limit, checkpoint_every=checkpoint_every
+        )
+        # Every registered user: SQLite serves one node, all registrations pass here.
+        self._known: set[str] = set()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine of the cold paths (for tooling and tests)."""
+        return self._engine
+
+    async def open(self) -> None:
+        await self.ping()
+        await self._lite.open()
+        async with self._engine.connect() as conn:
+            self._known = set(await conn.scalars(select(U.c.user_id)))
+
+    async def close(self) -> None:
+        await self._lite.close()
+        await self._engine.dispose()
+
+    async def ping(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(select(1))
+
+    async def create(
+        self,
+        items: Sequence[NewNotification],
+        *,
+        now: datetime,
+        queue_cap: int,
+        offline: Callable[[str], bool],
+        delivered: Collection[int] = (),
+    ) -> CreateResult:
+        if not items:
+            await self.dequeue(delivered)
+            return CreateResult([])
+        users = {item.user_id for item in items}
+        plan, new, dropped = await self._lite.transaction(
+            functools.partial(
+                create,
+                items=items,
+                now=now,
+                unknown_users=users - self._known,
+                away={u for u in sorted(users) if offline(u)},
+                queue_cap=queue_cap,
+                delivered=valid_ids(delivered),
+            )
+        )
+        self._known |= users
+        return CreateResult(rows.outcomes(plan, new), dropped, frozenset(n.id for n in new))
+
+    async def replay(
+        self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
+    ) -> Replay:
+        result = await self._lite.transaction(
+            functools.partial(
+                replay, user_id=user_id, since=since, cap=cap, type_filter=type_filter, now=now
+            )
+        )
+        self._known.add(user_id)
+        return result
+
+    async def dequeue(self, ids: Collection[int]) -> None:
+        if wanted := valid_ids(ids):
+            await self._lite.transaction(functools.partial(set_queued, ids=wanted, queued=False))
+
+    async def requeue(self, ids: Collection[int]) -> None:
+        if wanted := valid_ids(ids):
+            await self._lite.transaction(functools.partial(set_queued, ids=wanted, queued=True))
+
+    async def fetch(self, ids: Collection[int]) -> list[Notification]:
+        found: list[Notification] = []
+        async with self._engine.connect() as conn:
+            for chunk in chunks(valid_ids(ids), CHUNK):
+                query = select(*_FIELDS).where(N.c.id.in_(chunk)).order_by(N.c.id)
+                found.extend(_notification(row) for row in await conn.execute(query))
+        return found
+
+    async def fetch_range(
+        self, after_id: int, upto_id: int, limit: int
+    ) -> list[tuple[Notification, bool]]:
+        if limit <= 0 or upto_id <= after_id:
+            return []
+        return await self._lite.transaction(
+            functools.partial(fetch_range, after_id=after_id, upto_id=upto_id, limit=limit)
+        )
+
+    async def last_id(self) -> int:
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(select(func.coalesce(func.max(N.c.id), 0))) or 0)
+
+    async def inbox(
+        self, user_id: str, *, unread_only: bool, limit: int, before_id: int | None
+    ) -> Page:
+        limit = max(limit, 0)
+        query = select(*_FIELDS).where(N.c.user_id == user_id)
+        if unread_only:
+            query = query.where(N.c.read_at.is_(None))
+        if before_id is not None:
+            query = query.where(N.c.id < before_id)
+        async with self._engine.connect() as conn:
+            result = await conn.execute(query.order_by(N.c.id.desc()).limit(limit + 1))
+            found = [_notification(row) for row in result]
+        return Page(found[:limit], has_more=len(found) > limit)
+
+    async def unread_count(self, user_id: str) -> int:
+        query = select(func.count()).where(N.c.user_id == user_id, N.c.read_at.is_(None))
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(query) or 0)
+
+    async def mark_read(self, user_id: str, notification_id: int, now: datetime) -> Notification:
+        if not rows.valid_id(notification_id):
+            raise NotFound(f"notification {notification_id} not found")
+        return await self._lite.transaction(
+            functools.partial(mark_read, user_id=user_id, notification_id=notification_id, now=now)
+        )
+
+    async def known_users(self) -> list[str]:
+        return sorted(self._known)  # every registration goes through this process
+
+    async def queued_count(self) -> int:
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).where(N.c.queued)) or 0)
+
+
+def _notification(row: Row[Any, *tuple[Any, ...]]) -> Notification:
+    """A row of ``_FIELDS`` (SQLAlchemy already made its timestamps aware)."""
+    return rows.notification(row, lambda moment: moment)
+
+
+# --- the transactions (each runs whole on the connection's thread) -----------------------
 
 
 def stamp(moment: datetime) -> str:
@@ -79,28 +216,11 @@ def parse_stamp(text: str | None) -> datetime | None:
 
 def notification(row: Sequence[Any]) -> Notification:
     """A ``COLUMNS`` row as the domain value."""
-    created = parse_stamp(row[7])
-    assert created is not None
-    return Notification(
-        id=row[0],
-        user_id=row[1],
-        type=row[2],
-        title=row[3],
-        message=row[4],
-        data_json=row[5],
-        priority=Priority(row[6]),
-        created_at=created,
-        read_at=parse_stamp(row[8]),
-    )
+    return rows.notification(row, parse_stamp)
 
 
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
-
-
-def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _admitted(type_filter: TypeFilter) -> tuple[str, list[str]]:
@@ -116,167 +236,6 @@ def _admitted(type_filter: TypeFilter) -> tuple[str, list[str]]:
     return "1", []
 
 
-class SqliteConnection:
-    """One SQLite connection on a thread of its own; ``transaction`` runs a function there.
-
-    The write-ahead log. A checkpoint copies the WAL's pages into the database file
-    (with an fsync); the WAL file itself is only rewritten from its start once a
-    checkpoint has copied *every* page and no reader still uses them, which passive
-    checkpoints never see while writes keep coming: the file then grows without end
-    (hundreds of MiB in a minute at full speed). So:
-
-    * This connection never checkpoints inside a commit (that would stall every create
-      queued behind it); a second connection, on a second thread, runs passive
-      checkpoints every ``checkpoint_every`` seconds, which never block the writer and
-      keep the pages still to copy few.
-    * After a commit that leaves the WAL larger than ``wal_limit`` bytes, this
-      connection resets it (``wal_checkpoint(TRUNCATE)``: copy the few pages left,
-      fsync, truncate the file to zero) once that commit's caller has its answer and
-      before the next transaction begins, waiting at most
-      ``RESET_WAIT_MS`` for readers; if they hold it up, it tries again
-      ``RESET_RETRY`` seconds later. The WAL thus stays near ``wal_limit`` plus one
-      group's pages, and the stall is one short checkpoint per ``wal_limit`` written.
-    * A checkpoint round that finds no commit since the last one truncates the WAL:
-      an idle node keeps no large file around.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        *,
-        wal_limit: int = WAL_LIMIT,
-        checkpoint_every: float = CHECKPOINT_EVERY,
-    ) -> None:
-        self._path = path
-        self._wal_path = f"{path}-wal"
-        self._wal_limit = wal_limit
-        self._checkpoint_every = checkpoint_every
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tidings-sqlite")
-        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="tidings-checkpoint")
-        self._conn: sqlite3.Connection | None = None
-        self._checkpoints: asyncio.Task[None] | None = None
-        self._commits = 0  # written on the connection's thread only
-        self._next_reset = 0.0
-        self._reset_due = False
-        #: How many times the WAL was reset for size, and truncated while idle.
-        self.wal_resets = 0
-        self.idle_truncations = 0
-
-    async def open(self) -> None:
-        await self._run(self._connect)
-        self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="tidings-wal")
-
-    async def close(self) -> None:
-        if self._checkpoints is not None:
-            self._checkpoints.cancel()
-            await asyncio.gather(self._checkpoints, return_exceptions=True)
-        if self._conn is not None:
-            await self._run(self._conn.close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
-        self._checkpointer.shutdown(wait=True)
-
-    async def _checkpoint_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        conn = await loop.run_in_executor(self._checkpointer, self._open_checkpointer)
-        seen = self._commits
-        try:
-            while True:
-                await asyncio.sleep(self._checkpoint_every)
-                idle, seen = self._commits == seen, self._commits
-                try:
-                    if idle and _wal_size(self._wal_path):
-                        if await loop.run_in_executor(self._checkpointer, _truncate, conn):
-                            self.idle_truncations += 1
-                    elif not idle:
-                        await loop.run_in_executor(self._checkpointer, _checkpoint, conn)
-                except sqlite3.Error as exc:  # the next round retries
-                    log.warning("WAL checkpoint failed: %s", exc)
-        finally:
-            await asyncio.shield(loop.run_in_executor(self._checkpointer, conn.close))
-
-    def _open_checkpointer(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        # Only an idle truncation waits (for a reader, or a create that just began): briefly.
-        conn.execute(f"PRAGMA busy_timeout={RESET_WAIT_MS}")
-        return conn
-
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn(connection)`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back if it raises)."""
-        result: T = await self._run(self._transaction, fn)
-        if self._reset_due:
-            # Queued behind this transaction on the connection's thread, ahead of the
-            # next one: the caller hears of its commit without waiting for the reset.
-            self._reset_due = False
-            self._executor.submit(self._reset_wal)
-        return result
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _connect(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        for pragma in PRAGMAS:
-            conn.execute(f"PRAGMA {pragma}")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # see the class docstring
-        # Whenever the WAL restarts from its beginning, cut the file back to this size.
-        conn.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
-        self._conn = conn
-
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        if conn is None:
-            raise RuntimeError("the SQLite connection is not open")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        self._commits += 1
-        if _wal_size(self._wal_path) > self._wal_limit and time.monotonic() >= self._next_reset:
-            self._reset_due = True
-        return result
-
-    def _reset_wal(self) -> None:
-        """Copy what is left of the WAL into the database and truncate it (see above)."""
-        conn = self._conn
-        if conn is None:
-            return
-        conn.execute(f"PRAGMA busy_timeout={RESET_WAIT_MS}")
-        try:
-            if _truncate(conn):
-                self.wal_resets += 1
-            else:
-                self._next_reset = time.monotonic() + RESET_RETRY
-        except sqlite3.Error as exc:
-            log.warning("WAL reset failed: %s", exc)
-            self._next_reset = time.monotonic() + RESET_RETRY
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-
-
-def _wal_size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-
-
-def _truncate(conn: sqlite3.Connection) -> bool:
-    """A TRUNCATE checkpoint: True when it completed (False: a reader or writer was busy)."""
-    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    return not busy
-
-
-# --- the transactions (each runs whole on the connection's thread) -----------------------
-
-
 def create(
     conn: sqlite3.Connection,
     items: Sequence[NewNotification],
@@ -286,7 +245,7 @@ def create(
     away: Collection[str],
     queue_cap: int,
     delivered: Sequence[int] = (),
-) -> tuple[list[tuple[Notification | int, bool]], list[Notification], dict[str, int]]:
+) -> tuple[Plan, list[Notification], dict[str, int]]:
     """Dequeue ``delivered``, insert ``items`` (queued), cap the ``away`` users' queues:
     the plan (see ``plan_creates``), the new rows, drops per user."""
     set_queued(conn, delivered, queued=False)  # before the cap counts what is still queued
@@ -295,7 +254,7 @@ def create(
         conn.executemany(REGISTER, [(u, created_at) for u in sorted(unknown_users)])
     keys = sorted({(i.user_id, i.idempotency_key) for i in items if i.idempotency_key})
     existing: dict[tuple[str, str], Notification] = {}
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys, CHUNK):
         pairs = ", ".join("(?, ?)" for _ in chunk)
         query = (
             f"SELECT {COLUMNS}, idempotency_key FROM notifications WHERE idempotency_key "
@@ -304,9 +263,9 @@ def create(
         for row in conn.execute(query, [v for pair in chunk for v in pair]):
             existing[(row[1], row[9])] = notification(row)
     fresh, plan = plan_creates(items, existing)
-    rows = _insert(conn, fresh, now, created_at)
-    users = sorted({n.user_id for n in rows if n.user_id in away})
-    return plan, rows, _trim(conn, users, queue_cap)
+    new = _insert(conn, fresh, now, created_at)
+    users = sorted({n.user_id for n in new if n.user_id in away})
+    return plan, new, _trim(conn, users, queue_cap)
 
 
 def _insert(
@@ -355,39 +314,32 @@ def _insert(
         conn.executemany(INSERT, values)
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         ids = range(last - len(items) + 1, last + 1)
-    return [
-        Notification(
-            new_id,
-            i.user_id,
-            i.content.type,
-            i.content.title,
-            i.content.message,
-            i.content.data_json,
-            i.content.priority,
-            now,
-        )
-        for new_id, i in zip(ids, items, strict=True)
-    ]
+    return rows.new_rows(list(ids), items, now)
 
 
 def _trim(conn: sqlite3.Connection, users: Sequence[str], cap: int) -> dict[str, int]:
-    # Counting is much cheaper than ranking, and few users are ever over the cap.
+    """The queue cap (``server.store.queue_cap``) for these users; drops per user."""
     over: list[str] = []
-    for chunk in _chunks(users):
-        over += (
-            user
-            for (user,) in conn.execute(OVER_CAP.format(users=_marks(len(chunk))), [*chunk, cap])
-        )
+    for chunk in chunks(users, CHUNK):
+        over_cap, _ = _cap_statements(len(chunk))
+        over += (user for (user,) in conn.execute(over_cap, [*chunk, cap]))
     dropped: dict[str, int] = {}
-    for chunk in _chunks(over):
-        for (user,) in conn.execute(TRIM.format(users=_marks(len(chunk))), [*chunk, cap]):
+    for chunk in chunks(over, CHUNK):
+        _, trim = _cap_statements(len(chunk))
+        for (user,) in conn.execute(trim, [*chunk, cap]):
             dropped[user] = dropped.get(user, 0) + 1
     if dropped:
         conn.executemany(
-            "UPDATE users SET dropped_since_connect = dropped_since_connect + ? WHERE user_id = ?",
+            queue_cap.COUNT_DROPS.format(dropped="?", user="?"),
             [(n, u) for u, n in sorted(dropped.items())],
         )
     return dropped
+
+
+def _cap_statements(users: int) -> tuple[str, str]:
+    return queue_cap.statements(
+        queued=QUEUED_SQLITE, users=f"user_id IN ({_marks(users)})", cap="?"
+    )
 
 
 def replay(
@@ -442,7 +394,7 @@ def replay(
 def set_queued(conn: sqlite3.Connection, ids: Sequence[int], queued: bool) -> None:
     """Take rows out of their queues (``queued=False``) or put them in."""
     flag, other = (1, 0) if queued else (0, 1)
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids, CHUNK):
         conn.execute(
             f"UPDATE notifications SET queued = {flag} "
             f"WHERE queued = {other} AND id IN ({_marks(len(chunk))})",

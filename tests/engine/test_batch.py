@@ -11,8 +11,8 @@ import pytest
 from server.engine import Engine, EngineConfig
 from server.engine.errors import InvalidArgument
 from server.engine.models import Content, NewNotification, batch_item, check_batch_size
+from server.engine.store import CreateResult
 from server.store import MemoryStore
-from server.store.base import CreateResult
 from tests.engine.fakes import FakeClock
 
 

@@ -13,7 +13,7 @@ import pytest
 from server.engine import Engine, EngineConfig, Session, SessionLimits
 from server.engine.events import Closed, CloseReason, ConnectionEstablished, Delivery, Event
 from server.engine.models import Content, NewNotification, NodeStats
-from server.store.base import CreateResult
+from server.engine.store import CreateResult
 from server.store.memory import MemoryStore
 from tests.engine.fakes import FakeClock, take
 from tests.waiting import until

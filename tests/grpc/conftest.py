@@ -14,8 +14,8 @@ from tidings.v1 import admin_pb2, admin_pb2_grpc, notification_pb2, stream_pb2, 
 from server.auth import Authenticator
 from server.engine import Engine, EngineConfig, SessionLimits
 from server.rpc.server import GrpcServer
+from server.store import open_store
 from server.store.migrate import upgrade
-from server.store.sql import SqlStore
 from tests.auth_tokens import token
 from tests.harness import TEST_SECRET
 
@@ -132,7 +132,7 @@ async def make_node(database_url: str) -> AsyncIterator[NodeFactory]:
             max_offline_queue=max_offline_queue,
             session=SessionLimits(heartbeat_interval=heartbeat_interval, **limits),
         )
-        engine = Engine(SqlStore(database_url), config)
+        engine = Engine(open_store(database_url), config)
         await engine.start()
         server = GrpcServer(engine, Authenticator(secret=TEST_SECRET, insecure=False))
         port = await server.start("127.0.0.1:0")

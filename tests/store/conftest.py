@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from server.store import MemoryStore, SqlStore, Store
+from server.store import MemoryStore, Store
+from server.store.engines import make_engine
 from server.store.migrate import upgrade
-from server.store.sql import make_engine
+from server.store.postgres import PostgresStore
+from server.store.sqlite import SqliteStore
+
+SqlStore = SqliteStore | PostgresStore
 
 SQL_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -30,7 +34,9 @@ class Database:
         await upgrade(self.url, schema=self.schema)
 
     def store(self) -> SqlStore:
-        return SqlStore(self.url, schema=self.schema)
+        if self.schema is None:
+            return SqliteStore(self.url)
+        return PostgresStore(self.url, schema=self.schema)
 
 
 @asynccontextmanager
@@ -73,7 +79,7 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 
 @pytest.fixture
 async def sql_store(database: Database) -> AsyncIterator[SqlStore]:
-    """A ``SqlStore`` on a freshly migrated database."""
+    """A SQL store (SQLite or PostgreSQL) on a freshly migrated database."""
     async with migrated_store(database) as store:
         yield store
 

@@ -8,8 +8,8 @@ from itertools import pairwise
 from pathlib import Path
 
 from server.engine.models import Content, NewNotification
-from server.store import SqlStore
 from server.store.migrate import upgrade
+from server.store.sqlite import SqliteStore
 from tests.waiting import until
 
 KIB = 1024
@@ -28,7 +28,7 @@ async def test_the_wal_is_reset_past_its_limit_and_truncated_when_idle(tmp_path:
     await upgrade(url)
     limit = 256 * KIB
     # Passive checkpoints rarely here: the size bound must not depend on their luck.
-    store = SqlStore(url, sqlite_wal_limit=limit, sqlite_checkpoint_every=0.5)
+    store = SqliteStore(url, wal_limit=limit, checkpoint_every=0.5)
     await store.open()
     try:
         content = Content(type="t", title="x", message="m" * 2000)

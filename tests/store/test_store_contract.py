@@ -1,4 +1,4 @@
-"""The ``Store`` contract (server/store/base.py), checked on every implementation."""
+"""The ``Store`` contract (server/engine/store.py), checked on every implementation."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ from sqlmodel import SQLModel
 from server.engine.errors import NotFound
 from server.engine.filters import TypeFilter
 from server.engine.models import Content, NewNotification, Notification, Priority
-from server.store import CreateResult, MemoryStore, SqlStore, Store, open_store
+from server.store import CreateResult, MemoryStore, Store, open_store
+from server.store.engines import make_engine, normalise_url
 from server.store.migrate import current_revision, head_revision, upgrade
-from server.store.sql import make_engine, normalise_url
+from server.store.postgres import PostgresStore, dsn
+from server.store.sqlite import SqliteStore
 from server.store.tables import notifications as N
 from server.store.tables import users as U
 from tests.store.conftest import Database, empty_database, migrated_store
@@ -421,7 +423,7 @@ async def test_migrations_match_the_models(database: Database) -> None:
 
 
 async def test_sqlite_connection_settings(tmp_path: Path) -> None:
-    store = SqlStore(f"sqlite:///{tmp_path / 'settings.db'}")
+    store = SqliteStore(f"sqlite:///{tmp_path / 'settings.db'}")
     expected = {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000, "foreign_keys": 1}
     try:
         async with store.engine.connect() as conn:
@@ -437,11 +439,13 @@ async def test_sqlite_queue_queries_use_the_partial_index(tmp_path: Path) -> Non
         select(func.max(N.c.id)).where(N.c.user_id == "a", N.c.queued),
         select(func.count()).where(N.c.queued),
     ]
-    async with migrated_store(database) as store, store.engine.connect() as conn:
-        for query in queries:
-            sql = query.compile(conn.sync_connection, compile_kwargs={"literal_binds": True})
-            plan = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")).all()
-            assert "ix_notifications_queued" in str(plan), plan
+    async with migrated_store(database) as store:
+        assert isinstance(store, SqliteStore)
+        async with store.engine.connect() as conn:
+            for query in queries:
+                sql = query.compile(conn.sync_connection, compile_kwargs={"literal_binds": True})
+                plan = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")).all()
+                assert "ix_notifications_queued" in str(plan), plan
 
 
 @pytest.mark.parametrize(
@@ -464,8 +468,17 @@ async def test_open_store_by_url(tmp_path: Path) -> None:
     assert isinstance(open_store("memory://"), MemoryStore)
     await upgrade("memory://")  # nothing to migrate
     sql = open_store(f"sqlite:///{tmp_path / 'by-url.db'}")
-    assert isinstance(sql, SqlStore)
+    assert isinstance(sql, SqliteStore)
     await sql.close()
+    for url in ("postgres://u@h/db", "postgresql://u@h/db", "postgresql+asyncpg://u@h/db"):
+        postgres = open_store(url)
+        assert isinstance(postgres, PostgresStore)
+        await postgres.close()  # never opened: nothing to do
+    assert dsn("postgresql+asyncpg://u:p@h:5433/db?sslmode=disable") == (
+        "postgresql://u:p@h:5433/db?sslmode=disable"
+    )
+    with pytest.raises(ValueError, match="unsupported database URL"):
+        open_store("mysql://u@h/db")
 
 
 @pytest.mark.postgres
@@ -521,7 +534,7 @@ def _schema_diff(connection: Connection) -> list[Any]:
 
 def _count_statements(store: Store) -> list[str] | None:
     """The SQL statements ``store`` runs from now on (None for a store without SQL)."""
-    if not isinstance(store, SqlStore):
+    if not isinstance(store, SqliteStore):  # PostgresStore: plain asyncpg, no SQLAlchemy
         return None
     seen: list[str] = []
 

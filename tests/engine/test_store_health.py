@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from server.store.health import StoreHealth
+from server.engine.store_health import StoreHealth
 
 
 class Clock:

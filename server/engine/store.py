@@ -1,4 +1,5 @@
-"""The store: the source of truth for notifications, offline queues and known users.
+"""What the engine needs of its store: the source of truth for notifications, offline
+queues and known users. ``server.store`` implements it (memory, SQLite, PostgreSQL).
 
 Rules every implementation keeps:
 
@@ -25,7 +26,7 @@ from typing import Protocol
 
 from server.engine.filters import TypeFilter
 from server.engine.models import Created, NewNotification, Notification, Page, Replay
-from server.store.health import StoreHealth
+from server.engine.store_health import StoreHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class CreateResult:
 
 
 class Store(Protocol):
-    """Persistence of notifications. Implementations: memory (tests), SQL (SQLite, PostgreSQL).
+    """Persistence of notifications. Implementations: memory (tests), SQLite, PostgreSQL.
 
     A call that cannot reach the database raises ``StoreUnavailable`` and marks
     ``health`` down; the next call that succeeds marks it up again.

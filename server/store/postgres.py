@@ -1,0 +1,426 @@
+"""The store on PostgreSQL: several nodes may share the database; asyncpg, no ORM.
+
+Every call is plain SQL on a connection of an asyncpg pool (prepared once per
+connection, then cached by asyncpg); SQLAlchemy only runs the migrations. Lists go in
+as arrays (``= ANY($1)``, ``unnest``), so a statement's text does not depend on how
+many rows it touches.
+
+Ids follow commit order across nodes. Sequence values are taken at INSERT, not at
+COMMIT: two concurrent creates could commit out of id order, and a reader of
+"everything after N" would skip the lower ids that commit last. So ``create`` holds an
+exclusive transaction-level advisory lock (one create at a time, cluster-wide), and
+the other queue writers (``replay``, ``dequeue``, ``requeue``) hold it shared: without
+that a replay's clear and a create's trim could lock the same rows in opposite orders.
+A transaction begins together with its lock, in one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from server.engine.errors import NotFound
+from server.engine.filters import TypeFilter
+from server.engine.models import NewNotification, Notification, Page, Replay
+from server.engine.store import CreateResult
+from server.engine.store_health import StoreHealth
+from server.store import POSTGRES_SCHEMES, queue_cap, rows
+from server.store.engines import QuickCloseConnection
+from server.store.errors import guard_store
+from server.store.rows import COLUMNS, INSERT_COLUMNS, Plan, plan_creates, valid_ids
+from server.store.tables import KEYED, QUEUED_POSTGRESQL
+
+#: A connection lent by the pool.
+Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+
+# Fixed 64-bit key of the advisory lock that orders creates ("tidings" + 1).
+CREATE_LOCK = 0x74696469_6E677301
+
+#: Seconds ``close`` waits for calls still running before it drops their connections.
+CLOSE_WAIT = 1.0
+
+
+BEGIN_CREATE = f"BEGIN; SELECT pg_advisory_xact_lock({CREATE_LOCK})"
+BEGIN_QUEUE_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock_shared({CREATE_LOCK})"
+
+_ROWS = (
+    "SELECT u, t, ti, m, d, p, $7, true, k FROM unnest("
+    "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::text[]"
+    ") WITH ORDINALITY AS i(u, t, ti, m, d, p, k, n) ORDER BY n"
+)
+#: A broadcast: one content for every row; only the recipient changes.
+_SAME_ROWS = (
+    "SELECT u, $2, $3, $4, $5, $6, $7, true, NULL FROM unnest($1::text[]) "
+    "WITH ORDINALITY AS i(u, n) ORDER BY n"
+)
+
+
+def _insert_statement(rows_query: str, params: int) -> str:
+    """Insert (skipping rows whose idempotency key exists) and, in the same round trip,
+    name the offline users (``$params+1``) the new rows put over the cap (``$params+2``).
+
+    Rows ``(id, user_id, idempotency_key, over)``: a new row, or (``over``) a user
+    whose queue the cap must trim.
+    """
+    away, cap = f"${params + 1}::text[]", f"${params + 2}"
+    over_cap, _ = queue_cap.statements(
+        queued=QUEUED_POSTGRESQL,
+        users=f"user_id = ANY({away})",
+        cap=cap,
+        uncommitted=f"SELECT user_id FROM new WHERE user_id = ANY({away})",
+    )
+    return (
+        f"WITH new AS (INSERT INTO notifications ({INSERT_COLUMNS}) {rows_query} "
+        f"ON CONFLICT (user_id, idempotency_key) WHERE {KEYED} DO NOTHING "
+        "RETURNING id, user_id, idempotency_key) "
+        "SELECT id, user_id, idempotency_key, false FROM new UNION ALL "
+        f"SELECT NULL, user_id, NULL, true FROM ({over_cap}) AS over_cap "
+        "WHERE user_id IN (SELECT user_id FROM new)"
+    )
+
+
+INSERT = _insert_statement(_ROWS, 8)
+INSERT_SAME = _insert_statement(_SAME_ROWS, 7)
+REGISTER = (
+    "INSERT INTO users (user_id, first_seen, dropped_since_connect) "
+    "SELECT u, $2, 0 FROM unnest($1::text[]) AS u ON CONFLICT (user_id) DO NOTHING"
+)
+BY_KEY = (
+    f"SELECT {COLUMNS}, idempotency_key FROM notifications WHERE idempotency_key IS NOT NULL "
+    "AND (user_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+)
+DEQUEUE = "UPDATE notifications SET queued = false WHERE id = ANY($1::bigint[]) AND queued"
+REQUEUE = "UPDATE notifications SET queued = true WHERE id = ANY($1::bigint[]) AND NOT queued"
+_, TRIM = queue_cap.statements(
+    queued=QUEUED_POSTGRESQL, users="user_id = ANY($1::text[])", cap="$2"
+)
+COUNT_DROPS = queue_cap.COUNT_DROPS.format(dropped="$1", user="$2")
+REPLAY_STATE = (
+    "SELECT (SELECT dropped_since_connect FROM users WHERE user_id = $1), "
+    "(SELECT max(id) FROM notifications WHERE user_id = $1 AND queued)"
+)
+FETCH_RANGE = (
+    f"SELECT {COLUMNS}, queued FROM notifications WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
+)
+MARK_READ = (
+    "UPDATE notifications SET read_at = $3 WHERE id = $1 AND user_id = $2 "
+    f"AND read_at IS NULL RETURNING {COLUMNS}"
+)
+MINE = f"SELECT {COLUMNS} FROM notifications WHERE id = $1 AND user_id = $2"
+
+
+def dsn(url: str) -> str:
+    """``url`` as asyncpg takes it (``postgresql://``, without a SQLAlchemy driver name)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in POSTGRES_SCHEMES:
+        raise ValueError(f"not a PostgreSQL URL: {url!r}")
+    return f"postgresql://{rest}"
+
+
+@guard_store
+class PostgresStore:
+    """The ``Store`` on a PostgreSQL database whose schema ``server.store.migrate`` brought
+    up to date; ``schema`` (a search path) picks another schema than ``public``."""
+
+    def __init__(self, url: str, *, schema: str | None = None, max_size: int = 20) -> None:
+        self.health = StoreHealth()
+        self._dsn = dsn(url)
+        self._settings = {"search_path": schema} if schema is not None else {}
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        # Users known to be registered (rows are never deleted): a broadcast to everyone
+        # need not register every recipient again.
+        self._known: set[str] = set()
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self._dsn,
+            # No floor: asyncpg would keep reconnecting through an outage, and log
+            # a traceback each time, instead of letting calls find out (and report).
+            min_size=0,
+            max_size=self._max_size,
+            connection_class=QuickCloseConnection,
+            server_settings=self._settings,
+            reset=_reset,
+        )
+        try:
+            await self.ping()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), CLOSE_WAIT)
+        except TimeoutError:  # a call hangs on a database that does not answer
+            pool.terminate()
+
+    async def ping(self) -> None:
+        async with self._connection() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def create(
+        self,
+        items: Sequence[NewNotification],
+        *,
+        now: datetime,
+        queue_cap: int,
+        offline: Callable[[str], bool],
+        delivered: Collection[int] = (),
+    ) -> CreateResult:
+        if not items:
+            await self.dequeue(delivered)
+            return CreateResult([])
+        users = {item.user_id for item in items}
+        away = {u for u in sorted(users) if offline(u)}
+        taken = valid_ids(delivered)
+        begin = BEGIN_CREATE
+        if taken:  # before the cap counts what is still queued
+            begin += f"; {_literal_dequeue(taken)}"
+        async with self._transaction(begin) as conn:
+            await self._register(conn, users, now)
+            plan, new, over = await _insert(conn, items, now, sorted(away), queue_cap)
+            dropped = await _trim(conn, over, queue_cap)
+        self._known |= users
+        return CreateResult(rows.outcomes(plan, new), dropped, frozenset(n.id for n in new))
+
+    async def replay(
+        self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
+    ) -> Replay:
+        cap = max(cap, 0)
+        async with self._transaction(BEGIN_QUEUE_WRITE) as conn:
+            await self._register(conn, [user_id], now)
+            state = await conn.fetchrow(REPLAY_STATE, user_id)
+            assert state is not None  # one row, always
+            dropped, last_queued = state
+            admitted, args = _admitted(type_filter, first=2)
+            owed = "queued" if since is None else f"id > ${len(args) + 2}"
+            if since is not None:
+                args.append(since)
+            newest = await conn.fetch(
+                f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND {owed} "
+                f"AND {admitted} ORDER BY id DESC LIMIT ${len(args) + 2}",
+                user_id,
+                *args,
+                cap + 1,
+            )
+            found = [_notification(row) for row in newest]
+            kept = found[:cap][::-1]
+            if last_queued is not None:
+                # Queued rows not returned leave the queue. ``kept`` holds every admitted
+                # owed row from its first id up, and a queued row that high is owed: "not
+                # returned" is "not (admitted and id >= first)".
+                stale, stale_args = "user_id = $1 AND queued AND id <= $2", [last_queued]
+                if kept:
+                    admitted, more = _admitted(type_filter, first=3)
+                    stale += f" AND NOT ({admitted} AND id >= ${len(more) + 3})"
+                    stale_args += [*more, kept[0].id]
+                await conn.execute(
+                    f"UPDATE notifications SET queued = false WHERE {stale}", user_id, *stale_args
+                )
+            if dropped:
+                await conn.execute(
+                    "UPDATE users SET dropped_since_connect = 0 WHERE user_id = $1", user_id
+                )
+        # A resume (``since``) is authoritative: queue drops do not make it incomplete.
+        return Replay(kept, truncated=len(found) > cap or (since is None and bool(dropped)))
+
+    async def dequeue(self, ids: Collection[int]) -> None:
+        if wanted := valid_ids(ids):
+            async with self._transaction(BEGIN_QUEUE_WRITE) as conn:
+                await conn.execute(DEQUEUE, wanted)
+
+    async def requeue(self, ids: Collection[int]) -> None:
+        if wanted := valid_ids(ids):
+            async with self._transaction(BEGIN_QUEUE_WRITE) as conn:
+                await conn.execute(REQUEUE, wanted)
+
+    async def fetch(self, ids: Collection[int]) -> list[Notification]:
+        wanted = valid_ids(ids)
+        if not wanted:
+            return []
+        query = f"SELECT {COLUMNS} FROM notifications WHERE id = ANY($1::bigint[]) ORDER BY id"
+        async with self._connection() as conn:
+            return [_notification(row) for row in await conn.fetch(query, wanted)]
+
+    async def fetch_range(
+        self, after_id: int, upto_id: int, limit: int
+    ) -> list[tuple[Notification, bool]]:
+        if limit <= 0 or upto_id <= after_id:
+            return []
+        async with self._connection() as conn:
+            found = await conn.fetch(FETCH_RANGE, after_id, upto_id, limit)
+        return [(_notification(row), row[9]) for row in found]
+
+    async def last_id(self) -> int:
+        async with self._connection() as conn:
+            return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM notifications"))
+
+    async def inbox(
+        self, user_id: str, *, unread_only: bool, limit: int, before_id: int | None
+    ) -> Page:
+        limit = max(limit, 0)
+        where, args = "user_id = $1", [user_id, limit + 1]
+        if unread_only:
+            where += " AND read_at IS NULL"
+        if before_id is not None:
+            where += " AND id < $3"
+            args.append(before_id)
+        query = f"SELECT {COLUMNS} FROM notifications WHERE {where} ORDER BY id DESC LIMIT $2"
+        async with self._connection() as conn:
+            found = [_notification(row) for row in await conn.fetch(query, *args)]
+        return Page(found[:limit], has_more=len(found) > limit)
+
+    async def unread_count(self, user_id: str) -> int:
+        query = "SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL"
+        async with self._connection() as conn:
+            return int(await conn.fetchval(query, user_id))
+
+    async def mark_read(self, user_id: str, notification_id: int, now: datetime) -> Notification:
+        if not rows.valid_id(notification_id):
+            raise NotFound(f"notification {notification_id} not found")
+        async with self._connection() as conn:
+            row = await conn.fetchrow(MARK_READ, notification_id, user_id, now)
+            if row is None:  # already read (it keeps its read_at), or not this user's
+                row = await conn.fetchrow(MINE, notification_id, user_id)
+        if row is None:
+            raise NotFound(f"notification {notification_id} not found")
+        return _notification(row)
+
+    async def known_users(self) -> list[str]:
+        async with self._connection() as conn:
+            found = await conn.fetch("SELECT user_id FROM users")
+        # Sorted here, not in SQL: code-point order whatever the collation.
+        return sorted(row[0] for row in found)
+
+    async def queued_count(self) -> int:
+        query = f"SELECT count(*) FROM notifications WHERE {QUEUED_POSTGRESQL}"
+        async with self._connection() as conn:
+            return int(await conn.fetchval(query))
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        if self._pool is None:
+            raise RuntimeError("the PostgreSQL store is not open")
+        async with self._pool.acquire() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, begin: str) -> AsyncIterator[Conn]:
+        """A transaction that ``begin`` opens (and locks), committed unless the body raises."""
+        async with self._connection() as conn:
+            await conn.execute(begin)
+            try:
+                yield conn
+            except BaseException:
+                if not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    async def _register(self, conn: Conn, users: Collection[str], now: datetime) -> None:
+        """Make these users known (first sighting wins)."""
+        if unknown := sorted(set(users) - self._known):
+            await conn.execute(REGISTER, unknown, now)
+
+
+def _literal_dequeue(ids: Sequence[int]) -> str:
+    """``DEQUEUE`` with its ids written in, to travel with ``BEGIN`` in one round trip
+    (a statement with parameters cannot); they are integers: nothing to escape."""
+    array = ",".join(str(int(i)) for i in ids)
+    return DEQUEUE.replace("$1::bigint[]", f"'{{{array}}}'::bigint[]")
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Before a connection goes back to the pool: end a transaction a failure left open.
+
+    Nothing else needs resetting (no session locks, LISTENs, cursors or settings), so
+    this replaces asyncpg's reset query, a round trip on every release.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
+async def _insert(
+    conn: Conn, items: Sequence[NewNotification], now: datetime, away: list[str], cap: int
+) -> tuple[Plan, list[Notification], list[str]]:
+    """Insert the items that repeat no idempotency key: the plan, the new rows, and the
+    ``away`` users now over the ``cap``.
+
+    Usually one round trip: the insert skips a key that exists already, and only then
+    are the rows it repeats read.
+    """
+    fresh, plan = plan_creates(items, {})  # repeats within the batch
+    if not fresh:
+        return plan, [], []
+    c = fresh[0].content
+    if all(i.content is c and i.idempotency_key is None for i in fresh):
+        content = (c.type, c.title, c.message, c.data_json, c.priority.value)
+        found = await conn.fetch(INSERT_SAME, [i.user_id for i in fresh], *content, now, away, cap)
+    else:
+        found = await conn.fetch(
+            INSERT,
+            [i.user_id for i in fresh],
+            [i.content.type for i in fresh],
+            [i.content.title for i in fresh],
+            [i.content.message for i in fresh],
+            [i.content.data_json for i in fresh],
+            [i.content.priority.value for i in fresh],
+            now,
+            [i.idempotency_key for i in fresh],
+            away,
+            cap,
+        )
+    ids = sorted(row[0] for row in found if not row[3])
+    over = sorted(row[1] for row in found if row[3])
+    if len(ids) < len(fresh):  # some keys exist already: those items yield their rows
+        inserted = {(row[1], row[2]) for row in found if not row[3] and row[2] is not None}
+        keys = [
+            key
+            for i in fresh
+            if (key := rows.idempotency_key(i)) is not None and key not in inserted
+        ]
+        existing = {
+            (row[1], row[9]): _notification(row)
+            for row in await conn.fetch(BY_KEY, [u for u, _ in keys], [k for _, k in keys])
+        }
+        fresh, plan = plan_creates(items, existing)
+    # Ids are drawn in the SELECT's order: ascending ids are the items' order.
+    return plan, rows.new_rows(ids, fresh, now), over
+
+
+async def _trim(conn: Conn, over: Sequence[str], cap: int) -> dict[str, int]:
+    """Trim the queues of these users, over the cap (``server.store.queue_cap``)."""
+    if not over:
+        return {}
+    dropped: dict[str, int] = {}
+    for row in await conn.fetch(TRIM, over, cap):
+        dropped[row[0]] = dropped.get(row[0], 0) + 1
+    await conn.executemany(COUNT_DROPS, [(n, u) for u, n in sorted(dropped.items())])
+    return dropped
+
+
+def _admitted(type_filter: TypeFilter, *, first: int) -> tuple[str, list[Any]]:
+    """``type_filter`` as a condition on ``type`` whose parameters number from ``first``."""
+    if type_filter.only is not None:
+        if not type_filter.only:
+            return "false", []
+        return f"type = ANY(${first}::text[])", [sorted(type_filter.only)]
+    if type_filter.excluded:
+        return f"NOT (type = ANY(${first}::text[]))", [sorted(type_filter.excluded)]
+    return "true", []
+
+
+def _notification(row: rows.Record) -> Notification:
+    """A ``COLUMNS`` record (asyncpg reads ``timestamptz`` as aware UTC datetimes)."""
+    return rows.notification(row, lambda moment: moment)
