@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,8 +52,9 @@ class SqliteConnection:
     * After a commit that leaves the WAL larger than ``wal_limit`` bytes, this
       connection resets it (``wal_checkpoint(TRUNCATE)``: copy the few pages left,
       fsync, truncate the file to zero) once that commit's caller has its answer and
-      before the next transaction begins, waiting at most
-      ``RESET_WAIT_MS`` for readers; if they hold it up, it tries again
+      before the next transaction begins, waiting at most ``RESET_WAIT_MS`` for a
+      passive round in progress (SQLite refuses a second checkpoint at once) and for
+      readers; if they hold it up, it tries again
       ``RESET_RETRY`` seconds later. The WAL thus stays near ``wal_limit`` plus one
       group's pages, and the stall is one short checkpoint per ``wal_limit`` written.
     * A checkpoint round that finds no commit since the last one truncates the WAL:
@@ -77,6 +79,9 @@ class SqliteConnection:
         self._commits = 0  # written on the connection's thread only
         self._next_reset = 0.0
         self._reset_due = False
+        # SQLite runs one checkpoint at a time and refuses a second at once (no busy
+        # wait): the reset waits for a passive round in progress instead of failing.
+        self._checkpointing = threading.Lock()
         #: How many times the WAL was reset for size, and truncated while idle.
         self.wal_resets = 0
         self.idle_truncations = 0
@@ -105,14 +110,22 @@ class SqliteConnection:
                 idle, seen = self._commits == seen, self._commits
                 try:
                     if idle and _wal_size(self._wal_path):
-                        if await loop.run_in_executor(self._checkpointer, _truncate, conn):
+                        if await loop.run_in_executor(
+                            self._checkpointer, self._locked, _truncate, conn
+                        ):
                             self.idle_truncations += 1
                     elif not idle:
-                        await loop.run_in_executor(self._checkpointer, _checkpoint, conn)
+                        await loop.run_in_executor(
+                            self._checkpointer, self._locked, _checkpoint, conn
+                        )
                 except sqlite3.Error as exc:  # the next round retries
                     log.warning("WAL checkpoint failed: %s", exc)
         finally:
             await asyncio.shield(loop.run_in_executor(self._checkpointer, conn.close))
+
+    def _locked(self, checkpoint: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+        with self._checkpointing:
+            return checkpoint(conn)
 
     def _open_checkpointer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -163,6 +176,9 @@ class SqliteConnection:
         conn = self._conn
         if conn is None:
             return
+        if not self._checkpointing.acquire(timeout=RESET_WAIT_MS / 1000):
+            self._next_reset = time.monotonic() + RESET_RETRY
+            return
         conn.execute(f"PRAGMA busy_timeout={RESET_WAIT_MS}")
         try:
             if _truncate(conn):
@@ -174,6 +190,7 @@ class SqliteConnection:
             self._next_reset = time.monotonic() + RESET_RETRY
         finally:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._checkpointing.release()
 
 
 def _wal_size(path: str) -> int:
