@@ -35,21 +35,21 @@ def metadata(context: Context) -> dict[str, str]:
     return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
 
 
-def caller(authenticator: Authenticator, context: Context) -> Principal:
+async def caller(authenticator: Authenticator, context: Context) -> Principal:
     """The authenticated caller of this RPC (raises ``Unauthenticated``)."""
-    return principal(authenticator, metadata(context))
+    return await principal(authenticator, metadata(context))
 
 
-def principal(authenticator: Authenticator, md: Mapping[str, str]) -> Principal:
+async def principal(authenticator: Authenticator, md: Mapping[str, str]) -> Principal:
     """The caller that metadata ``md`` names (raises ``Unauthenticated``)."""
-    return authenticator.authenticate(bearer_token(md.get("authorization")), md.get(USER_KEY))
+    return await authenticator.authenticate(bearer_token(md.get("authorization")), md.get(USER_KEY))
 
 
 async def open_session(
     engine: Engine, authenticator: Authenticator, md: Mapping[str, str]
 ) -> Session:
     """A live session for the caller of a Connect call (or a relayed one) with ``md``."""
-    user = principal(authenticator, md)
+    user = await principal(authenticator, md)
     return await engine.connect(
         user.user_id, since=_since(md.get(SINCE_KEY)), types=_types(md.get(TYPES_KEY))
     )
@@ -108,7 +108,7 @@ class StreamServicer:
         self, request: stream_pb2.ListNotificationsRequest, context: Context
     ) -> stream_pb2.ListNotificationsResponse:
         try:
-            principal = caller(self._auth, context)
+            principal = await caller(self._auth, context)
             if request.limit < 0:
                 raise InvalidArgument("limit", "must be at least 1")
             page = await self._engine.list_notifications(
@@ -128,7 +128,7 @@ class StreamServicer:
         self, request: stream_pb2.MarkReadRequest, context: Context
     ) -> stream_pb2.MarkReadResponse:
         try:
-            principal = caller(self._auth, context)
+            principal = await caller(self._auth, context)
             notification = await self._engine.mark_read(principal.user_id, request.notification_id)
         except TidingsError as exc:
             await abort(context, exc)
@@ -138,7 +138,7 @@ class StreamServicer:
         self, request: stream_pb2.GetUnreadCountRequest, context: Context
     ) -> stream_pb2.GetUnreadCountResponse:
         try:
-            principal = caller(self._auth, context)
+            principal = await caller(self._auth, context)
             unread = await self._engine.unread_count(principal.user_id)
         except TidingsError as exc:
             await abort(context, exc)
