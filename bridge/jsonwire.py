@@ -219,6 +219,18 @@ def _error(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
     return {"type": "error", "code": m.error.code, "message": m.error.message}
 
 
+def _token_expiring(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
+    return {"type": "token_expiring", "expires_at": iso(m.token_expiring.expires_at)}
+
+
+def _token_refreshed(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
+    r = m.token_refreshed
+    return {
+        "type": "token_refreshed",
+        "expires_at": iso(r.expires_at) if r.HasField("expires_at") else None,
+    }
+
+
 _OBJECTS: Final[dict[str, Callable[[stream_pb2.ConnectResponse], dict[str, Any]]]] = {
     "connection_established": _established,
     "heartbeat": _heartbeat,
@@ -226,6 +238,8 @@ _OBJECTS: Final[dict[str, Callable[[stream_pb2.ConnectResponse], dict[str, Any]]
     "notification_marked_read": _marked_read,
     "subscription_updated": _subscription,
     "error": _error,
+    "token_expiring": _token_expiring,
+    "token_refreshed": _token_refreshed,
 }
 
 
@@ -306,6 +320,11 @@ def decode_command(frame: str | bytes) -> stream_pb2.ConnectRequest | WireError:
         return stream_pb2.ConnectRequest(
             unsubscribe=stream_pb2.UnsubscribeCommand(notification_types=types)
         )
+    if kind == "refresh":
+        tok = message.get("token")
+        if not isinstance(tok, str) or not tok:
+            return WireError("invalid_message", "refresh: token must be a non-empty string")
+        return stream_pb2.ConnectRequest(refresh=stream_pb2.RefreshCommand(token=tok))
     if isinstance(kind, str):
         return WireError("unknown_message_type", f"unknown message type {kind[:64]!r}")
     return WireError("unknown_message_type", "the frame has no string 'type'")

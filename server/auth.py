@@ -44,6 +44,9 @@ class Principal:
 
     user_id: str
     is_admin: bool = False
+    #: The token's ``exp`` and ``iat`` (POSIX seconds); None in insecure mode.
+    expires_at: float | None = None
+    issued_at: float | None = None
 
     def require_admin(self) -> None:
         if not self.is_admin:
@@ -163,7 +166,15 @@ class Authenticator:
             or (isinstance(roles, list) and ADMIN_ROLE in roles)
             or roles == ADMIN_ROLE
         )
-        return Principal(sub, is_admin=is_admin)
+        if not verify_signature:
+            return Principal(sub, is_admin=is_admin)
+        iat = claims.get("iat")
+        return Principal(
+            sub,
+            is_admin=is_admin,
+            expires_at=float(claims["exp"]),
+            issued_at=float(iat) if iat is not None else None,
+        )
 
     async def close(self) -> None:
         """Stop background work (a JWKS load in progress)."""

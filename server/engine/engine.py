@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from server.engine.clock import Clock, SystemClock
 from server.engine.delivery import DeliveryLog
 from server.engine.errors import InvalidArgument, Unavailable
-from server.engine.events import CloseReason, Envelope, MarkedRead
+from server.engine.events import CloseReason, Envelope, Expiry, MarkedRead
 from server.engine.fanin import FanIn
 from server.engine.filters import TypeFilter
 from server.engine.heartbeat import Heartbeats
@@ -195,9 +195,17 @@ class Engine:
     # --- sessions ----------------------------------------------------------------------
 
     async def connect(
-        self, user_id: str, *, since: int | None = None, types: Sequence[str] | None = None
+        self,
+        user_id: str,
+        *,
+        since: int | None = None,
+        types: Sequence[str] | None = None,
+        expiry: Expiry | None = None,
     ) -> Session:
-        """Open a session: registered at once, then greeted with its replayed backlog."""
+        """Open a session: registered at once, then greeted with its replayed backlog.
+
+        With ``expiry`` (the caller's token's) the session ends when the token does,
+        unless it is refreshed (see ``Session``)."""
         self._ensure_running()
         check_user_id(user_id)
         if since is not None and (isinstance(since, bool) or since < 0):
@@ -211,6 +219,7 @@ class Engine:
             connection_id=f"{self.node_id}-{next(self._connection_ids)}",
             type_filter=type_filter,
             limits=self.config.session,
+            expiry=expiry,
         )
         self._hub.add(session)  # from here on, live notifications are held for it
         self._observer.session_opened()

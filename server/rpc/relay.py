@@ -24,7 +24,7 @@ from server.engine.errors import InvalidArgument, TidingsError
 from server.engine.events import Closed, CloseReason, MarkRead
 from server.rpc import convert, wire
 from server.rpc.errors import status_for
-from server.rpc.stream import CLOSE_STATUS, Context, open_session
+from server.rpc.stream import CLOSE_ERROR_CODE, CLOSE_STATUS, Context, command, open_session
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,11 @@ class _Relay:
                     self._sessions.pop(sid, None)
                     status = CLOSE_STATUS.get(event.reason)
                     if status is not None:
-                        end = relay_pb2.RelayEnd(code=status.value[0], message=event.message)
+                        end = relay_pb2.RelayEnd(
+                            code=status.value[0],
+                            message=event.message,
+                            error_code=CLOSE_ERROR_CODE.get(event.reason, ""),
+                        )
                         frames.append(_end_frame(sid, end))
                     break
                 encoded = convert.event_to_pb(event)
@@ -170,11 +174,17 @@ class _Relay:
         session = self._sessions.get(sid)
         if session is None:
             return
-        command = convert.command_from_pb(request)
-        if isinstance(command, MarkRead):  # store I/O: do not hold up the other sessions
-            self._spawn(session.handle(command))
+        if request.WhichOneof("kind") == "refresh":  # may wait for keys: not in line
+            self._spawn(self._refresh(session, request))
+            return
+        cmd = convert.command_from_pb(request)
+        if isinstance(cmd, MarkRead):  # store I/O: do not hold up the other sessions
+            self._spawn(session.handle(cmd))
         else:
-            await session.handle(command)
+            await session.handle(cmd)
+
+    async def _refresh(self, session: Session, request: stream_pb2.ConnectRequest) -> None:
+        await session.handle(await command(self._auth, request))
 
     def _close(self, sid: int, undelivered: Sequence[int]) -> None:
         """The client is done with ``sid``: requeue what it could not pass on, close the

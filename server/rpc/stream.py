@@ -12,10 +12,10 @@ from tidings.v1 import stream_pb2
 
 from server.auth import Authenticator, Principal, bearer_token
 from server.engine import Engine, Session
-from server.engine.errors import InvalidArgument, TidingsError
-from server.engine.events import Closed, CloseReason
+from server.engine.errors import InvalidArgument, TidingsError, Unauthenticated
+from server.engine.events import Closed, CloseReason, Command, Expiry, Refresh
 from server.rpc import convert
-from server.rpc.errors import abort
+from server.rpc.errors import ERROR_CODE_KEY, abort
 
 SINCE_KEY = "tidings-since"
 TYPES_KEY = "tidings-types"
@@ -28,6 +28,13 @@ CLOSE_STATUS = {
     CloseReason.SLOW: grpc.StatusCode.RESOURCE_EXHAUSTED,
     CloseReason.DISCONNECTED: grpc.StatusCode.ABORTED,
     CloseReason.SHUTDOWN: grpc.StatusCode.UNAVAILABLE,
+    CloseReason.TOKEN_EXPIRED: grpc.StatusCode.UNAUTHENTICATED,
+    CloseReason.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
+}
+#: The ``tidings-error-code`` of such an end, where the status alone does not say it.
+CLOSE_ERROR_CODE = {
+    CloseReason.TOKEN_EXPIRED: "token_expired",
+    CloseReason.UNAUTHORIZED: Unauthenticated.code,
 }
 
 
@@ -51,8 +58,31 @@ async def open_session(
     """A live session for the caller of a Connect call (or a relayed one) with ``md``."""
     user = await principal(authenticator, md)
     return await engine.connect(
-        user.user_id, since=_since(md.get(SINCE_KEY)), types=_types(md.get(TYPES_KEY))
+        user.user_id,
+        since=_since(md.get(SINCE_KEY)),
+        types=_types(md.get(TYPES_KEY)),
+        expiry=_expiry(user),
     )
+
+
+async def command(authenticator: Authenticator, request: stream_pb2.ConnectRequest) -> Command:
+    """The engine command for a session's request; a refresh's token is verified here."""
+    if request.WhichOneof("kind") != "refresh":
+        return convert.command_from_pb(request)
+    token = request.refresh.token
+    if not token:
+        return Refresh(error="refresh: a token is required")
+    try:
+        user = await authenticator.authenticate(token)
+    except Unauthenticated as exc:
+        return Refresh(error=exc.message)
+    return Refresh(user_id=user.user_id, expiry=_expiry(user))
+
+
+def _expiry(user: Principal) -> Expiry | None:
+    if user.expires_at is None:
+        return None
+    return Expiry(user.expires_at, user.issued_at)
 
 
 def _since(value: str | None) -> int | None:
@@ -89,7 +119,9 @@ class StreamServicer:
                 if isinstance(event, Closed):
                     status = CLOSE_STATUS.get(event.reason)
                     if status is not None:
-                        await context.abort(status, event.message)
+                        code = CLOSE_ERROR_CODE.get(event.reason)
+                        trailers = ((ERROR_CODE_KEY, code),) if code else ()
+                        await context.abort(status, event.message, trailing_metadata=trailers)
                     return
                 yield convert.event_to_pb(event)
         finally:
@@ -102,7 +134,7 @@ class StreamServicer:
         self, requests: AsyncIterable[stream_pb2.ConnectRequest], session: Session
     ) -> None:
         async for request in requests:
-            await session.handle(convert.command_from_pb(request))
+            await session.handle(await command(self._auth, request))
 
     async def ListNotifications(
         self, request: stream_pb2.ListNotificationsRequest, context: Context
