@@ -24,8 +24,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 WAIT = 10.0
 
 
-def short_token(user: str, ttl: int = 6, secret: str = TEST_SECRET) -> str:
-    """A token of ``ttl`` seconds: warned about a tenth of that before (0.6 s by default,
+def short_token(user: str, ttl: int = 8, secret: str = TEST_SECRET) -> str:
+    """A token of ``ttl`` seconds: warned about a tenth of that before (0.8 s by default,
     time enough for a refresh round trip on a loaded machine)."""
     now = int(time.time())
     return jwt.encode({"sub": user, "iat": now, "exp": now + ttl}, secret, algorithm="HS256")

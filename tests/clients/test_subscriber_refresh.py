@@ -26,7 +26,7 @@ FAST = Backoff(base=0.05, cap=0.2)
 ADMIN = jwt.encode({"sub": "ops", "exp": int(time.time()) + 3600, "roles": ["admin"]}, TEST_SECRET)
 
 
-def short_token(user: str, ttl: int = 6) -> str:
+def short_token(user: str, ttl: int = 8) -> str:
     now = int(time.time())
     return jwt.encode({"sub": user, "iat": now, "exp": now + ttl}, TEST_SECRET)
 
@@ -50,7 +50,7 @@ class Provider:
         self.expiries.append(jwt.decode(token, options={"verify_signature": False})["exp"])
         return token
 
-    async def called(self, times: int, timeout: float = 20.0) -> None:
+    async def called(self, times: int, timeout: float = 30.0) -> None:
         async with asyncio.timeout(timeout):
             while self.calls < times:
                 self._called.clear()
@@ -71,7 +71,7 @@ async def test_the_session_outlives_its_first_token(secure: ServerProcess) -> No
     provider = Provider("alice")
     log = StateLog()
     subscriber = Subscriber(secure.grpc_addr, token_provider=provider, backoff=FAST, on_state=log)
-    async with asyncio.timeout(40), subscriber, Publisher(secure.grpc_addr, token=ADMIN) as pub:
+    async with asyncio.timeout(50), subscriber, Publisher(secure.grpc_addr, token=ADMIN) as pub:
         await subscriber.wait_connected()
         await provider.called(3)  # connect, a refresh, and the next refresh's warning
         assert time.time() > provider.expiries[0], "the first token has run out"

@@ -10,7 +10,7 @@ const SECRET = "test-secret-of-at-least-32-bytes-for-hs256";
 const FAST = new Backoff({ baseMs: 50, capMs: 200, afterAbortMs: 300 });
 
 /** An HS256 token of `ttl` seconds (warned about a tenth of that before it runs out). */
-function shortToken(sub: string, ttl = 6): { token: string; exp: number } {
+function shortToken(sub: string, ttl = 8): { token: string; exp: number } {
   const b64 = (value: object | Buffer) =>
     (Buffer.isBuffer(value) ? value : Buffer.from(JSON.stringify(value))).toString("base64url");
   const iat = Math.floor(Date.now() / 1000);
