@@ -218,6 +218,18 @@ def _error(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
     return {"type": "error", "code": m.error.code, "message": m.error.message}
 
 
+def _token_expiring(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
+    return {"type": "token_expiring", "expires_at": iso(m.token_expiring.expires_at)}
+
+
+def _token_refreshed(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
+    r = m.token_refreshed
+    return {
+        "type": "token_refreshed",
+        "expires_at": iso(r.expires_at) if r.HasField("expires_at") else None,
+    }
+
+
 _OBJECTS: Final[dict[str, Callable[[stream_pb2.ConnectResponse], dict[str, Any]]]] = {
     "connection_established": _established,
     "heartbeat": _heartbeat,
@@ -225,6 +237,8 @@ _OBJECTS: Final[dict[str, Callable[[stream_pb2.ConnectResponse], dict[str, Any]]
     "notification_marked_read": _marked_read,
     "subscription_updated": _subscription,
     "error": _error,
+    "token_expiring": _token_expiring,
+    "token_refreshed": _token_refreshed,
 }
 
 
@@ -278,6 +292,7 @@ _COMMANDS: Final[dict[str, type[wsschemas.Command]]] = {
     "mark_read": wsschemas.MarkRead,
     "subscribe": wsschemas.Subscribe,
     "unsubscribe": wsschemas.Unsubscribe,
+    "refresh": wsschemas.Refresh,
 }
 _PING: Final = stream_pb2.ConnectRequest(ping=stream_pb2.PingCommand())
 
@@ -309,3 +324,5 @@ def decode_command(frame: str | bytes) -> stream_pb2.ConnectRequest | WireError:
             return stream_pb2.ConnectRequest(
                 unsubscribe=stream_pb2.UnsubscribeCommand(notification_types=types)
             )
+        case wsschemas.Refresh(token=tok):
+            return stream_pb2.ConnectRequest(refresh=stream_pb2.RefreshCommand(token=tok))

@@ -5,6 +5,7 @@ WebSocket (docs/PROTOCOL.md §5.6), for a ``Connect`` stream that ends:
 =====================================  ==================================================
 engine status                          browser sees
 =====================================  ==================================================
+UNAUTHENTICATED ``token_expired``      close 4003 ``token_expired`` (not refreshed in time)
 UNAUTHENTICATED, PERMISSION_DENIED     ``error`` ``unauthorized``, then close 1008
 INVALID_ARGUMENT before the greeting   ``error`` ``invalid_message``, then close 1008
                                        (bad ``since``/``types``: retrying cannot help)
@@ -50,6 +51,7 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013
     DISCONNECTED = 4001
+    TOKEN_EXPIRED = 4003
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,8 @@ def ending_for(ended: StreamEnded | None) -> Ending:
     if ended is None:
         return Ending(CloseCode.NORMAL)
     status = ended.status
+    if status is grpc.StatusCode.UNAUTHENTICATED and ended.error_code == "token_expired":
+        return Ending(CloseCode.TOKEN_EXPIRED, "token_expired")
     if status in _AUTH:
         message = ended.details or "not authorized"
         return Ending(

@@ -60,7 +60,14 @@ class Unsubscribe(_Command):
     notification_types: list[str] = Field(description="a list of strings")
 
 
-Command = Ping | MarkRead | Subscribe | Unsubscribe
+class Refresh(_Command):
+    """A fresh token for this session, for the same user (docs/PROTOCOL.md §2.7)."""
+
+    type: Literal["refresh"]
+    token: str = Field(min_length=1, description="a non-empty string")
+
+
+Command = Ping | MarkRead | Subscribe | Unsubscribe | Refresh
 #: Every client frame: one command, chosen by its ``type``.
 ClientMessage: Final = TypeAdapter[Command](Annotated[Command, Field(discriminator="type")])
 
@@ -120,6 +127,20 @@ class SubscriptionUpdated(_Event):
     excluded_types: list[str]
 
 
+class TokenExpiring(_Event):
+    """The session's token expires soon: send ``refresh`` before ``expires_at``."""
+
+    type: Literal["token_expiring"]
+    expires_at: Timestamp
+
+
+class TokenRefreshed(_Event):
+    """Answers ``refresh``: the session now ends at the new token's expiry."""
+
+    type: Literal["token_refreshed"]
+    expires_at: Timestamp | None = Field(description="null: the new token never expires")
+
+
 class Error(_Event):
     """A client message could not be honoured, or (then closed) the connection refused."""
 
@@ -135,6 +156,8 @@ Event = (
     | Pong
     | NotificationMarkedRead
     | SubscriptionUpdated
+    | TokenExpiring
+    | TokenRefreshed
     | Error
 )
 #: Every server frame: one event, chosen by its ``type``.

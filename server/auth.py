@@ -1,23 +1,41 @@
 """Who is calling: JWT verification (secure mode) or a named user (insecure mode), PROTOCOL.md §2.
 
 Transports extract the raw credential (a bearer token, or the insecure user header)
-and call ``Authenticator.authenticate``; they never look inside a token themselves.
+and await ``Authenticator.authenticate``; they never look inside a token themselves.
+Keys: an HMAC secret, one PEM public key, or a JWKS URL (``server.jwks``).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jwt
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from jwt import PyJWK
+from jwt.algorithms import get_default_algorithms
+from jwt.exceptions import InvalidKeyError
 
 from server.engine.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from server.engine.models import check_user_id
+from server.jwks import JwksKeys
 
 DEFAULT_INSECURE_USER = "1"
 ADMIN_ROLE = "admin"
 #: RFC 7519 NumericDate claims: JSON numbers. PyJWT reads ``"exp": "4102444800"`` as a
 #: number, which would let a token through whose expiry a stricter verifier refuses.
 NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
+#: HMAC algorithms: for a shared secret only (never with a public key: alg confusion).
+SECRET_ALGORITHMS = ("HS256", "HS384", "HS512")
+#: What a JWKS accepts unless ``--jwt-algorithms`` says otherwise.
+JWKS_ALGORITHMS = ("RS256", "ES256")
+#: An EC key's own algorithm, by curve.
+EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +44,9 @@ class Principal:
 
     user_id: str
     is_admin: bool = False
+    #: The token's ``exp`` and ``iat`` (POSIX seconds); None in insecure mode.
+    expires_at: float | None = None
+    issued_at: float | None = None
 
     def require_admin(self) -> None:
         if not self.is_admin:
@@ -37,22 +58,59 @@ class Principal:
 
 
 class Authenticator:
-    """Verifies HS256 tokens against a shared secret, or admits anyone in insecure mode."""
+    """Verifies tokens (docs/PROTOCOL.md §2.2), or admits anyone in insecure mode (§2.3).
+
+    One kind of key: an HMAC ``secret``, a PEM ``public_key`` (RSA or EC), or a
+    ``jwks`` URL (or a ``JwksKeys``). The accepted ``algorithms`` are fixed here, by
+    configuration, and must fit the key (the default is the key's own, see
+    ``resolve_algorithms``); a token never chooses how it is verified. With ``issuer``
+    or ``audience`` set, ``iss`` / ``aud`` are required and checked.
+    """
 
     def __init__(
-        self, *, secret: str | None, insecure: bool, algorithms: tuple[str, ...] = ("HS256",)
+        self,
+        *,
+        secret: str | None = None,
+        insecure: bool = False,
+        public_key: str | None = None,
+        jwks: str | JwksKeys | None = None,
+        algorithms: Sequence[str] | None = None,
+        issuer: str | None = None,
+        audience: str | None = None,
     ) -> None:
-        if not insecure and not secret:
-            raise ValueError("a JWT secret is required unless insecure mode is on")
-        self.insecure = insecure and not secret
-        self._secret = secret
-        self._algorithms = list(algorithms)
+        secure = bool(secret or public_key or jwks)
+        if not insecure and not secure:
+            raise ValueError("a JWT key is required unless insecure mode is on")
+        self.insecure = insecure and not secure
+        loaded = load_public_key(public_key) if public_key else None
+        self._algorithms = resolve_algorithms(
+            algorithms, secret=bool(secret), public_key=loaded, jwks=jwks is not None
+        )
+        self._key: object = secret or loaded or ""
+        if isinstance(jwks, str):
+            jwks = JwksKeys(jwks, self._algorithms)
+        self._jwks = jwks
+        self._issuer = issuer
+        self._audience = audience
+        self._required = ["exp", "sub"]
+        if issuer:
+            self._required.append("iss")
+        if audience:
+            self._required.append("aud")
 
-    def authenticate(self, token: str | None, insecure_user: str | None = None) -> Principal:
-        """The caller behind ``token`` (or, insecure mode only, ``insecure_user``)."""
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The algorithms a token may be signed with."""
+        return self._algorithms
+
+    async def authenticate(self, token: str | None, insecure_user: str | None = None) -> Principal:
+        """The caller behind ``token`` (or, insecure mode only, ``insecure_user``).
+
+        Returns at once unless the keys come from a JWKS that must be (re)loaded.
+        """
         if self.insecure:
             if token:
-                return self._verify(token, verify_signature=False)
+                return self._verify(token, "", verify_signature=False)
             user = insecure_user if insecure_user else DEFAULT_INSECURE_USER
             try:
                 return Principal(check_user_id(user), is_admin=True)
@@ -60,15 +118,36 @@ class Authenticator:
                 raise Unauthenticated(f"invalid user id: {exc.reason}") from exc
         if not token:
             raise Unauthenticated("a bearer token is required")
-        return self._verify(token, verify_signature=True)
+        if self._jwks is None:
+            return self._verify(token, self._key, verify_signature=True)
+        return self._verify(token, await self._jwks_key(token), verify_signature=True)
 
-    def _verify(self, token: str, *, verify_signature: bool) -> Principal:
+    async def _jwks_key(self, token: str) -> PyJWK:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated(f"invalid token: {exc}") from exc
+        alg = header.get("alg")
+        if alg not in self._algorithms:
+            raise Unauthenticated(f"invalid token: the algorithm {alg!r} is not accepted")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise Unauthenticated("invalid token: a kid is required (keys come from a JWKS)")
+        assert self._jwks is not None
+        key = self._jwks.cached(kid, alg) or await self._jwks.key(kid, alg)
+        if key is None:
+            raise Unauthenticated(f"invalid token: no {alg} key with kid {kid!r}")
+        return key
+
+    def _verify(self, token: str, key: object, *, verify_signature: bool) -> Principal:
         try:
             claims = jwt.decode(
                 token,
-                self._secret or "",
+                key,  # type: ignore[arg-type]  # a secret, a public key or a PyJWK
                 algorithms=self._algorithms,
-                options={"require": ["exp", "sub"], "verify_signature": verify_signature},
+                issuer=self._issuer if verify_signature else None,
+                audience=self._audience if verify_signature else None,
+                options={"require": self._required, "verify_signature": verify_signature},
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthenticated("the token has expired") from exc
@@ -87,7 +166,87 @@ class Authenticator:
             or (isinstance(roles, list) and ADMIN_ROLE in roles)
             or roles == ADMIN_ROLE
         )
-        return Principal(sub, is_admin=is_admin)
+        if not verify_signature:
+            return Principal(sub, is_admin=is_admin)
+        iat = claims.get("iat")
+        return Principal(
+            sub,
+            is_admin=is_admin,
+            expires_at=float(claims["exp"]),
+            issued_at=float(iat) if iat is not None else None,
+        )
+
+    async def close(self) -> None:
+        """Stop background work (a JWKS load in progress)."""
+        if self._jwks is not None:
+            await self._jwks.close()
+
+
+def load_public_key(pem: str) -> PublicKeyTypes:
+    """The public key of a PEM ``PUBLIC KEY`` block or certificate (raises ``ValueError``)."""
+    data = pem.encode()
+    with contextlib.suppress(ValueError, UnsupportedAlgorithm):
+        return serialization.load_pem_public_key(data)
+    with contextlib.suppress(ValueError, UnsupportedAlgorithm):
+        return x509.load_pem_x509_certificate(data).public_key()
+    raise ValueError(
+        "not a PEM public key (-----BEGIN PUBLIC KEY-----) or certificate; "
+        "give the public half of the signing key"
+    )
+
+
+def resolve_algorithms(
+    requested: Sequence[str] | None,
+    *,
+    secret: bool,
+    public_key: PublicKeyTypes | None,
+    jwks: bool,
+) -> tuple[str, ...]:
+    """The algorithms to accept with this kind of key: ``requested`` if each fits, else
+    the default (HS256 for a secret, the public key's own — RS256 for RSA, ES256 for a
+    P-256 EC key —, RS256 and ES256 for a JWKS). Raises ``ValueError`` saying what does
+    not fit."""
+    if sum((secret, public_key is not None, jwks)) > 1:
+        raise ValueError("give one kind of key: a secret, a public key or a JWKS URL")
+    supported = set(get_default_algorithms()) - {"none"}
+    if not requested:
+        if public_key is not None:
+            return (_own_algorithm(public_key),)
+        return JWKS_ALGORITHMS if jwks else SECRET_ALGORITHMS[:1]
+    algorithms = tuple(dict.fromkeys(requested))
+    for alg in algorithms:
+        if alg not in supported:
+            raise ValueError(f"unknown algorithm {alg!r} (one of {', '.join(sorted(supported))})")
+        if secret and alg not in SECRET_ALGORITHMS:
+            raise ValueError(f"{alg} needs a public key or a JWKS URL, not a secret")
+        if not secret and alg in SECRET_ALGORITHMS:
+            raise ValueError(f"{alg} needs a secret; a public key must never be used as one")
+        if public_key is not None:
+            try:
+                get_default_algorithms()[alg].prepare_key(public_key)
+            except (InvalidKeyError, TypeError, ValueError):
+                raise ValueError(
+                    f"{alg} does not fit the public key ({_describe(public_key)})"
+                ) from None
+    return algorithms
+
+
+def _own_algorithm(key: PublicKeyTypes) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in EC_ALGORITHMS:
+        return EC_ALGORITHMS[key.curve.name]
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "EdDSA"
+    raise ValueError(f"unsupported public key ({_describe(key)}): give an RSA or EC key")
+
+
+def _describe(key: PublicKeyTypes) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA, {key.key_size} bits"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"EC, curve {key.curve.name}"
+    return type(key).__name__
 
 
 def bearer_token(authorization: str | None) -> str | None:

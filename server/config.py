@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from urllib.parse import urlsplit
+
+from server.auth import load_public_key, resolve_algorithms
 
 DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
 DEFAULT_HTTP_ADDR = "127.0.0.1:8000"
@@ -40,6 +43,12 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     broker_url: str | None = None
     jwt_secret: str | None = None
+    jwt_public_key: str | None = None  # the path, as given
+    jwt_public_key_pem: str | None = None  # what the file held
+    jwt_jwks_url: str | None = None
+    jwt_algorithms: tuple[str, ...] = ()  # resolved: what tokens may use with the key
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
     insecure: bool = False
     heartbeat_interval: float = 30.0
     max_offline_queue: int = 100
@@ -51,6 +60,11 @@ class Settings:
     log_format: str = "text"
     migrate: bool = True
     node_id: str = ""
+
+    @property
+    def secure(self) -> bool:
+        """Whether a key is configured (tokens are verified)."""
+        return bool(self.jwt_secret or self.jwt_public_key_pem or self.jwt_jwks_url)
 
     @property
     def upstream_addr(self) -> str:
@@ -99,6 +113,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     a("--database-url", help=f"store URL (default: {DEFAULT_DATABASE_URL})")
     a("--broker-url", help="fan-out broker for several nodes: postgresql://… or redis://…")
     a("--jwt-secret", help="HS256 secret for verifying tokens (secure mode)")
+    a("--jwt-public-key", metavar="PATH", help="PEM public key (RSA or EC) for RS256/ES256 tokens")
+    a("--jwt-jwks-url", metavar="URL", help="the identity provider's JWKS (RS256/ES256 tokens)")
+    a(
+        "--jwt-algorithms",
+        metavar="LIST",
+        help="accepted token algorithms, comma-separated (default: the key's own)",
+    )
+    a("--jwt-issuer", metavar="ISS", help="required iss claim of every token")
+    a("--jwt-audience", metavar="AUD", help="required aud claim of every token")
     a("--insecure", action="store_true", default=None, help="development mode: no tokens")
     a("--heartbeat-interval", metavar="SECONDS", help="seconds between heartbeats (default: 30)")
     a("--max-offline-queue", metavar="N", help="queued notifications kept per user (default: 100)")
@@ -158,6 +181,8 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
     except ValueError:
         raise ConfigError(f"--role must be all, grpc or bridge, got {role_text!r}") from None
     origins = text("allowed_origins", "") or ""
+    public_key = text("jwt_public_key", None)
+    algorithms = text("jwt_algorithms", "") or ""
     settings = Settings(
         role=role,
         grpc_addr=text("grpc_addr", DEFAULT_GRPC_ADDR) or DEFAULT_GRPC_ADDR,
@@ -166,6 +191,12 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         database_url=text("database_url", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL,
         broker_url=text("broker_url", None),
         jwt_secret=text("jwt_secret", None),
+        jwt_public_key=public_key,
+        jwt_public_key_pem=_read_key(public_key) if public_key else None,
+        jwt_jwks_url=text("jwt_jwks_url", None),
+        jwt_algorithms=tuple(a.strip() for a in algorithms.split(",") if a.strip()),
+        jwt_issuer=text("jwt_issuer", None),
+        jwt_audience=text("jwt_audience", None),
         insecure=flag("insecure", False),
         heartbeat_interval=number("heartbeat_interval", 30.0, float, 0.01),
         max_offline_queue=int(number("max_offline_queue", 100, int, 1)),
@@ -178,8 +209,61 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         migrate=flag("migrate", True) and not _truthy(environ.get("TIDINGS_NO_MIGRATE", "")),
         node_id=text("node_id", "") or "",
     )
+    settings = replace(settings, jwt_algorithms=_jwt_algorithms(settings))
     validate(settings)
     return settings
+
+
+def _read_key(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"--jwt-public-key: cannot read {path!r}: {reason}") from None
+
+
+def _jwt_algorithms(settings: Settings) -> tuple[str, ...]:
+    """The algorithms tokens may use: the requested ones if they fit the key, else the
+    key's own (docs/PROTOCOL.md §2.2)."""
+    given = [
+        flag
+        for flag, value in (
+            ("--jwt-secret", settings.jwt_secret),
+            ("--jwt-public-key", settings.jwt_public_key_pem),
+            ("--jwt-jwks-url", settings.jwt_jwks_url),
+        )
+        if value
+    ]
+    if len(given) > 1:
+        raise ConfigError(f"{' and '.join(given)} were given together: configure one key")
+    if not given:
+        for name in ("jwt_algorithms", "jwt_issuer", "jwt_audience"):
+            if getattr(settings, name):
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"{flag} needs a key: --jwt-secret, --jwt-public-key or --jwt-jwks-url"
+                )
+        return ()
+    url = settings.jwt_jwks_url
+    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+        raise ConfigError(f"--jwt-jwks-url must be an http:// or https:// URL, got {url!r}")
+    public_key = None
+    if settings.jwt_public_key_pem is not None:
+        try:
+            public_key = load_public_key(settings.jwt_public_key_pem)
+        except ValueError as exc:
+            raise ConfigError(f"--jwt-public-key {settings.jwt_public_key}: {exc}") from None
+    try:
+        return resolve_algorithms(
+            settings.jwt_algorithms,
+            secret=bool(settings.jwt_secret),
+            public_key=public_key,
+            jwks=url is not None,
+        )
+    except ValueError as exc:
+        flag = "--jwt-algorithms" if settings.jwt_algorithms else "--jwt-public-key"
+        raise ConfigError(f"{flag}: {exc}") from None
 
 
 def validate(settings: Settings) -> None:
@@ -192,10 +276,11 @@ def validate(settings: Settings) -> None:
         )
     if settings.log_format not in {"text", "json"}:
         raise ConfigError(f"--log-format must be text or json, got {settings.log_format!r}")
-    if settings.role is not Role.BRIDGE and not settings.jwt_secret and not settings.insecure:
+    if settings.role is not Role.BRIDGE and not settings.secure and not settings.insecure:
         raise ConfigError(
-            "no JWT secret configured: set --jwt-secret (or TIDINGS_JWT_SECRET) for secure mode, "
-            "or pass --insecure (TIDINGS_INSECURE=1) for local development without tokens"
+            "no JWT key configured: set --jwt-secret (TIDINGS_JWT_SECRET), --jwt-public-key "
+            "(TIDINGS_JWT_PUBLIC_KEY) or --jwt-jwks-url (TIDINGS_JWT_JWKS_URL) for secure "
+            "mode, or pass --insecure (TIDINGS_INSECURE=1) for local development without tokens"
         )
 
 

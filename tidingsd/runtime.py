@@ -115,19 +115,28 @@ async def serve(settings: Settings) -> None:
     engine: Engine | None = None
     cluster: Cluster | None = None
     grpc_server: GrpcServer | None = None
+    authenticator: Authenticator | None = None
     upstream = settings.upstream_addr
     try:
         if settings.role in (Role.ALL, Role.GRPC):
-            if settings.insecure and not settings.jwt_secret:
+            if settings.insecure and not settings.secure:
                 log.warning(
                     "INSECURE MODE: no tokens are checked and every caller is an admin. "
-                    "Never expose this server; set --jwt-secret for real use."
+                    "Never expose this server; configure a JWT key for real use."
                 )
             if settings.migrate:
                 from server.store.migrate import upgrade
 
                 await upgrade(settings.database_url)
-            authenticator = Authenticator(secret=settings.jwt_secret, insecure=settings.insecure)
+            authenticator = Authenticator(
+                secret=settings.jwt_secret,
+                insecure=settings.insecure,
+                public_key=settings.jwt_public_key_pem,
+                jwks=settings.jwt_jwks_url,
+                algorithms=settings.jwt_algorithms,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+            )
             config = engine_config(settings)
             if settings.broker_url:
                 broker = open_broker(settings.broker_url, node_id=config.node_id)
@@ -172,6 +181,8 @@ async def serve(settings: Settings) -> None:
                 log.warning("shutdown: the broker did not answer; left the cluster unannounced")
         if engine is not None:
             await engine.stop(timeout=max(deadline - loop.time(), ENGINE_STOP_MIN))
+        if authenticator is not None:
+            await authenticator.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)

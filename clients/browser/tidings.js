@@ -3,6 +3,7 @@
  *
  *   import { TidingsClient } from "/tidings.js";
  *   const client = new TidingsClient({ token });          // or { userId } in insecure mode
+ *   // or { getToken: async () => fetchJwt() }: asked on each connect and before expiry
  *   client.addEventListener("notification", (e) => show(e.detail));
  *   client.connect();
  *
@@ -13,7 +14,10 @@
  * - treats a connection that has been silent for 2 × heartbeat_interval as dead;
  * - waits `disconnectedDelay` before reconnecting after an operator disconnect (4001),
  *   and stops for good on 1008 (credentials refused);
- * - restores the session's type filter after a reconnect.
+ * - restores the session's type filter after a reconnect;
+ * - with `getToken`, refreshes the session's token when the server warns that it
+ *   expires (`token_expiring`, §2.7), and reconnects with a fresh token after 4003
+ *   (`token_expired`); without it, 4003 ends the client like 1008.
  *
  * Events (all `CustomEvent`s, payload in `detail`):
  *   "state"        {state, code, reason, retryIn}   state: connecting | open | waiting | closed
@@ -23,6 +27,8 @@
  *   "subscription" {notification_types, excluded_types}
  *   "heartbeat", "pong"   {timestamp}
  *   "servererror"  {code, message}                 an `error` message; the session goes on
+ *   "tokenexpiring" {expires_at}                   the session's token expires soon
+ *   "tokenrefreshed" {expires_at}                  the server took the fresh token
  */
 
 const PATH = "/api/v1/ws/notifications";
@@ -36,12 +42,14 @@ export const CloseCode = Object.freeze({
   ENGINE_UNAVAILABLE: 1011,
   TRY_AGAIN_LATER: 1013,
   DISCONNECTED: 4001,
+  TOKEN_EXPIRED: 4003,
   HEARTBEAT_TIMEOUT: 4000, // used by this client when it gives up on a silent socket
 });
 
 const DEFAULTS = Object.freeze({
   url: null,
   token: null,
+  getToken: null,
   userId: null,
   types: null,
   since: null,
@@ -84,6 +92,8 @@ export class TidingsClient extends EventTarget {
     this._lastFrameAt = 0;
     this._stopped = true;
     this._seen = new Set();
+    this._token = null; // the latest token from getToken
+    this._opening = null; // a getToken call a connect waits for
     /** The session filter: {only: string[] | null, excluded: string[]} (null = all types). */
     this._filter = this.options.types
       ? { only: [...this.options.types], excluded: [] }
@@ -93,7 +103,7 @@ export class TidingsClient extends EventTarget {
   /** Open the connection (and keep it open until `close`). */
   connect() {
     this._stopped = false;
-    if (this._ws === null && this._retryTimer === null) this._open();
+    if (this._ws === null && this._retryTimer === null && this._opening === null) this._open();
     return this;
   }
 
@@ -102,6 +112,7 @@ export class TidingsClient extends EventTarget {
     this._stopped = true;
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
+    this._opening = null;
     if (this._ws !== null) this._ws.close(CloseCode.NORMAL, "client closed");
     this._teardown();
     this._setState("closed", { code: CloseCode.NORMAL, reason: "client closed" });
@@ -127,11 +138,21 @@ export class TidingsClient extends EventTarget {
     return this._send({ type: "ping" });
   }
 
+  /** Send the live session a fresh token (`token`, or `getToken`'s); false when not
+   * connected. The server answers `tokenrefreshed`, or `servererror` `unauthorized`. */
+  async refresh(token = null) {
+    const fresh = token ?? (this.options.getToken ? await this.options.getToken() : null);
+    if (!fresh) return false;
+    this._token = fresh;
+    return this._send({ type: "refresh", token: fresh });
+  }
+
   // --- internals ------------------------------------------------------------------
 
   _url() {
     const url = new URL(this.options.url || defaultUrl());
-    const { token, userId } = this.options;
+    const { userId } = this.options;
+    const token = this._token ?? this.options.token;
     if (token) url.searchParams.set("token", token);
     if (userId !== null && userId !== undefined) url.searchParams.set("user_id", String(userId));
     if (this.lastId > 0) url.searchParams.set("since", String(this.lastId));
@@ -142,6 +163,28 @@ export class TidingsClient extends EventTarget {
 
   _open() {
     this._setState("connecting");
+    if (!this.options.getToken) {
+      this._openSocket();
+      return;
+    }
+    const pending = Promise.resolve().then(() => this.options.getToken());
+    this._opening = pending;
+    pending.then(
+      (token) => {
+        if (this._opening !== pending || this._stopped) return;
+        this._opening = null;
+        this._token = token;
+        this._openSocket();
+      },
+      (error) => {
+        if (this._opening !== pending || this._stopped) return;
+        this._opening = null;
+        this._scheduleReconnect(CloseCode.ENGINE_UNAVAILABLE, `getToken failed: ${error}`);
+      },
+    );
+  }
+
+  _openSocket() {
     let ws;
     try {
       ws = new this.options.WebSocket(this._url());
@@ -190,6 +233,15 @@ export class TidingsClient extends EventTarget {
       case "error":
         this._emit("servererror", { code: message.code, message: message.message });
         break;
+      case "token_expiring":
+        this._emit("tokenexpiring", { expires_at: message.expires_at });
+        if (this.options.getToken) {
+          this.refresh().catch((error) => this._emit("servererror", { code: "refresh_failed", message: String(error) }));
+        }
+        break;
+      case "token_refreshed":
+        this._emit("tokenrefreshed", { expires_at: message.expires_at });
+        break;
       default:
         break;
     }
@@ -228,7 +280,7 @@ export class TidingsClient extends EventTarget {
       this._setState("closed", { code, reason });
       return;
     }
-    if (code === CloseCode.UNAUTHORIZED) {
+    if (code === CloseCode.UNAUTHORIZED || (code === CloseCode.TOKEN_EXPIRED && !this.options.getToken)) {
       this._stopped = true;
       this._setState("closed", { code, reason: reason || "unauthorized" });
       return;

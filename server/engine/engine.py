@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from server.engine.clock import Clock, SystemClock
 from server.engine.delivery import DeliveryLog
 from server.engine.errors import InvalidArgument, StoreUnavailable, Unavailable
-from server.engine.events import CloseReason, Envelope, MarkedRead
+from server.engine.events import CloseReason, Envelope, Expiry, MarkedRead
 from server.engine.fanin import FanIn
 from server.engine.filters import TypeFilter
 from server.engine.heartbeat import HeartbeatTimer
@@ -229,11 +229,14 @@ class Engine:
         since: int | None = None,
         types: Sequence[str] | None = None,
         type_filter: TypeFilter | None = None,
+        expiry: Expiry | None = None,
     ) -> Session:
         """Open a session: registered at once, then greeted with its replayed backlog.
 
         The initial filter is ``type_filter`` (checked like a subscribe: names and
         bounds), or else "only ``types``" when they are given, or else every type.
+        With ``expiry`` (the caller's token's) the session ends when the token does,
+        unless it is refreshed (see ``Session``).
         """
         self._ensure_running()
         check_user_id(user_id)
@@ -251,6 +254,7 @@ class Engine:
             connection_id=f"{self.node_id}-{next(self._connection_ids)}",
             type_filter=type_filter,
             limits=self.config.session,
+            expiry=expiry,
         )
         self._hub.add(session)  # from here on, live notifications are held for it
         self._observer.session_opened()

@@ -93,13 +93,32 @@ class Unsubscribe:
 
 
 @dataclass(frozen=True, slots=True)
+class Expiry:
+    """When a session's token expires, and when it was issued (POSIX seconds)."""
+
+    expires_at: float
+    issued_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A fresh token for the session, as the transport's authenticator read it: whose
+    it is and its ``expiry`` (None: it never expires, insecure mode), or ``error``
+    (non-empty) when it did not verify."""
+
+    user_id: str = ""
+    expiry: Expiry | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownCommand:
     """A message of a kind the engine does not know."""
 
     kind: str = ""
 
 
-Command = Ping | MarkRead | Subscribe | Unsubscribe | UnknownCommand
+Command = Ping | MarkRead | Subscribe | Unsubscribe | Refresh | UnknownCommand
 
 
 # --- server → client ---------------------------------------------------------------
@@ -164,6 +183,20 @@ class ErrorEvent:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class TokenExpiring:
+    """The session's token expires at ``expires_at``: refresh it, or the session ends."""
+
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRefreshed:
+    """A ``Refresh`` was accepted; the session now ends at ``expires_at`` (None: never)."""
+
+    expires_at: datetime | None
+
+
 class CloseReason(Enum):
     """Why the engine ended a session. Transports map each to a close code or status."""
 
@@ -171,6 +204,8 @@ class CloseReason(Enum):
     DISCONNECTED = "disconnected"  # an operator closed it (WS 4001, gRPC ABORTED)
     SHUTDOWN = "shutdown"  # the server is stopping (WS 1001, gRPC UNAVAILABLE)
     CLIENT_GONE = "client_gone"  # the transport went away; nobody to tell
+    TOKEN_EXPIRED = "token_expired"  # not refreshed in time (WS 4003, gRPC UNAUTHENTICATED)
+    UNAUTHORIZED = "unauthorized"  # refreshed as another user (WS 1008, gRPC UNAUTHENTICATED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,5 +224,7 @@ Event = (
     | MarkedRead
     | SubscriptionUpdated
     | ErrorEvent
+    | TokenExpiring
+    | TokenRefreshed
     | Closed
 )

@@ -15,6 +15,14 @@ A session is a bounded outbox of events plus the rules for what goes in it:
 * Client messages are rate limited (a token bucket); over the limit, each gets a
   ``rate_limited`` error and is otherwise ignored. Messages the transport could not
   decode count too (``reject``): garbage is no way around the limit.
+* A session opened with a token's ``Expiry`` (secure mode) ends at the token's
+  expiry (``CloseReason.TOKEN_EXPIRED``). ``TokenExpiring`` warns first: the smaller
+  of ``TOKEN_WARNING`` seconds and a tenth of the token's lifetime (``exp − iat``, or
+  from the moment the expiry was set without ``iat``) before it. A ``Refresh`` for
+  the same user moves the expiry to the new token's (answered ``TokenRefreshed``);
+  one that did not verify is answered ``error unauthorized`` and changes nothing;
+  one for another user closes the session (``CloseReason.UNAUTHORIZED``). The
+  deadline is wall time (a token's ``exp``), the timer runs on the host's clock.
 
 A transport drives a session in one of two ways. Pulling: ``async for event in
 session`` to write (asking for the next event confirms the previous one was written).
@@ -30,10 +38,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final, Protocol
 
-from server.engine.clock import Clock
-from server.engine.errors import ClientError, InvalidArgument, TidingsError
+from server.engine.clock import Cancellable, Clock, utc_ms
+from server.engine.errors import ClientError, InvalidArgument, TidingsError, Unauthenticated
 from server.engine.events import (
     Closed,
     CloseReason,
@@ -43,12 +52,16 @@ from server.engine.events import (
     Envelope,
     ErrorEvent,
     Event,
+    Expiry,
     Heartbeat,
     MarkRead,
     Ping,
     Pong,
+    Refresh,
     Subscribe,
     SubscriptionUpdated,
+    TokenExpiring,
+    TokenRefreshed,
     UnknownCommand,
     Unsubscribe,
 )
@@ -60,6 +73,8 @@ from server.engine.ratelimit import TokenBucket
 
 #: The default bound on the bytes waiting in a session's outbox (beyond the replay).
 MAX_BUFFER_BYTES: Final = 8 << 20
+#: The longest warning (seconds) before a session's token expires (docs/PROTOCOL.md §2.7).
+TOKEN_WARNING: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +144,7 @@ class Session:
         connection_id: str,
         type_filter: TypeFilter,
         limits: SessionLimits,
+        expiry: Expiry | None = None,
     ) -> None:
         self.user_id = user_id
         self.connection_id = connection_id
@@ -148,6 +164,8 @@ class Session:
         self._max_outbox_bytes = limits.max_buffer_bytes
         self._high = 0  # the largest notification id queued for the client
         self._bucket = TokenBucket(limits.max_rate, 2 * limits.max_rate, host.clock.monotonic())
+        self._expiry = expiry
+        self._expiry_timer: Cancellable | None = None
 
     # --- engine side ------------------------------------------------------------
 
@@ -220,6 +238,7 @@ class Session:
         )
         if heartbeat and self._closed is None:
             self._host.heartbeats.add(self)
+        self._arm_expiry()
 
     def push(self, event: Event) -> None:
         """Queue a non-notification event (mark-read echoes, errors)."""
@@ -237,6 +256,9 @@ class Session:
         self._outbox_bytes = 0
         self._held = None
         self._host.heartbeats.remove(self)
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
         self._wake()
         self._host.on_closed(self, undelivered)
 
@@ -344,10 +366,56 @@ class Session:
                     check_types("notification_types", list(types))
                 )
                 self._push(SubscriptionUpdated(self.type_filter))
+            case Refresh():
+                self._refresh(command)
             case UnknownCommand(kind):
                 self._push(ErrorEvent("unknown_message_type", f"unknown message type {kind!r}"))
             case _:  # pragma: no cover - MarkRead is handled by the caller
                 raise AssertionError(command)
+
+    def _refresh(self, command: Refresh) -> None:
+        if command.error:
+            raise Unauthenticated(command.error)
+        if command.user_id != self.user_id:
+            self.close(CloseReason.UNAUTHORIZED, "the refreshed token is for another user")
+            return
+        self._expiry = command.expiry
+        expires_at = command.expiry.expires_at if command.expiry is not None else None
+        self._push(TokenRefreshed(_utc(expires_at) if expires_at is not None else None))
+        self._arm_expiry()
+
+    def _arm_expiry(self) -> None:
+        """(Re)start the countdown to the token's expiry: the warning first, then the end."""
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        expiry = self._expiry
+        if expiry is None or self._closed is not None:
+            return
+        now = self._host.clock.now().timestamp()
+        issued = expiry.issued_at
+        start = issued if issued is not None and issued < expiry.expires_at else now
+        lead = min(TOKEN_WARNING, (expiry.expires_at - start) / 10)
+        remaining = expiry.expires_at - now
+        if remaining > lead:
+            self._expiry_timer = self._host.clock.call_later(remaining - lead, self._warn)
+        else:
+            self._warn()
+
+    def _warn(self) -> None:
+        expiry = self._expiry
+        if expiry is None or self._closed is not None:  # pragma: no cover - timer cancelled
+            return
+        remaining = expiry.expires_at - self._host.clock.now().timestamp()
+        if remaining <= 0:
+            self._expire()
+            return
+        self._push(TokenExpiring(_utc(expiry.expires_at)))
+        self._expiry_timer = self._host.clock.call_later(remaining, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry_timer = None
+        self.close(CloseReason.TOKEN_EXPIRED, "the token has expired")
 
     async def _mark_read(self, command: MarkRead) -> None:
         nid = command.notification_id
@@ -381,3 +449,7 @@ class Session:
         """Send a heartbeat (called by the engine's ``HeartbeatTimer``)."""
         if self._closed is None:
             self._push(Heartbeat(self._host.clock.now()))
+
+
+def _utc(posix: float) -> datetime:
+    return utc_ms(datetime.fromtimestamp(posix, UTC))

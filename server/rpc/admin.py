@@ -29,7 +29,7 @@ class AdminServicer:
         self, request: admin_pb2.CreateNotificationRequest, context: Context
     ) -> admin_pb2.CreateNotificationResponse:
         try:
-            caller(self._auth, context).require_admin()
+            (await caller(self._auth, context)).require_admin()
             item = _new_notification(request)
             outcome = await self._engine.create(item)
         except TidingsError as exc:
@@ -42,7 +42,7 @@ class AdminServicer:
         self, request: admin_pb2.CreateNotificationsRequest, context: Context
     ) -> admin_pb2.CreateNotificationsResponse:
         try:
-            caller(self._auth, context).require_admin()
+            (await caller(self._auth, context)).require_admin()
             check_batch_size(len(request.notifications))
             items = []
             for index, one in enumerate(request.notifications):
@@ -60,7 +60,7 @@ class AdminServicer:
         self, request: admin_pb2.BroadcastNotificationRequest, context: Context
     ) -> admin_pb2.BroadcastNotificationResponse:
         try:
-            caller(self._auth, context).require_admin()
+            (await caller(self._auth, context)).require_admin()
             content = convert.content_from_pb(request)
             if not request.all and not request.user_ids:
                 raise InvalidArgument("user_ids", "give user_ids or set all")
@@ -75,7 +75,7 @@ class AdminServicer:
         self, request: admin_pb2.GetStatsRequest, context: Context
     ) -> admin_pb2.GetStatsResponse:
         try:
-            caller(self._auth, context).require_admin()
+            (await caller(self._auth, context)).require_admin()
             stats = await self._engine.stats()
         except TidingsError as exc:
             await abort(context, exc)
@@ -85,7 +85,7 @@ class AdminServicer:
         self, request: admin_pb2.GetConnectionStatusRequest, context: Context
     ) -> admin_pb2.GetConnectionStatusResponse:
         try:
-            principal = caller(self._auth, context)
+            principal = await caller(self._auth, context)
             user_id = check_user_id(request.user_id) if request.user_id else principal.user_id
             principal.require_self_or_admin(user_id)
             status = await self._engine.status(user_id)
@@ -101,7 +101,7 @@ class AdminServicer:
         self, request: admin_pb2.DisconnectUserRequest, context: Context
     ) -> admin_pb2.DisconnectUserResponse:
         try:
-            caller(self._auth, context).require_admin()
+            (await caller(self._auth, context)).require_admin()
             disconnected = await self._engine.disconnect(check_user_id(request.user_id))
         except TidingsError as exc:
             await abort(context, exc)

@@ -153,6 +153,8 @@ def command_from_pb(msg: stream_pb2.ConnectRequest) -> events.Command:
         return events.Subscribe(tuple(msg.subscribe.notification_types))
     if kind == "unsubscribe":
         return events.Unsubscribe(tuple(msg.unsubscribe.notification_types))
+    if kind == "refresh":  # pragma: no cover - the servicer verifies the token first
+        raise ValueError("a refresh needs the authenticator: see server.rpc.stream")
     return events.UnknownCommand(kind or "")
 
 
@@ -192,6 +194,15 @@ def event_to_pb(event: events.Event) -> stream_pb2.ConnectResponse | bytes:
             return stream_pb2.ConnectResponse(
                 error=stream_pb2.ErrorEvent(code=event.code, message=event.message)
             )
+        case events.TokenExpiring():
+            return stream_pb2.ConnectResponse(
+                token_expiring=stream_pb2.TokenExpiringEvent(expires_at=timestamp(event.expires_at))
+            )
+        case events.TokenRefreshed():
+            refreshed = stream_pb2.TokenRefreshedEvent()
+            if event.expires_at is not None:
+                refreshed.expires_at.CopyFrom(timestamp(event.expires_at))
+            return stream_pb2.ConnectResponse(token_refreshed=refreshed)
     raise TypeError(f"no wire form for {event!r}")
 
 

@@ -41,7 +41,7 @@ from server.engine.events import (
 )
 from server.rpc import convert, wire
 from server.rpc.errors import status_for
-from server.rpc.stream import CLOSE_STATUS, Context, open_session
+from server.rpc.stream import CLOSE_ERROR_CODE, CLOSE_STATUS, Context, command, open_session
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,11 @@ class _Relay:
                 self._spawn(self._open(opening.session_id, dict(opening.metadata), params))
             elif kind == "command":
                 sid = request.command.session_id
-                await self._handle(sid, convert.command_from_pb(request.command.request))
+                wanted = request.command.request
+                if wanted.WhichOneof("kind") == "refresh":  # may wait for keys: not in line
+                    self._spawn(self._refresh(sid, wanted))
+                else:
+                    await self._handle(sid, convert.command_from_pb(wanted))
             elif kind == "close":
                 self._close(request.close.session_id, request.close.undelivered_ids)
             elif kind == "invalid":
@@ -153,7 +157,11 @@ class _Relay:
                     self._sessions.pop(sid, None)
                     status = CLOSE_STATUS.get(event.reason)
                     if status is not None:
-                        end = relay_pb2.RelayEnd(code=status.value[0], message=event.message)
+                        end = relay_pb2.RelayEnd(
+                            code=status.value[0],
+                            message=event.message,
+                            error_code=CLOSE_ERROR_CODE.get(event.reason, ""),
+                        )
                         frames.append(_end_frame(sid, end))
                     break
                 encoded = convert.event_to_pb(event)
@@ -235,6 +243,12 @@ class _Relay:
         finally:
             if self._waiting.get(sid) is waiting:
                 del self._waiting[sid]
+
+    async def _refresh(self, sid: int, request: stream_pb2.ConnectRequest) -> None:
+        """A token refresh: verified (which may wait for keys) out of line."""
+        session = self._sessions.get(sid)
+        if session is not None:
+            await session.handle(await command(self._auth, request))
 
     def _close(self, sid: int, undelivered: Sequence[int]) -> None:
         """The client is done with ``sid``: requeue what it could not pass on, close the

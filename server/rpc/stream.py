@@ -14,11 +14,11 @@ from tidings.v1 import stream_pb2
 
 from server.auth import Authenticator, Principal, bearer_token
 from server.engine import Engine, Session
-from server.engine.errors import InvalidArgument, TidingsError
-from server.engine.events import Closed, CloseReason
+from server.engine.errors import InvalidArgument, TidingsError, Unauthenticated
+from server.engine.events import Closed, CloseReason, Command, Expiry, Refresh
 from server.engine.filters import TypeFilter
 from server.rpc import convert
-from server.rpc.errors import Undecodable, abort
+from server.rpc.errors import ERROR_CODE_KEY, Undecodable, abort
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,13 @@ CLOSE_STATUS = {
     CloseReason.SLOW: grpc.StatusCode.RESOURCE_EXHAUSTED,
     CloseReason.DISCONNECTED: grpc.StatusCode.ABORTED,
     CloseReason.SHUTDOWN: grpc.StatusCode.UNAVAILABLE,
+    CloseReason.TOKEN_EXPIRED: grpc.StatusCode.UNAUTHENTICATED,
+    CloseReason.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
+}
+#: The ``tidings-error-code`` of such an end, where the status alone does not say it.
+CLOSE_ERROR_CODE = {
+    CloseReason.TOKEN_EXPIRED: "token_expired",
+    CloseReason.UNAUTHORIZED: Unauthenticated.code,
 }
 
 #: The most characters of ``ConnectParams.client_name`` and ``client_version``.
@@ -48,14 +55,16 @@ def connect_params(context: Context) -> bytes | None:
     return None
 
 
-def caller(authenticator: Authenticator, context: Context) -> Principal:
+async def caller(authenticator: Authenticator, context: Context) -> Principal:
     """The authenticated caller of this RPC (raises ``Unauthenticated``)."""
-    return principal(authenticator, metadata(context))
+    return await principal(authenticator, metadata(context))
 
 
-def principal(authenticator: Authenticator, md: Mapping[str, str]) -> Principal:
+async def principal(authenticator: Authenticator, md: Mapping[str, str]) -> Principal:
     """The caller that metadata ``md`` names (raises ``Unauthenticated``)."""
-    return authenticator.authenticate(bearer_token(md.get(keys.AUTHORIZATION)), md.get(keys.USER))
+    return await authenticator.authenticate(
+        bearer_token(md.get(keys.AUTHORIZATION)), md.get(keys.USER)
+    )
 
 
 async def open_session(
@@ -70,7 +79,7 @@ async def open_session(
     them, the textual ``tidings-since`` and ``tidings-types`` of ``md`` say the same.
     Credentials are checked first.
     """
-    user = principal(authenticator, md)
+    user = await principal(authenticator, md)
     try:
         if params is None:
             params = keys.params_from_text(md.get(keys.SINCE), md.get(keys.TYPES))
@@ -86,6 +95,7 @@ async def open_session(
         user.user_id,
         since=params.since if params.HasField("since") else None,
         type_filter=type_filter(params.filter) if params.HasField("filter") else None,
+        expiry=_expiry(user),
     )
     if params.client_name:
         log.debug(
@@ -99,6 +109,26 @@ def _refusal(reader: asyncio.Task[InvalidArgument | None]) -> InvalidArgument | 
     if reader.done() and not reader.cancelled() and reader.exception() is None:
         return reader.result()
     return None
+
+
+async def command(authenticator: Authenticator, request: stream_pb2.ConnectRequest) -> Command:
+    """The engine command for a session's request; a refresh's token is verified here."""
+    if request.WhichOneof("kind") != "refresh":
+        return convert.command_from_pb(request)
+    token = request.refresh.token
+    if not token:
+        return Refresh(error="refresh: a token is required")
+    try:
+        user = await authenticator.authenticate(token)
+    except Unauthenticated as exc:
+        return Refresh(error=exc.message)
+    return Refresh(user_id=user.user_id, expiry=_expiry(user))
+
+
+def _expiry(user: Principal) -> Expiry | None:
+    if user.expires_at is None:
+        return None
+    return Expiry(user.expires_at, user.issued_at)
 
 
 def type_filter(pb: stream_pb2.TypeFilter) -> TypeFilter:
@@ -142,7 +172,9 @@ class StreamServicer:
                         await abort(context, refused)
                     status = CLOSE_STATUS.get(event.reason)
                     if status is not None:
-                        await context.abort(status, event.message)
+                        code = CLOSE_ERROR_CODE.get(event.reason)
+                        trailers = ((ERROR_CODE_KEY, code),) if code else ()
+                        await context.abort(status, event.message, trailing_metadata=trailers)
                     return
                 yield convert.event_to_pb(event)
         finally:
@@ -159,14 +191,14 @@ class StreamServicer:
             if isinstance(request, Undecodable):
                 session.close(CloseReason.CLIENT_GONE, "undecodable message")
                 return request.error()
-            await session.handle(convert.command_from_pb(request))
+            await session.handle(await command(self._auth, request))
         return None
 
     async def ListNotifications(
         self, request: stream_pb2.ListNotificationsRequest, context: Context
     ) -> stream_pb2.ListNotificationsResponse:
         try:
-            principal = caller(self._auth, context)
+            principal = await caller(self._auth, context)
             if request.limit < 0:
                 raise InvalidArgument("limit", "must be at least 1")
             page = await self._engine.list_notifications(
@@ -186,7 +218,7 @@ class StreamServicer:
         self, request: stream_pb2.MarkReadRequest, context: Context
     ) -> stream_pb2.MarkReadResponse:
         try:
-            principal = caller(self._auth, context)
+            principal = await caller(self._auth, context)
             notification = await self._engine.mark_read(principal.user_id, request.notification_id)
         except TidingsError as exc:
             await abort(context, exc)
@@ -196,7 +228,7 @@ class StreamServicer:
         self, request: stream_pb2.WhoAmIRequest, context: Context
     ) -> stream_pb2.WhoAmIResponse:
         try:
-            principal = caller(self._auth, context)
+            principal = await caller(self._auth, context)
             if request.require_admin:
                 principal.require_admin()
         except TidingsError as exc:
@@ -207,7 +239,7 @@ class StreamServicer:
         self, request: stream_pb2.GetUnreadCountRequest, context: Context
     ) -> stream_pb2.GetUnreadCountResponse:
         try:
-            principal = caller(self._auth, context)
+            principal = await caller(self._auth, context)
             unread = await self._engine.unread_count(principal.user_id)
         except TidingsError as exc:
             await abort(context, exc)

@@ -225,3 +225,41 @@ test("server messages become events", () => {
   assert.equal(pongs.length, 1);
   assert.equal(c.state, "open");
 });
+
+// Promise callbacks (getToken) run as microtasks: let them settle.
+const settle = async () => {
+  for (let i = 0; i < 5; i += 1) await Promise.resolve();
+};
+
+test("getToken gives every connection its token and refreshes before expiry", async () => {
+  let n = 0;
+  const c = client({ getToken: async () => `tok-${++n}` });
+  const refreshed = collect(c, "tokenrefreshed");
+  c.connect();
+  await settle();
+  assert.equal(last().url.searchParams.get("token"), "tok-1");
+  last().greet();
+  last().receive({ type: "token_expiring", expires_at: "2026-11-25T23:00:00.000Z" });
+  await settle();
+  assert.deepEqual(last().sent.at(-1), { type: "refresh", token: "tok-2" });
+  last().receive({ type: "token_refreshed", expires_at: "2026-11-26T00:00:00.000Z" });
+  assert.deepEqual(refreshed, [{ expires_at: "2026-11-26T00:00:00.000Z" }]);
+
+  last().serverClose(CloseCode.TOKEN_EXPIRED, "token_expired"); // the refresh came too late
+  assert.equal(c.state, "waiting");
+  mock.timers.tick(c.options.initialDelay);
+  await settle();
+  assert.equal(FakeSocket.all.length, 2);
+  assert.equal(last().url.searchParams.get("token"), "tok-3");
+  c.close();
+});
+
+test("4003 without getToken stops for good, like 1008", () => {
+  const c = client({ token: "tok" });
+  c.connect();
+  last().greet();
+  last().serverClose(CloseCode.TOKEN_EXPIRED, "token_expired");
+  assert.equal(c.state, "closed");
+  mock.timers.tick(60_000);
+  assert.equal(FakeSocket.all.length, 1);
+});

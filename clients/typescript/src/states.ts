@@ -12,6 +12,7 @@ export type DisconnectReason =
   | "stream_ended" // the server ended the stream without an error
   | "buffer_full" // the application fell behind: resume once it catches up
   | "auth_failed" // UNAUTHENTICATED / PERMISSION_DENIED: no reconnect
+  | "token_expired" // not refreshed in time: reconnect with a fresh token (getToken)
   | "error" // any other status
   | "closed"; // the application closed the Subscriber
 

@@ -10,6 +10,10 @@
  * Commands on the live stream are answered in order, so unanswered ones wait in a FIFO
  * matched against the answers, and the FIFO is sent again after a reconnect (mark read,
  * subscribe and unsubscribe are all idempotent).
+ *
+ * With `getToken`, the session's token is refreshed in-band when the server warns that it
+ * expires (`token_expiring`, docs/PROTOCOL.md §2.7), and a session that ran out anyway
+ * (UNAUTHENTICATED `token_expired`) reconnects with a fresh token.
  */
 
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -53,6 +57,9 @@ const SEEN_CAPACITY = 10_000;
 export interface SubscriberOptions {
   target: Target;
   token?: TokenSource;
+  /** A fresh JWT: asked before each connection (when `token` is not given) and whenever
+   * the server warns that the session's token is about to expire. */
+  getToken?: () => string | Promise<string>;
   user?: string;
   /** Resume after this id (one the application stored from `lastProcessedId`). */
   since?: bigint | number;
@@ -67,7 +74,7 @@ export interface SubscriberOptions {
 }
 
 interface Command {
-  kind: "markRead" | "subscribe" | "unsubscribe";
+  kind: "markRead" | "subscribe" | "unsubscribe" | "refresh";
   request: ConnectRequest;
   notificationId?: bigint;
   resolve(value: unknown): void;
@@ -115,6 +122,7 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
   private stopCurrent: (() => void) | undefined;
   private wakeSleep: (() => void) | undefined;
   private connectedWaiters: { resolve(info: ConnectionInfo): void; reject(e: unknown): void }[] = [];
+  private refreshing = false;
 
   constructor(private readonly options: SubscriberOptions) {
     this.nextTarget = targets(options.target);
@@ -210,6 +218,26 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
     return (await this.command("unsubscribe", request, timeoutMs)) as Subscription;
   }
 
+  /** Send the live session a fresh token (`token`, or `getToken`'s); resolves once the
+   * server accepted it, rejects with CommandError `unauthorized` if it refused it. */
+  async refresh(token?: string, timeoutMs?: number): Promise<void> {
+    const fresh = token ?? (await this.options.getToken?.());
+    if (!fresh) throw new TypeError("no token given and no getToken");
+    const request = create(ConnectRequestSchema, { kind: { case: "refresh", value: { token: fresh } } });
+    await this.command("refresh", request, timeoutMs);
+  }
+
+  /** The server warned that the token expires: refresh it, one at a time. */
+  private refreshSoon(): void {
+    if (this.options.getToken === undefined || this.refreshing) return;
+    this.refreshing = true;
+    this.refresh()
+      .catch((err: unknown) => console.warn("tidings: token refresh failed", err))
+      .finally(() => {
+        this.refreshing = false;
+      });
+  }
+
   private command(
     kind: Command["kind"],
     request: ConnectRequest,
@@ -237,10 +265,15 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
     });
   }
 
-  private answer(kind: "error" | "markRead" | "subscription", value: unknown): void {
+  private answer(kind: "error" | "markRead" | "subscription" | "refreshed", value: unknown): void {
     const head = this.pending[0];
     if (head === undefined) return;
-    if (kind === "error") {
+    if (kind === "refreshed") {
+      if (head.kind === "refresh") {
+        this.pending.shift();
+        head.resolve(undefined);
+      }
+    } else if (kind === "error") {
       this.pending.shift();
       const [code, message] = value as [string, string];
       head.reject(new CommandError(code, message));
@@ -343,7 +376,15 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
     let silenceMs: number | undefined;
     try {
       arm(this.connectTimeoutMs, "connect_timeout");
-      const responses = client.connect(requests, { headers: this.metadata(), signal: abort.signal });
+      let fresh: string | undefined;
+      if (this.options.token === undefined && this.options.getToken !== undefined) {
+        try {
+          fresh = await this.options.getToken();
+        } catch (err) {
+          return { reason: "connect_failed", detail: `getToken failed: ${String(err)}` };
+        }
+      }
+      const responses = client.connect(requests, { headers: this.metadata(fresh), signal: abort.signal });
       for await (const message of responses) {
         if (!this.greeted) {
           if (message.kind.case !== "connectionEstablished") {
@@ -351,6 +392,9 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
           }
           this.greeted = true;
           this.info = connectionInfoFromPb(message.kind.value);
+          // This connection carries a fresh token already: pending refreshes are moot.
+          for (const command of this.pending.filter((c) => c.kind === "refresh")) command.resolve(undefined);
+          this.pending.splice(0, this.pending.length, ...this.pending.filter((c) => c.kind !== "refresh"));
           for (const command of this.pending) requests.push(command.request);
           this.requests = requests;
           const interval = this.info.heartbeatInterval;
@@ -380,8 +424,8 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
     }
   }
 
-  private metadata(): Record<string, string> {
-    const headers = identityHeaders({ token: this.options.token, user: this.options.user });
+  private metadata(token?: string): Record<string, string> {
+    const headers = identityHeaders({ token: token ?? this.options.token, user: this.options.user });
     const { types, excluded } = this.filter;
     const params = create(ConnectParamsSchema, {
       since: this.resumeSince(),
@@ -410,6 +454,13 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
   private endedBy(err: unknown): Ended {
     const ce = ConnectError.from(err);
     const detail = ce.rawMessage;
+    if (
+      ce.code === Code.Unauthenticated &&
+      this.options.getToken !== undefined &&
+      ce.metadata.get("tidings-error-code") === "token_expired"
+    ) {
+      return { reason: "token_expired", detail }; // missed the refresh: reconnect, fresh token
+    }
     switch (ce.code) {
       case Code.Unauthenticated:
       case Code.PermissionDenied:
@@ -453,6 +504,12 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
         return undefined;
       case "error":
         this.answer("error", [kind.value.code, kind.value.message]);
+        return undefined;
+      case "tokenExpiring":
+        this.refreshSoon();
+        return undefined;
+      case "tokenRefreshed":
+        this.answer("refreshed", undefined);
         return undefined;
       default:
         return undefined; // heartbeat, pong: the silence timer has been re-armed

@@ -49,7 +49,7 @@ from tidings.client.states import (
     StateEvent,
     StateListener,
 )
-from tidings.client.subscriber import Subscriber
+from tidings.client.subscriber import Subscriber, TokenProvider
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -86,6 +86,7 @@ __all__ = [
     "Subscription",
     "Target",
     "TidingsError",
+    "TokenProvider",
     "TokenSource",
     "UnavailableError",
     "full_jitter",

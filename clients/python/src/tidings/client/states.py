@@ -38,6 +38,7 @@ class DisconnectReason(StrEnum):
     STREAM_ENDED = "stream_ended"  # the server ended the stream without an error
     BUFFER_FULL = "buffer_full"  # the application fell behind: resume once it catches up
     AUTH_FAILED = "auth_failed"  # UNAUTHENTICATED / PERMISSION_DENIED: no reconnect
+    TOKEN_EXPIRED = "token_expired"  # not refreshed in time: reconnect with a fresh token
     ERROR = "error"  # any other status
     CLOSED = "closed"  # the application closed the Subscriber
 

@@ -15,6 +15,10 @@ The rules it keeps (docs/CLIENTS.md states them for every client):
   connection is dead: the channel is dropped and a new one made.
 * The type filter is the Subscriber's own state: ``subscribe``/``unsubscribe`` change
   it on the live stream and every reconnect asks for it whole (``ConnectParams``).
+* With a ``token_provider``, the session's token is refreshed in-band when the server
+  says it is expiring (``token_expiring``, docs/PROTOCOL.md §2.7), and a session that
+  ended because its token expired (UNAUTHENTICATED ``token_expired``) reconnects with
+  a fresh token. Without one, that ending is an ``AuthenticationError``.
 
 Commands on the live stream are answered in order (the server handles one at a time):
 each ``mark_read`` by ``notification_marked_read`` or an ``error``, each subscribe or
@@ -28,9 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import inspect
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -41,6 +46,7 @@ from tidings import metadata as keys
 from tidings.client import convert
 from tidings.client.backoff import Backoff, BackoffPolicy
 from tidings.client.channel import (
+    AUTHORIZATION_KEY,
     DEFAULT_TARGET,
     Identity,
     Target,
@@ -89,7 +95,10 @@ _FATAL = {
     grpc.StatusCode.UNIMPLEMENTED,
 }
 
-_CommandKind = Literal["mark_read", "subscribe", "unsubscribe"]
+_CommandKind = Literal["mark_read", "subscribe", "unsubscribe", "refresh"]
+#: A callable giving a fresh JWT (plain or async), asked before every connection and
+#: whenever the server says the session's token is expiring.
+TokenProvider = Callable[[], str | Awaitable[str]]
 ConnectCall = grpc.aio.StreamStreamCall[stream_pb2.ConnectRequest, stream_pb2.ConnectResponse]
 
 
@@ -137,7 +146,10 @@ class Subscriber:
 
     ``target`` is an address, a list of them (tried in turn), or a callable asked before
     every attempt. Give ``token`` (a JWT or a callable returning one) in secure mode, or
-    ``user`` against a server in insecure development mode. ``since`` resumes after an
+    ``user`` against a server in insecure development mode. A ``token_provider`` (a
+    plain or async callable) keeps the session alive past its token's expiry: it is
+    asked for a fresh token before each connection and whenever the server warns that
+    the token is about to expire. ``since`` resumes after an
     id the application stored; ``types`` is the initial filter ("only these types").
     """
 
@@ -146,6 +158,7 @@ class Subscriber:
         target: Target = DEFAULT_TARGET,
         *,
         token: TokenSource | None = None,
+        token_provider: TokenProvider | None = None,
         user: str | None = None,
         since: int | None = None,
         types: Sequence[str] | None = None,
@@ -164,6 +177,8 @@ class Subscriber:
             raise ValueError("buffer_size must be at least 2")
         self._targets = Targets(target)
         self._identity = Identity(token=token, user=user)
+        self._token_provider = token_provider
+        self._refreshing: asyncio.Task[None] | None = None
         self._initial_since = since
         self._backoff: BackoffPolicy = backoff or Backoff()
         self._on_state = on_state
@@ -222,6 +237,8 @@ class Subscriber:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._refreshing is not None:
+            self._refreshing.cancel()
         self._fail_pending(ClosedError("the Subscriber was closed"))
         if self._state is not ConnectionState.CLOSED:
             self._state = ConnectionState.CLOSED
@@ -316,6 +333,41 @@ class Subscriber:
         result: Subscription = await self._command("unsubscribe", request, timeout)
         return result
 
+    async def refresh(self, token: str | None = None, *, timeout: float | None = None) -> None:
+        """Send the live session a fresh token (``token``, or the ``token_provider``'s);
+        returns once the server accepted it. Raises ``CommandError`` (``unauthorized``)
+        for a token it refused."""
+        if token is None:
+            token = await self._fresh_token()
+        if token is None:
+            raise ValueError("no token given and no token_provider")
+        request = stream_pb2.ConnectRequest(refresh=stream_pb2.RefreshCommand(token=token))
+        await self._command("refresh", request, timeout)
+
+    async def _fresh_token(self) -> str | None:
+        if self._token_provider is None:
+            return None
+        token = self._token_provider()
+        if inspect.isawaitable(token):
+            token = await token
+        return token
+
+    def _refresh_soon(self) -> None:
+        """The server warned that the token expires: refresh it, once at a time."""
+        if self._token_provider is None or (
+            self._refreshing is not None and not self._refreshing.done()
+        ):
+            return
+        self._refreshing = asyncio.create_task(self._auto_refresh(), name="tidings-refresh")
+
+    async def _auto_refresh(self) -> None:
+        try:
+            await self.refresh()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the session ends at exp and reconnects with a new token
+            log.warning("token refresh failed: %s", exc)
+
     async def _command(
         self,
         kind: _CommandKind,
@@ -355,6 +407,11 @@ class Subscriber:
             self._pending.popleft()
             if not head.future.done():
                 head.future.set_exception(CommandError(*value))
+        elif kind == "token_refreshed":
+            if head.kind == "refresh":
+                self._pending.popleft()
+                if not head.future.done():
+                    head.future.set_result(value)
         elif kind == "mark_read":
             # Another device's mark-read echo may name a different id: not our answer.
             if head.kind == "mark_read" and head.notification_id == value:
@@ -431,13 +488,18 @@ class Subscriber:
         call: ConnectCall | None = None
         try:
             stub = stream_pb2_grpc.NotificationStreamStub(channel)
-            call = stub.Connect(metadata=self._metadata())
+            try:
+                fresh = await self._fresh_token() if self._identity.token is None else None
+            except Exception as exc:
+                return _Ended(DisconnectReason.CONNECT_FAILED, f"token_provider failed: {exc}")
+            call = stub.Connect(metadata=self._metadata(fresh))
             first = await self._read(call, self._connect_timeout, DisconnectReason.CONNECT_TIMEOUT)
             if first.WhichOneof("kind") != "connection_established":
                 return _Ended(DisconnectReason.ERROR, "the server did not greet the session")
             self._info = convert.connection_info(first.connection_established)
             self._greeted = True
             async with self._write_lock:
+                self._drop_refreshes()  # this connection carries a fresh token already
                 for command in list(self._pending):
                     await self._write(call, command.request)
                 self._call = call
@@ -457,8 +519,16 @@ class Subscriber:
                 call.cancel()
             await channel.close()
 
-    def _metadata(self) -> list[tuple[str, str | bytes]]:
+    def _drop_refreshes(self) -> None:
+        for command in [c for c in self._pending if c.kind == "refresh"]:
+            self._pending.remove(command)
+            if not command.future.done():
+                command.future.set_result(None)
+
+    def _metadata(self, token: str | None = None) -> list[tuple[str, str | bytes]]:
         pairs: list[tuple[str, str | bytes]] = list(self._identity.metadata())
+        if token:
+            pairs.append((AUTHORIZATION_KEY, f"Bearer {token}"))
         params = stream_pb2.ConnectParams(client_name=CLIENT_NAME, client_version=CLIENT_VERSION)
         since = self._resume_since()
         if since is not None:
@@ -504,6 +574,12 @@ class Subscriber:
 
     def _ended_by(self, exc: grpc.aio.AioRpcError) -> _Ended:
         code, detail = exc.code(), exc.details() or ""
+        if (
+            code == grpc.StatusCode.UNAUTHENTICATED
+            and self._token_provider is not None
+            and error_from_rpc(exc).error_code == "token_expired"
+        ):  # missed the refresh: a new connection gets a new token
+            return _Ended(DisconnectReason.TOKEN_EXPIRED, detail, code)
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             return _Ended(DisconnectReason.AUTH_FAILED, detail, code, fatal=error_from_rpc(exc))
         if code in _FATAL:
@@ -532,6 +608,10 @@ class Subscriber:
             self._answer("subscription_updated", convert.subscription(message.subscription_updated))
         elif kind == "error":
             self._answer("error", (message.error.code, message.error.message))
+        elif kind == "token_expiring":
+            self._refresh_soon()
+        elif kind == "token_refreshed":
+            self._answer("token_refreshed", None)
         # heartbeat and pong only prove the connection is alive: the read timer restarts.
 
     def _receive(self, notification: Notification) -> None:
