@@ -20,7 +20,6 @@ a token cannot choose how it is verified.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -29,6 +28,8 @@ from typing import Any
 
 from jwt import PyJWK, PyJWKClient
 from jwt.exceptions import PyJWTError
+
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("tidings.auth")
 
@@ -165,8 +166,4 @@ class JwksKeys:
 
     async def close(self) -> None:
         """Stop a load in progress (the worker thread finishes on its own)."""
-        task = self._loading
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._loading)

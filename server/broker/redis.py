@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from tidings.client.backoff import Backoff
 
 from server.broker.base import BrokerListener, BrokerUnavailable
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,7 @@ class RedisBroker:
             raise BrokerUnavailable(str(exc)) from exc
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._client.aclose()
 
     async def _run(self) -> None:

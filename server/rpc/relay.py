@@ -18,7 +18,6 @@ the other sessions go on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Sequence
@@ -42,6 +41,7 @@ from server.engine.events import (
 from server.rpc import convert, wire
 from server.rpc.errors import status_for
 from server.rpc.stream import CLOSE_ERROR_CODE, CLOSE_STATUS, Context, command, open_session
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,7 @@ class RelayServicer:
             async for batch in relay.batches(reader):
                 yield batch
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
             await relay.close()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from server.rpc.errors import Undecodable, abort, decoder
 from server.rpc.inprocess import InProcessStubs
 from server.rpc.relay import RelayServicer
 from server.rpc.stream import StreamServicer
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +151,7 @@ class GrpcServer:
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, then stop, letting calls finish for ``grace`` seconds."""
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+        await cancel_and_wait(self._monitor)
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
@@ -19,6 +18,7 @@ from server.engine.events import Closed, CloseReason, Command, Expiry, Refresh
 from server.engine.filters import TypeFilter
 from server.rpc import convert
 from server.rpc.errors import ERROR_CODE_KEY, Undecodable, abort
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +178,7 @@ class StreamServicer:
                     return
                 yield convert.event_to_pb(event)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
             session.close(CloseReason.CLIENT_GONE)
 
     async def _read(
