@@ -94,6 +94,21 @@ def _priority(name: str | None) -> notification_pb2.Priority.ValueType:
     return PRIORITY_VALUES[name or "normal"]
 
 
+def _create_request(
+    data: schemas.CreateNotification, key: str | None
+) -> admin_pb2.CreateNotificationRequest:
+    """One validated create body as the engine's message (``data`` as JSON text)."""
+    return admin_pb2.CreateNotificationRequest(
+        user_id=data.user_id,
+        type=data.type,
+        title=data.title,
+        message=data.message or "",
+        data_json=_data_json(data.data),
+        priority=_priority(data.priority),
+        idempotency_key=key or "",
+    )
+
+
 # --- producers ---------------------------------------------------------------------------
 
 
@@ -111,15 +126,7 @@ async def create_notification(data: schemas.CreateNotification) -> Response:
         if len(header) > 255:
             raise ApiError.invalid("idempotency_key", "Idempotency-Key: at most 255 characters")
         key = header
-    message = admin_pb2.CreateNotificationRequest(
-        user_id=data.user_id,
-        type=data.type,
-        title=data.title,
-        message=data.message or "",
-        data_json=_data_json(data.data),
-        priority=_priority(data.priority),
-        idempotency_key=key or "",
-    )
+    message = _create_request(data, key)
     answer = await _call(bridge_state().upstream.admin.CreateNotification, message)
     replayed = {} if answer.created else {"Idempotent-Replayed": "true"}
     return json_response(notification_json(answer.notification), 201, replayed)
@@ -140,20 +147,9 @@ async def create_notifications() -> Response:
     items = []
     for index, item in enumerate(data.notifications):
         try:
-            data_json = _data_json(item.data)
+            items.append(_create_request(item, item.idempotency_key))
         except ApiError as exc:
             raise ApiError.invalid(f"notifications[{index}].data", exc.message) from None
-        items.append(
-            admin_pb2.CreateNotificationRequest(
-                user_id=item.user_id,
-                type=item.type,
-                title=item.title,
-                message=item.message or "",
-                data_json=data_json,
-                priority=_priority(item.priority),
-                idempotency_key=item.idempotency_key or "",
-            )
-        )
     message = admin_pb2.CreateNotificationsRequest(notifications=items)
     answer = await _call(bridge_state().upstream.admin.CreateNotifications, message)
     body = {
