@@ -13,9 +13,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from server.auth import Authenticator, load_public_key, resolve_algorithms
+from server.auth import Authenticator
 from server.engine.errors import Unauthenticated
 from server.jwks import JwksKeys
+from server.keys import load_public_key, resolve_algorithms
 from tests.auth_tokens import (
     ec_key,
     hs256_with_public_key,

@@ -83,6 +83,9 @@ MESSAGES = [
         )
     ),
     stream_pb2.ConnectResponse(error=stream_pb2.ErrorEvent(code="rate_limited", message="slow")),
+    stream_pb2.ConnectResponse(token_expiring=stream_pb2.TokenExpiringEvent(expires_at=WHEN)),
+    stream_pb2.ConnectResponse(token_refreshed=stream_pb2.TokenRefreshedEvent(expires_at=WHEN)),
+    stream_pb2.ConnectResponse(token_refreshed=stream_pb2.TokenRefreshedEvent()),
 ]  # fmt: skip
 
 
@@ -132,7 +135,9 @@ def test_the_documented_server_examples_hold() -> None:
 
 def test_the_documented_client_examples_are_commands() -> None:
     documented = examples("5.3")
-    assert {e["type"] for e in documented} == {"ping", "mark_read", "subscribe", "unsubscribe"}
+    assert {e["type"] for e in documented} == {
+        "ping", "mark_read", "subscribe", "unsubscribe", "refresh",
+    }  # fmt: skip
     for example in documented:
         wsschemas.ClientMessage.validate_python(example)
         assert not isinstance(decode_command(json.dumps(example)), WireError)
@@ -142,6 +147,6 @@ def test_the_json_schema_can_be_emitted() -> None:
     schema = wsschemas.json_schema()
     text = json.dumps(schema)
     assert set(schema["client"]["discriminator"]["mapping"]) == {
-        "ping", "mark_read", "subscribe", "unsubscribe",
+        "ping", "mark_read", "subscribe", "unsubscribe", "refresh",
     }  # fmt: skip
     assert "connection_established" in text and "notification_marked_read" in text
