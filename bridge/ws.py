@@ -15,11 +15,13 @@ import logging
 import time
 from typing import Any, cast
 
+import grpc
 from quart import Blueprint, Response, websocket
 from quart.wrappers import Websocket
+from tidings.v1 import stream_pb2
 
 from bridge.jsonwire import FrameCache, WireError, decode_command, event_frame
-from bridge.metadata import BadMetadata, ws_metadata, ws_params
+from bridge.metadata import BadMetadata, Metadata, ws_metadata, ws_params
 from bridge.metrics import BridgeMetrics
 from bridge.outcomes import ApiError, CloseCode, Ending, ending_for
 from bridge.responses import error_response
@@ -50,14 +52,18 @@ async def notifications() -> Response | None:
         state.metrics.error("http", "forbidden")
         return error_response(ApiError(403, "forbidden", "this Origin may not open a socket"))
     ws = cast(Websocket, cast(Any, websocket)._get_current_object())
+    metadata: Metadata = ()
     try:
         metadata = ws_metadata(ws.args, headers)
         params = ws_params(ws.args)
     except BadMetadata as exc:
+        # Credentials are judged first, as the engine does: bad connect parameters of a
+        # caller the engine refuses answer unauthorized.
+        code, message = exc.code, exc.message
+        if code != "unauthorized" and (refusal := await _refusal(state, metadata)):
+            code, message = refusal
         await ws.accept()
-        ending = Ending(
-            CloseCode.POLICY_VIOLATION, exc.code, _error(exc.code, exc.message), exc.code
-        )
+        ending = Ending(CloseCode.POLICY_VIOLATION, code, _error(code, message), code)
         await _finish(ws, ending, state)
         return None
     if state.draining.done():
@@ -196,6 +202,18 @@ async def _upstream(ws: Websocket, link: SessionLink, max_bytes: int) -> Ending:
             continue
         # If the session has ended, the downstream task is about to say how.
         await link.send(command)
+
+
+async def _refusal(state: BridgeState, metadata: Metadata) -> tuple[str, str] | None:
+    """``("unauthorized", why)`` if the engine refuses these credentials, else None."""
+    try:
+        await state.upstream.stream.WhoAmI(
+            stream_pb2.WhoAmIRequest(), metadata=metadata, timeout=CLOSE_TIMEOUT
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            return "unauthorized", exc.details() or "unauthorized"
+    return None
 
 
 async def _finish(ws: Websocket, ending: Ending, state: BridgeState) -> None:

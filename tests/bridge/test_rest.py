@@ -540,3 +540,19 @@ async def test_secure_ws_with_token_query_or_header(secure_server: ServerProcess
     )
     assert hello["user_id"] == uid
     await socket.close()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"since": "yesterday"}, {"since": "-1"}, {"types": ",".join(f"t{i}" for i in range(200))}],
+)
+async def test_secure_ws_credentials_are_judged_before_connect_parameters(
+    secure_server: ServerProcess, params: dict[str, Any]
+) -> None:
+    refused, _ = await open_socket(secure_server, greet=False, token="not-a-jwt", **params)
+    assert (await refused.expect("error"))["code"] == "unauthorized"
+    assert (await refused.closed())[0] == 1008
+    # with good credentials the same parameters are what is wrong
+    bad, _ = await open_socket(secure_server, greet=False, token=token("u"), **params)
+    assert (await bad.expect("error"))["code"] == "invalid_message"
+    assert (await bad.closed())[0] == 1008
