@@ -21,6 +21,8 @@ from server.store.errors import unreachable
 
 # Fixed 64-bit key of the PostgreSQL advisory lock migrations hold ("tidings" + 2).
 MIGRATE_LOCK = 0x74696469_6E677302
+#: How long a SQLite node waits for another node's migration (busy timeout, ms).
+MIGRATE_WAIT_MS = 120_000
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -70,8 +72,14 @@ async def upgrade(url: str, *, schema: str | None = None, revision: str = "head"
 async def _migrate(engine: AsyncEngine, revision: str) -> None:
     """Run the migrations on one connection (holding the lock on PostgreSQL)."""
     async with engine.connect() as conn:
-        await conn.execution_options(**{WRITE_OPTION: True})
         postgres = conn.dialect.name == "postgresql"
+        if not postgres:
+            # SQLite serialises the nodes that migrate together: each waits for the one
+            # migrating, however long a migration takes on a busy machine. (Set before
+            # the write option, so that this statement's own BEGIN takes no lock.)
+            await conn.exec_driver_sql(f"PRAGMA busy_timeout={MIGRATE_WAIT_MS}")
+            await conn.commit()
+        await conn.execution_options(**{WRITE_OPTION: True})
         if postgres:
             await _advisory(conn, func.pg_advisory_lock(MIGRATE_LOCK))
         try:

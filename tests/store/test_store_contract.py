@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -409,6 +410,22 @@ async def test_upgrade_twice_is_a_no_op(database: Database) -> None:
 async def test_nodes_upgrading_together_take_turns(database: Database) -> None:
     await asyncio.gather(*(database.upgrade() for _ in range(4)))
     assert await current_revision(database.url, schema=database.schema) == head_revision()
+
+
+async def test_a_sqlite_node_waits_for_another_nodes_long_migration(tmp_path: Path) -> None:
+    """Longer than a store's 5 s busy timeout: on a loaded machine migrations can be slow."""
+    path = tmp_path / "busy.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("BEGIN IMMEDIATE")  # another node, migrating
+    loop = asyncio.get_running_loop()
+    loop.call_later(6.0, holder.execute, "COMMIT")
+    try:
+        async with asyncio.timeout(30):
+            await upgrade(f"sqlite+aiosqlite:///{path}")
+        assert await current_revision(f"sqlite+aiosqlite:///{path}") == head_revision()
+    finally:
+        holder.close()
 
 
 async def test_migrations_match_the_models(database: Database) -> None:
