@@ -182,6 +182,26 @@ class Soak:
         reply.raise_for_status()
         return dict(reply.json())
 
+    async def full_collections(self) -> dict[str, Any]:
+        """How many full collections ran and how long they took (``/metrics``)."""
+        async with httpx.AsyncClient(base_url=self.http, timeout=10) as http:
+            text = (await http.get("/metrics")).text
+        buckets: dict[str, float] = {}
+        count = total = 0.0
+        for line in text.splitlines():
+            if not line.startswith("tidings_gc_pause_seconds") or 'generation="2"' not in line:
+                continue
+            name, value = line.rsplit(" ", 1)
+            if name.startswith("tidings_gc_pause_seconds_bucket"):
+                buckets[name.split('le="')[1].split('"')[0]] = float(value)
+            elif name.startswith("tidings_gc_pause_seconds_count"):
+                count = float(value)
+            elif name.startswith("tidings_gc_pause_seconds_sum"):
+                total = float(value)
+        longest = next((le for le, n in buckets.items() if n >= count), "?")
+        return {"count": int(count), "mean_ms": round(total / count * 1000, 1) if count else None,
+                "longest_at_most_s": longest}  # fmt: skip
+
     async def sample(self, phase: str) -> dict[str, Any]:
         pid = self.server.proc.pid if self.server.proc else 0
         stats = await self.stats()
@@ -243,6 +263,7 @@ class Soak:
         warm = await self.sample("warm")
         await asyncio.sleep(duration - warmup)
         end = await self.sample("end")
+        collections = await self.full_collections()
         self.stop.set()
         async with asyncio.timeout(60):
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -284,6 +305,7 @@ class Soak:
             "rss_growth_kib": growth,
             "max_wal_kib": max_wal,
             "missing": missing,
+            "full_collections": collections,
             "samples": self.samples,
             "checks": checks,
             "ok": all(checks.values()),
@@ -330,7 +352,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{e['wal_kib'] / 1024:.1f} | {a.get('wal_kib', 0) / 1024:.1f} |",
         "",
         f"RSS growth after warm-up: {result['rss_growth_kib'] / 1024:.1f} MiB; "
-        f"largest WAL: {result['max_wal_kib'] / 1024:.1f} MiB; missing: {result['missing']}.",
+        f"largest WAL: {result['max_wal_kib'] / 1024:.1f} MiB; missing: {result['missing']}; "
+        f"full collections: {result['full_collections']}.",
         "",
     ]
     lines += [f"- {'✔' if ok else '✘'} {name}" for name, ok in result["checks"].items()]
