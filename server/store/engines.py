@@ -25,7 +25,9 @@ WRITE_OPTION = "tidings_write"
 # Seconds a PostgreSQL connection waits for the server to acknowledge its close.
 CLOSE_TIMEOUT = 0.25
 
-SQLITE_PRAGMAS = ("busy_timeout=5000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+#: How long a SQLite statement waits for another connection's lock (ms).
+SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
 
 _DRIVERS = {
     "postgres": "postgresql+asyncpg",
@@ -41,15 +43,22 @@ def normalise_url(url: str) -> URL:
     return parsed.set(drivername=driver) if driver else parsed
 
 
-def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> AsyncEngine:
-    """An async engine for ``url``; ``schema`` (PostgreSQL only) becomes the search path."""
+def make_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    schema: str | None = None,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+) -> AsyncEngine:
+    """An async engine for ``url``; ``schema`` (PostgreSQL only) becomes the search path;
+    ``busy_timeout_ms`` (SQLite only) is how long a statement waits for a lock."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         if schema is not None:
             raise ValueError("a schema can only be chosen on PostgreSQL")
         check_folder(parsed.database)
         engine = create_async_engine(parsed, echo=echo)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms)
         return engine
     connect_args: dict[str, Any] = {"connection_class": QuickCloseConnection}
     if schema is not None:
@@ -87,12 +96,14 @@ def check_folder(database: str | None) -> None:
         raise StoreUnavailable(f"unable to open database file: no directory {folder}")
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         # The driver's own implicit BEGIN skips SELECTs and DDL; ``_begin`` emits it instead.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # First, so that switching to WAL waits for a connection that holds a lock too.
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()

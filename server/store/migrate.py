@@ -58,7 +58,9 @@ async def upgrade(url: str, *, schema: str | None = None, revision: str = "head"
     """
     if url.startswith("memory://"):
         return
-    engine = make_engine(url, schema=schema)
+    # SQLite serialises the nodes that migrate together: each waits for the one migrating,
+    # however long that takes on a busy machine (connecting switches to WAL: a lock too).
+    engine = make_engine(url, schema=schema, busy_timeout_ms=MIGRATE_WAIT_MS)
     try:
         await _migrate(engine, revision)
     except Exception as exc:
@@ -73,12 +75,6 @@ async def _migrate(engine: AsyncEngine, revision: str) -> None:
     """Run the migrations on one connection (holding the lock on PostgreSQL)."""
     async with engine.connect() as conn:
         postgres = conn.dialect.name == "postgresql"
-        if not postgres:
-            # SQLite serialises the nodes that migrate together: each waits for the one
-            # migrating, however long a migration takes on a busy machine. (Set before
-            # the write option, so that this statement's own BEGIN takes no lock.)
-            await conn.exec_driver_sql(f"PRAGMA busy_timeout={MIGRATE_WAIT_MS}")
-            await conn.commit()
         await conn.execution_options(**{WRITE_OPTION: True})
         if postgres:
             await _advisory(conn, func.pg_advisory_lock(MIGRATE_LOCK))

@@ -412,12 +412,20 @@ async def test_nodes_upgrading_together_take_turns(database: Database) -> None:
     assert await current_revision(database.url, schema=database.schema) == head_revision()
 
 
-async def test_a_sqlite_node_waits_for_another_nodes_long_migration(tmp_path: Path) -> None:
-    """Longer than a store's 5 s busy timeout: on a loaded machine migrations can be slow."""
+@pytest.mark.parametrize("wal", [True, False], ids=["migrating", "switching-to-wal"])
+async def test_a_sqlite_node_waits_for_another_nodes_long_migration(
+    tmp_path: Path, wal: bool
+) -> None:
+    """Longer than a store's 5 s busy timeout: on a loaded machine migrations can be slow.
+    Another node may hold the write lock (migrating) or, on a new file, the exclusive one
+    (its first connection switching the file to WAL)."""
     path = tmp_path / "busy.db"
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("PRAGMA journal_mode=WAL")
-    holder.execute("BEGIN IMMEDIATE")  # another node, migrating
+    if wal:
+        holder.execute("PRAGMA journal_mode=WAL")
+        holder.execute("BEGIN IMMEDIATE")  # another node, migrating
+    else:
+        holder.execute("BEGIN EXCLUSIVE")  # another node's connection, in rollback mode
     loop = asyncio.get_running_loop()
     loop.call_later(6.0, holder.execute, "COMMIT")
     try:
