@@ -22,7 +22,6 @@ from server.engine.events import CloseReason
 from server.metrics import PrometheusObserver
 from server.rpc.server import GrpcServer
 from server.store import open_store
-from server.tasks import cancel_and_wait
 
 log = logging.getLogger("tidings")
 
@@ -35,12 +34,6 @@ GC_PAUSES = Histogram(
 
 #: Allocations between young-generation collections (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 20_000
-#: Seconds between full collections. Every closed connection leaves reference cycles
-#: (hypercorn's and grpc's per-connection objects) that the young generations promote;
-#: the interpreter runs a full collection only once such survivors outnumber a quarter
-#: of everything long-lived, which under steady churn is many minutes away while the
-#: garbage holds memory. A full collection of what start-up did not freeze is short.
-FULL_COLLECTION_EVERY = 60.0
 
 #: How long in-flight calls get to finish at shutdown.
 SHUTDOWN_GRACE = 3.0
@@ -76,13 +69,6 @@ def settle_memory() -> None:
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 3, 10)
     watch_gc_pauses()
-
-
-async def collect_fully(every: float = FULL_COLLECTION_EVERY) -> None:
-    """Run a full collection every ``every`` seconds (see ``FULL_COLLECTION_EVERY``)."""
-    while True:
-        await asyncio.sleep(every)
-        gc.collect()
 
 
 def watch_gc_pauses(threshold: float = 0.05) -> None:
@@ -130,7 +116,6 @@ async def serve(settings: Settings) -> None:
     cluster: Cluster | None = None
     grpc_server: GrpcServer | None = None
     authenticator: Authenticator | None = None
-    collector: asyncio.Task[None] | None = None
     upstream = settings.upstream_addr
     try:
         if settings.role in (Role.ALL, Role.GRPC):
@@ -173,7 +158,6 @@ async def serve(settings: Settings) -> None:
             upstream = join_addr(host, port)
             log.info("grpc listening on %s", upstream)
         settle_memory()
-        collector = asyncio.create_task(collect_fully(), name="tidings-gc")
         if settings.role in (Role.ALL, Role.BRIDGE):
             from bridge.runner import run_bridge  # not imported at all in role grpc
 
@@ -183,7 +167,6 @@ async def serve(settings: Settings) -> None:
             await stop.wait()
         log.info("shutting down")
     finally:
-        await cancel_and_wait(collector)
         deadline = (signalled[0] if signalled else loop.time()) + SHUTDOWN_TIMEOUT
         if engine is not None:
             engine.close_sessions(CloseReason.SHUTDOWN)
