@@ -12,7 +12,8 @@ import pytest
 
 from server.engine import Engine, EngineConfig, Session, SessionLimits
 from server.engine.events import Closed, CloseReason, ConnectionEstablished, Delivery, Event
-from server.engine.models import Content, NewNotification, NodeStats
+from server.engine.models import Content, NewNotification
+from server.engine.peers import LoneNode
 from server.engine.store import CreateResult
 from server.store.memory import MemoryStore
 from tests.engine.fakes import FakeClock, take
@@ -139,7 +140,7 @@ async def test_a_row_written_then_reported_undelivered_is_queued_again(make_engi
     assert titles(events) == ["relayed"]
 
 
-class RecordingPeers:
+class RecordingPeers(LoneNode):
     """A cluster of one, which records when it is told a session left, and what was
     queued in the store at that moment."""
 
@@ -154,21 +155,6 @@ class RecordingPeers:
 
     def sessions_elsewhere(self, user_id: str) -> int:
         return self._elsewhere
-
-    def users_elsewhere(self) -> set[str]:
-        return set()
-
-    def remote_nodes(self) -> Sequence[NodeStats]:
-        return ()
-
-    def created(self, last_id: int) -> None:
-        return None
-
-    def marked_read(self, user_id: str, notification_id: int) -> None:
-        return None
-
-    def disconnect(self, user_id: str) -> None:
-        return None
 
     def presence_changed(self, user_id: str, delta: int) -> None:
         if delta < 0:
