@@ -260,6 +260,10 @@ class Session:
             self._expiry_timer.cancel()
             self._expiry_timer = None
         self._wake()
+        # The last call: nothing is pushed after ``Closed``. The callback usually refers to
+        # this session (a closure of the transport's), a cycle that only a full garbage
+        # collection would free, minutes later under load (docs/RELIABILITY.md §5).
+        self._on_ready = None
         self._host.on_closed(self, undelivered)
 
     # --- transport side -----------------------------------------------------------
@@ -291,7 +295,8 @@ class Session:
 
     def watch(self, on_ready: Callable[[], None]) -> None:
         """Call ``on_ready`` whenever events start waiting (now, if some already are)."""
-        self._on_ready = on_ready
+        if self._closed is None:  # once closed it is never called again: not kept
+            self._on_ready = on_ready
         if self._outbox or self._closed is not None:
             on_ready()
 
