@@ -5,7 +5,10 @@ fresh SQLite file and keeps, for the whole run:
 
 * ``--browsers`` WebSocket sessions and ``--grpc`` ``Connect`` streams, every one
   reading all it is sent; each second a few of them leave and come back with ``since``
-  (churn: sessions are made and torn down all the time);
+  (churn: sessions are made and torn down all the time). Every connect resumes, the
+  first with ``since=0``: a client's ``since`` says "I have every id up to here", which
+  only a client that always resumed can say (docs/PROTOCOL.md §4.4) — one that first
+  connected without it and got the queue can hold a gap below its last id;
 * creates at ``--rate`` per second to random users among them (gRPC admin calls), a
   broadcast to a list of users every ``--broadcast-every`` seconds, pings.
 
@@ -74,6 +77,8 @@ class Seen:
 
     ids: set[int] = field(default_factory=set)
     last: int = 0
+    #: The ``since`` of each visit, for explaining a miss.
+    visits: list[int] = field(default_factory=list)
 
     def add(self, nid: int) -> None:
         self.ids.add(nid)
@@ -101,7 +106,8 @@ class Soak:
     async def browser(self, user: str) -> None:
         while not self.stop.is_set():
             since = self.seen[user].last
-            url = f"{self.ws_url}?user_id={user}" + (f"&since={since}" if since else "")
+            self.seen[user].visits.append(since)
+            url = f"{self.ws_url}?user_id={user}&since={since}"
             try:
                 async with (
                     websockets.connect(url, compression=None, max_size=None) as ws,
@@ -121,8 +127,9 @@ class Soak:
         stub = stream_pb2_grpc.NotificationStreamStub(self.channel)
         while not self.stop.is_set():
             md = [("x-tidings-user", user)]
-            if since := self.seen[user].last:
-                md.append(("tidings-since", str(since)))
+            since = self.seen[user].last
+            self.seen[user].visits.append(since)
+            md.append(("tidings-since", str(since)))
             call = stub.Connect(metadata=md)
             try:
                 async with asyncio.timeout_at(self._leave_at()):
@@ -276,7 +283,8 @@ class Soak:
             if after["sessions"] == 0 and after["fds"] <= baseline["fds"] + FD_SLACK:
                 break
             await asyncio.sleep(1)
-        missing = await self.missing()
+        misses = await self.missing()
+        missing = len(misses)
         growth = end["rss_kib"] - warm["rss_kib"]
         max_wal = max(s["wal_kib"] for s in self.samples)
         checks = {
@@ -305,21 +313,21 @@ class Soak:
             "rss_growth_kib": growth,
             "max_wal_kib": max_wal,
             "missing": missing,
+            "misses": misses[:20],
             "full_collections": collections,
             "samples": self.samples,
             "checks": checks,
             "ok": all(checks.values()),
         }
 
-    async def missing(self) -> int:
+    async def missing(self) -> list[dict[str, Any]]:
         """Created for a user (singly) and never received by any of its sessions: after
-        the last reconnect with ``since`` every one must have arrived."""
+        the last reconnect with ``since`` every one must have arrived. Each miss comes
+        with the ``since`` of the user's visits, to tell why."""
 
         # a last short visit of every user with since: what is still owed arrives now
         async def visit(user: str) -> None:
             url = f"{self.ws_url}?user_id={user}&since={self.seen[user].last}"
-            if self.seen[user].last == 0:
-                url = f"{self.ws_url}?user_id={user}"
             async with websockets.connect(url, compression=None, max_size=None) as ws:
                 hello = orjson.loads(await ws.recv())
                 for _ in range(hello["queued"]):
@@ -330,7 +338,11 @@ class Soak:
         async with asyncio.timeout(120):
             for chunk in range(0, len(self.users), 100):
                 await asyncio.gather(*(visit(u) for u in self.users[chunk : chunk + 100]))
-        return sum(len(self.created[u] - self.seen[u].ids) for u in self.users)
+        return [
+            {"user": u, "id": nid, "visits": self.seen[u].visits}
+            for u in self.users
+            for nid in sorted(self.created[u] - self.seen[u].ids)
+        ]
 
 
 def markdown(result: dict[str, Any]) -> str:
