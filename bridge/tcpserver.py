@@ -33,4 +33,4 @@ class CycleFreeTCPServer(TCPServer):
 def install() -> None:
     """Make hypercorn serve every connection with ``CycleFreeTCPServer`` (it has no
     setting for it; one class per process, as ``bridge.wsguard``)."""
-    hypercorn.asyncio.run.TCPServer = CycleFreeTCPServer  # type: ignore[attr-defined,misc]
+    hypercorn.asyncio.run.TCPServer = CycleFreeTCPServer  # type: ignore[attr-defined]

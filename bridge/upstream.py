@@ -10,6 +10,7 @@ events of all sessions into few messages, and an idle browser costs no gRPC stre
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
@@ -488,7 +489,9 @@ class Upstream:
         """Start a live session with the caller's credentials (``metadata``) and connect
         parameters; the engine speaks first."""
         if self._relay is None or self._relay.broken:
-            self._relay = RelayStream(self.relay)
+            # Made in an empty context: its call and tasks outlive the WebSocket whose
+            # handler opens it, and would keep that socket's (Quart's context) alive.
+            self._relay = contextvars.Context().run(RelayStream, self.relay)
         self._next_sid += 1
         link = RelaySessionLink(self._relay, self._next_sid, self.max_session_buffer)
         if params is None:

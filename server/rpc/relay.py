@@ -136,8 +136,8 @@ class _Relay:
             frames, drained = self._collect()
             if frames:
                 yield b"".join(frames)
-            for session in drained:
-                session.confirm()
+            _confirm(drained)
+            del drained  # a session that closed goes now, not with the next batch
 
     def _collect(self) -> tuple[list[bytes], list[Session]]:
         """The frames of one batch (serialized ``RelayResponse.frames`` entries)."""
@@ -278,6 +278,12 @@ class _Relay:
         self._sessions.clear()
         self._ready.clear()
         self._waiting.clear()
+
+
+def _confirm(sessions: list[Session]) -> None:
+    """Their events taken so far were written."""
+    for session in sessions:
+        session.confirm()
 
 
 async def _apply(session: Session, item: Command | _Invalid) -> None:
