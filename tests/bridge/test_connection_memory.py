@@ -21,13 +21,14 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import orjson
 import pytest
 import websockets
 from hypercorn.asyncio.tcp_server import TCPServer
-from tidings.v1 import admin_pb2, admin_pb2_grpc, stream_pb2_grpc
+from tidings.v1 import admin_pb2, admin_pb2_grpc, stream_pb2, stream_pb2_grpc
 
 from bridge.runner import run_bridge
 from server.auth import Authenticator
@@ -98,6 +99,13 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         await engine.stop()
 
 
+async def kind(call: Any) -> str | None:
+    """The kind of the next message of a ``Connect`` call."""
+    message = await call.read()
+    assert isinstance(message, stream_pb2.ConnectResponse), message
+    return message.WhichOneof("kind")
+
+
 async def test_closed_sessions_and_connections_are_freed_without_a_full_collection(
     node: Node,
 ) -> None:
@@ -111,7 +119,7 @@ async def test_closed_sessions_and_connections_are_freed_without_a_full_collecti
     for ws in browsers:
         assert orjson.loads(await ws.recv())["type"] == "connection_established"
     for call in calls:
-        assert (await call.read()).WhichOneof("kind") == "connection_established"
+        assert await kind(call) == "connection_established"
     # Each session delivers something, as they do under traffic.
     for i in range(SESSIONS):
         for user in (f"mem-b{i}", f"mem-g{i}"):
@@ -120,7 +128,7 @@ async def test_closed_sessions_and_connections_are_freed_without_a_full_collecti
     for ws in browsers:
         assert orjson.loads(await ws.recv())["type"] == "notification"
     for call in calls:
-        assert (await call.read()).WhichOneof("kind") == "notification"
+        assert await kind(call) == "notification"
 
     gc.collect()  # what is alive now is old: only a full collection would look at it again
     watched = [weakref.ref(o) for o in gc.get_objects() if isinstance(o, Session | TCPServer)]
