@@ -103,7 +103,9 @@ def test_seen_archived_expiring_notification_has_its_instants() -> None:
 def test_counts_object_lists_types_in_order() -> None:
     counts = stream_pb2.GetCountsResponse(
         unread=3, unseen=1,
-        by_type={"b": stream_pb2.TypeCounts(unread=1), "a": stream_pb2.TypeCounts(unread=2, unseen=1)},
+        by_type={
+            "b": stream_pb2.TypeCounts(unread=1), "a": stream_pb2.TypeCounts(unread=2, unseen=1),
+        },
     )  # fmt: skip
     value = counts_object(counts)
     assert value == {
@@ -346,7 +348,8 @@ def test_decode_commands() -> None:
 @pytest.mark.parametrize(
     ("frame", "expected"),
     [
-        ('{"type": "mark_seen"}', stream_pb2.ConnectRequest(mark_seen=stream_pb2.MarkSeenCommand())),
+        ('{"type": "mark_seen"}',
+         stream_pb2.ConnectRequest(mark_seen=stream_pb2.MarkSeenCommand())),
         ('{"type": "mark_seen", "up_to_id": 9}',
          stream_pb2.ConnectRequest(mark_seen=stream_pb2.MarkSeenCommand(up_to_id=9))),
         ('{"type": "mark_seen", "up_to_id": 18446744073709551615}',
