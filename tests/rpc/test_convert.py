@@ -261,3 +261,14 @@ def test_relay_frames_are_what_protobuf_writes(sid: int) -> None:
         frames=[relay_pb2.RelayFrame(session_id=sid, event=event)]
     ).SerializeToString()
     assert wire.relay_event_frame(sid, event) == reference
+
+
+def test_unread_only_with_read_true_selects_nothing_once_found_valid() -> None:
+    both = stream_pb2.ListNotificationsRequest(unread_only=True, read=True)
+    assert convert.query_from_pb(both) is None
+    agree = stream_pb2.ListNotificationsRequest(unread_only=True, read=False)
+    assert convert.query_from_pb(agree) == InboxQuery(unread_only=True, read=False)
+    with pytest.raises(InvalidArgument):
+        convert.query_from_pb(
+            stream_pb2.ListNotificationsRequest(unread_only=True, read=True, types=[""])
+        )
