@@ -170,7 +170,7 @@ async def test_bad_preferences_change_nothing(engine: Engine) -> None:
     await engine.update_preferences("u", ["a"])
     for bad in ("abc", ["a", ""], [f"t{i}" for i in range(300)]):
         with pytest.raises(InvalidArgument) as error:
-            await engine.update_preferences("u", bad)  # type: ignore[arg-type]
+            await engine.update_preferences("u", bad)
         assert error.value.field == "muted_types"
     assert await engine.preferences("u") == Preferences(("a",))
 
