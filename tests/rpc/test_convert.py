@@ -144,10 +144,9 @@ def test_create_carries_expiry_and_ignore_mutes() -> None:
     assert (plain.expires_at, plain.ignore_mutes) == (None, False)
 
 
-@pytest.mark.parametrize(
-    "moment", [Timestamp(seconds=1), Timestamp(seconds=2**60)], ids=["past", "out of range"]
-)
-def test_create_refuses_an_expiry_not_in_the_future(moment: Timestamp) -> None:
+def test_create_refuses_an_expiry_no_timestamp_can_hold() -> None:
+    # "Later than now" is the engine's to judge, by its clock (tests/grpc/test_inbox.py).
+    moment = Timestamp(seconds=2**60)
     request = admin_pb2.BroadcastNotificationRequest(type="t", title="x", expires_at=moment)
     with pytest.raises(InvalidArgument) as caught:
         convert.content_from_pb(request)
