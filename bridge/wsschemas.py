@@ -81,7 +81,10 @@ class MarkAllRead(_Command):
 
     type: Literal["mark_all_read"]
     notification_type: str | None = Field(
-        default=None, description="a string (absent or null: every type)"
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="a string of 1–64 characters (absent or null: every type)",
     )
     up_to_id: int | None = Field(
         default=None, ge=0, description="a non-negative integer (absent or 0: the newest)"

@@ -417,7 +417,11 @@ BAD_ID = "mark_read: notification_id must be a positive integer"
         ('{"type": "mark_seen", "up_to_id": "5"}', "invalid_message",
          "mark_seen: up_to_id must be a non-negative integer (absent or 0: the newest)"),
         ('{"type": "mark_all_read", "notification_type": 5}', "invalid_message",
-         "mark_all_read: notification_type must be a string (absent or null: every type)"),
+         "mark_all_read: notification_type must be a string of 1–64 characters "
+         "(absent or null: every type)"),
+        ('{"type": "mark_all_read", "notification_type": ""}', "invalid_message",
+         "mark_all_read: notification_type must be a string of 1–64 characters "
+         "(absent or null: every type)"),
         ('{"type": "archive"}', "invalid_message",
          "archive: notification_id must be a positive integer"),
         ('{"type": "unarchive", "notification_id": 0}', "invalid_message",
