@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -61,7 +62,7 @@ def test_read_notifications_take_the_plain_path() -> None:
         {"expires_at": WHEN + timedelta(days=1), "ignore_mutes": True},
     ],
 )
-def test_the_inbox_fields_travel_both_ways(state: dict[str, object]) -> None:
+def test_the_inbox_fields_travel_both_ways(state: dict[str, Any]) -> None:
     n = Notification(9, "u", "t", "x", "", "{}", Priority.LOW, WHEN)._replace(**state)
     batch: dict[object, object] = {}
     assert convert.delivery_bytes(n) == reference(n)
