@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -427,3 +428,35 @@ async def test_connect_commands_answer_errors_and_the_session_goes_on(node: Node
     assert codes == ["not_found"] * 3 + ["invalid_message"] * 4
     await quiet(stream)
     assert await listed(node, "u2") == [theirs.id]
+
+
+async def test_muted_and_expired_ones_are_not_replayed(node: Node) -> None:
+    await node.users.UpdatePreferences(
+        stream_pb2.UpdatePreferencesRequest(muted_types=["news"]), metadata=md("u1")
+    )
+    await node.create("u1", type="news")
+    loud = await node.create("u1", type="news", ignore_mutes=True)
+    expires = datetime.now(UTC) + timedelta(seconds=1)
+    await node.create("u1", type="chat", expires_at=ts(expires))
+    kept = await node.create("u1", type="chat")
+    assert len(await listed(node, "u1")) == 4, "muted ones are listed; not yet expired"
+    # The rule is about the clock: wait until the instant has passed (no event to await).
+    await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.05)
+    assert len(await listed(node, "u1")) == 3
+    counts = await node.users.GetCounts(stream_pb2.GetCountsRequest(), metadata=md("u1"))
+    assert counts.unread == 2 and counts.by_type["news"].unread == 2
+    resumed = await node.connect("u1", since=0)
+    assert (await resumed.hello()).queued == 2
+    assert await resumed.notifications(2) == [loud.id, kept.id]
+    queued = await node.connect("u1")
+    assert (await queued.hello()).queued == 0, "nothing left to replay: muted and expired ones never are"
+
+
+async def test_mark_all_read_includes_archived_ones(node: Node) -> None:
+    filed = await node.create("u1")
+    await node.users.ArchiveNotification(
+        stream_pb2.ArchiveNotificationRequest(notification_id=filed.id), metadata=md("u1")
+    )
+    answer = await node.users.MarkAllRead(stream_pb2.MarkAllReadRequest(), metadata=md("u1"))
+    assert answer.read == 1
+    assert await listed(node, "u1", archived=True, read=True) == [filed.id]
