@@ -6,7 +6,9 @@ A session is a bounded outbox of events plus the rules for what goes in it:
   from the store are held back, then ``begin`` writes ``ConnectionEstablished``, the
   backlog, and the held notifications the backlog did not contain, in id order.
   Nothing is lost in between and nothing is sent twice.
-* The type filter decides which notifications enter the outbox.
+* The type filter decides which notifications enter the outbox; so do the user's
+  muted types (unless the notification ignores mutes) and expiry (an expired one never
+  does). The muted types are read at connect and replaced at once on every change.
 * The outbox holds at most ``max_buffer`` events and ``max_buffer_bytes`` bytes (an
   estimate of their encoded size) beyond the replay. A client that falls further
   behind is closed as slow rather than growing memory; what it had not taken stays
@@ -44,17 +46,23 @@ from typing import Final, Protocol
 from server.engine.clock import Cancellable, Clock, utc_ms
 from server.engine.errors import ClientError, InvalidArgument, TidingsError, Unauthenticated
 from server.engine.events import (
+    Archive,
     Closed,
     CloseReason,
     Command,
     ConnectionEstablished,
+    CountsEvent,
+    Delete,
     Delivery,
     Envelope,
     ErrorEvent,
     Event,
     Expiry,
+    GetCounts,
     Heartbeat,
+    MarkAllRead,
     MarkRead,
+    MarkSeen,
     Ping,
     Pong,
     Refresh,
@@ -62,13 +70,24 @@ from server.engine.events import (
     SubscriptionUpdated,
     TokenExpiring,
     TokenRefreshed,
+    Unarchive,
     UnknownCommand,
     Unsubscribe,
+    UpdatePreferences,
 )
 from server.engine.fifo import Fifo
 from server.engine.filters import TypeFilter
 from server.engine.heartbeat import HeartbeatTimer
-from server.engine.models import Notification, check_types
+from server.engine.models import (
+    TYPE_MAX,
+    Counts,
+    Notification,
+    Preferences,
+    ReadAllMark,
+    SeenMark,
+    check_text,
+    check_types,
+)
 from server.engine.ratelimit import TokenBucket
 
 #: The default bound on the bytes waiting in a session's outbox (beyond the replay).
@@ -124,6 +143,22 @@ class SessionHost(Protocol):
 
     async def mark_read(self, user_id: str, notification_id: int) -> Notification: ...
 
+    async def mark_seen(self, user_id: str, up_to_id: int | None) -> SeenMark: ...
+
+    async def mark_all_read(
+        self, user_id: str, notification_type: str | None, up_to_id: int | None
+    ) -> ReadAllMark: ...
+
+    async def archive(self, user_id: str, notification_id: int) -> Notification: ...
+
+    async def unarchive(self, user_id: str, notification_id: int) -> Notification: ...
+
+    async def delete(self, user_id: str, notification_id: int) -> None: ...
+
+    async def counts(self, user_id: str) -> Counts: ...
+
+    async def update_preferences(self, user_id: str, muted_types: Sequence[str]) -> Preferences: ...
+
     def on_written(self, session: Session, envelope: Envelope) -> None:
         """The transport wrote ``envelope``'s notification to the client."""
         ...
@@ -166,6 +201,9 @@ class Session:
         self._bucket = TokenBucket(limits.max_rate, 2 * limits.max_rate, host.clock.monotonic())
         self._expiry = expiry
         self._expiry_timer: Cancellable | None = None
+        #: The user's muted types (``Preferences.muted_types``).
+        self.muted: frozenset[str] = frozenset()
+        self._muted_live = False  # set by a change since the session opened
 
     # --- engine side ------------------------------------------------------------
 
@@ -187,9 +225,27 @@ class Session:
     def close_reason(self) -> CloseReason | None:
         return self._closed.reason if self._closed is not None else None
 
+    def admits(self, n: Notification) -> bool:
+        """Whether this session takes ``n``: its filter, mutes and expiry allow it."""
+        return (
+            self.type_filter.admits(n.type)
+            and (n.ignore_mutes or n.type not in self.muted)
+            and (n.expires_at is None or n.expires_at > self._host.clock.now())
+        )
+
+    def load_muted(self, muted_types: Sequence[str]) -> None:
+        """The muted types as read at connect, unless a change arrived meanwhile."""
+        if not self._muted_live:
+            self.muted = frozenset(muted_types)
+
+    def set_muted(self, muted_types: Sequence[str]) -> None:
+        """The user changed the muted types: they apply from now on."""
+        self._muted_live = True
+        self.muted = frozenset(muted_types)
+
     def offer(self, envelope: Envelope) -> None:
-        """A live notification of this user: queue it if the filter admits it."""
-        if self._closed is not None or not self.type_filter.admits(envelope.notification.type):
+        """A live notification of this user: queue it if the session admits it."""
+        if self._closed is not None or not self.admits(envelope.notification):
             return
         if self._held is not None:
             self._held.append(envelope)
@@ -212,11 +268,7 @@ class Session:
             + EVENT_OVERHEAD
         )
         late = sorted(
-            (
-                e
-                for e in held
-                if e.notification.id not in sent and self.type_filter.admits(e.notification.type)
-            ),
+            (e for e in held if e.notification.id not in sent and self.admits(e.notification)),
             key=lambda e: e.notification.id,
         )
         self._push(
@@ -337,6 +389,8 @@ class Session:
         try:
             if isinstance(command, MarkRead):
                 await self._mark_read(command)
+            elif isinstance(command, _STORE_COMMANDS):
+                await self._store_command(command)
             else:
                 self._apply(command)
         except ClientError as exc:
@@ -429,6 +483,28 @@ class Session:
         # The engine tells every session of the user, this one included: that is the answer.
         await self._host.mark_read(self.user_id, nid)
 
+    async def _store_command(self, command: StoreCommand) -> None:
+        # The engine tells every session of the user, this one included: that is the answer
+        # (except for counts, which are this session's alone).
+        host, user = self._host, self.user_id
+        match command:
+            case MarkSeen(up_to_id):
+                await host.mark_seen(user, _cursor("up_to_id", up_to_id))
+            case MarkAllRead(notification_type, up_to_id):
+                if notification_type is not None:
+                    check_text("notification_type", notification_type, TYPE_MAX, required=True)
+                await host.mark_all_read(user, notification_type, _cursor("up_to_id", up_to_id))
+            case Archive(nid):
+                await host.archive(user, _positive("notification_id", nid))
+            case Unarchive(nid):
+                await host.unarchive(user, _positive("notification_id", nid))
+            case Delete(nid):
+                await host.delete(user, _positive("notification_id", nid))
+            case GetCounts():
+                self._push(CountsEvent(await host.counts(user)))
+            case UpdatePreferences(muted_types):
+                await host.update_preferences(user, muted_types)
+
     def _push(self, event: Event) -> None:
         if self._closed is not None:
             return
@@ -454,6 +530,23 @@ class Session:
         """Send a heartbeat (called by the engine's ``HeartbeatTimer``)."""
         if self._closed is None:
             self._push(Heartbeat(self._host.clock.now()))
+
+
+StoreCommand = MarkSeen | MarkAllRead | Archive | Unarchive | Delete | GetCounts | UpdatePreferences
+_STORE_COMMANDS = (MarkSeen, MarkAllRead, Archive, Unarchive, Delete, GetCounts, UpdatePreferences)
+
+
+def _positive(field_name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidArgument(field_name, "must be a positive integer")
+    return value
+
+
+def _cursor(field_name: str, value: object) -> int | None:
+    """An optional id: None or 0 (the newest) or positive."""
+    if value is None or (value == 0 and not isinstance(value, bool)):
+        return None
+    return _positive(field_name, value)
 
 
 def _utc(posix: float) -> datetime:

@@ -65,7 +65,7 @@ async def test_live_notification_has_the_section_3_shape(
     assert n == created
     assert list(n) == [
         "id", "user_id", "type", "title", "message", "data", "priority", "created_at", "read",
-        "read_at",
+        "read_at", "seen", "seen_at", "archived", "archived_at", "expires_at", "ignore_mutes",
     ]  # fmt: skip
     assert n["user_id"] == uid
     assert n["data"] == {"version": [1, 2], "big": 12345678901234567}

@@ -45,7 +45,13 @@ ERROR_CODES = {
     "not_found",
     "rate_limited",
 }
-ANSWERS = {"pong", "subscription_updated", "notification_marked_read", "error"}
+#: The answers to a command (each fuzzed user has one socket at a time, so the events every
+#: session of the user receives come back to the sender only).
+ANSWERS = {
+    "pong", "subscription_updated", "notification_marked_read", "error", "notifications_seen",
+    "notifications_marked_read", "notification_archived", "notification_unarchived",
+    "notification_deleted", "counts", "preferences_updated",
+}  # fmt: skip
 UNSOLICITED = {"notification", "heartbeat", "notification_marked_read"}
 FUZZ_USER = "fuzzed"
 CONTROL_USER = "control"
@@ -98,6 +104,9 @@ type_names = st.text(max_size=70) | st.sampled_from(["a", "b", "note", "é" * 64
 type_lists = st.lists(type_names, max_size=8) | st.integers(95, 110).map(
     lambda n: [f"t{i}" for i in range(n)]  # around the bound of 100 types per filter
 )
+muted_lists = st.lists(type_names, max_size=8) | st.integers(250, 260).map(
+    lambda n: [f"t{i}" for i in range(n)]  # around the bound of 256 muted types
+)
 commands = st.one_of(
     st.fixed_dictionaries({"type": st.just("ping")}, optional={"extra": values}),
     st.fixed_dictionaries(
@@ -107,6 +116,25 @@ commands = st.one_of(
     st.fixed_dictionaries(
         {"type": st.sampled_from(["subscribe", "unsubscribe"])},
         optional={"notification_types": type_lists | values},
+    ),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["archive", "unarchive", "delete"])},
+        optional={"notification_id": st.integers(-5, 2**64) | values},
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("mark_seen")}, optional={"up_to_id": st.integers(-5, 2**64) | values}
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("mark_all_read")},
+        optional={
+            "notification_type": type_names | values,
+            "up_to_id": st.integers(-5, 2**64) | values,
+        },
+    ),
+    st.fixed_dictionaries({"type": st.just("get_counts")}, optional={"extra": values}),
+    st.fixed_dictionaries(
+        {"type": st.just("update_preferences")},
+        optional={"muted_types": muted_lists | values},
     ),
     st.fixed_dictionaries({"type": st.text(max_size=12) | values}),
     st.dictionaries(st.text(max_size=8), values, max_size=4),
