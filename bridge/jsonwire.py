@@ -68,12 +68,31 @@ def notification_object(n: notification_pb2.Notification) -> dict[str, Any]:
         "created_at": iso(n.created_at),
         "read": read,
         "read_at": iso(n.read_at) if read and n.HasField("read_at") else None,
+        "seen": n.seen,
+        "seen_at": iso(n.seen_at) if n.seen and n.HasField("seen_at") else None,
+        "archived": n.archived,
+        "archived_at": iso(n.archived_at) if n.archived and n.HasField("archived_at") else None,
+        "expires_at": iso(n.expires_at) if n.HasField("expires_at") else None,
+        "ignore_mutes": n.ignore_mutes,
     }
 
 
 def notification_json(n: notification_pb2.Notification) -> bytes:
     """One notification as §3 JSON."""
     return orjson.dumps(notification_object(n))
+
+
+def counts_object(
+    m: stream_pb2.GetCountsResponse | stream_pb2.CountsEvent,
+) -> dict[str, Any]:
+    """The counts answer of docs/PROTOCOL.md §6.4 (by type sorted by name)."""
+    return {
+        "unread": m.unread,
+        "unseen": m.unseen,
+        "by_type": {
+            name: {"unread": c.unread, "unseen": c.unseen} for name, c in sorted(m.by_type.items())
+        },
+    }
 
 
 def stats_object(stats: admin_pb2.GetStatsResponse) -> dict[str, Any]:
@@ -114,37 +133,44 @@ class FrameCache:
     Two bounded maps, each starting over when full (cheaper per frame than keeping
     recency order):
 
-    * whole frames, keyed by id and read state: the sessions of one user on this bridge
+    * whole frames, keyed by id and state: the sessions of one user on this bridge
       share them (a notification's content never changes after creation; only
-      ``read``/``read_at`` do, so they are part of the key);
-    * the encoded tail of each recent content: unread notifications of one content (a
-      broadcast: one row per recipient) share everything after ``user_id``, so each row
-      adds only its id and user id.
+      ``read_at``, ``seen_at`` and ``archived_at`` do, so they are part of the key);
+    * the encoded tail of each recent content: fresh notifications (unread, unseen, not
+      archived) of one content (a broadcast: one row per recipient) share everything
+      after ``user_id``, so each row adds only its id and user id.
     """
 
     __slots__ = ("_frames", "_tails", "frames_size", "tails_size")
 
     def __init__(self, frames_size: int = 4096, tails_size: int = 512) -> None:
-        self._frames: dict[tuple[int, int, int] | int, str] = {}
-        self._tails: dict[tuple[str, str, str, str, int, int, int], str] = {}
+        self._frames: dict[tuple[int, ...] | int, str] = {}
+        self._tails: dict[tuple[object, ...], str] = {}
         #: At most this many frames and this many contents are kept.
         self.frames_size = frames_size
         self.tails_size = tails_size
 
     def frame(self, n: notification_pb2.Notification) -> str:
         """The ``notification`` frame for ``n``, encoded at most once while cached."""
-        key = (n.id, n.read_at.seconds, n.read_at.nanos) if n.read else n.id
+        fresh = not (n.read or n.seen or n.archived)
+        key: tuple[int, ...] | int = n.id
+        if not fresh:
+            key = (n.id, *_instant(n.read, n.read_at), *_instant(n.seen, n.seen_at))
+            key += _instant(n.archived, n.archived_at)
         frames = self._frames
         text = frames.get(key)
         if text is None:
             if len(frames) >= self.frames_size:
                 frames.clear()
-            text = frames[key] = notification_frame(n) if n.read else self._unread(n)
+            text = frames[key] = self._fresh(n) if fresh else notification_frame(n)
         return text
 
-    def _unread(self, n: notification_pb2.Notification) -> str:
+    def _fresh(self, n: notification_pb2.Notification) -> str:
         ts = n.created_at
-        key = (n.type, n.title, n.message, n.data_json, n.priority, ts.seconds, ts.nanos)
+        key = (
+            n.type, n.title, n.message, n.data_json, n.priority, ts.seconds, ts.nanos,
+            *_instant(n.HasField("expires_at"), n.expires_at), n.ignore_mutes,
+        )  # fmt: skip
         tails = self._tails
         tail = tails.get(key)
         if tail is None:
@@ -159,6 +185,11 @@ class FrameCache:
     def __len__(self) -> int:
         """How many entries (frames and contents) are held: at most the two sizes."""
         return len(self._frames) + len(self._tails)
+
+
+def _instant(isset: bool, ts: Timestamp) -> tuple[int, int]:
+    """A timestamp field as a cache key part: (-1, 0) while unset."""
+    return (ts.seconds, ts.nanos) if isset else (-1, 0)
 
 
 def notification_frame(n: notification_pb2.Notification) -> str:
@@ -230,6 +261,43 @@ def _token_refreshed(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
     }
 
 
+def _seen(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
+    return {"type": "notifications_seen", "up_to_id": m.notifications_seen.up_to_id}
+
+
+def _all_read(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
+    e = m.notifications_marked_read
+    return {
+        "type": "notifications_marked_read",
+        "up_to_id": e.up_to_id,
+        "notification_type": e.notification_type or None,
+    }
+
+
+def _archived(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
+    nid = m.notification_archived.notification_id
+    return {"type": "notification_archived", "notification_id": nid}
+
+
+def _unarchived(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
+    nid = m.notification_unarchived.notification_id
+    return {"type": "notification_unarchived", "notification_id": nid}
+
+
+def _deleted(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
+    nid = m.notification_deleted.notification_id
+    return {"type": "notification_deleted", "notification_id": nid}
+
+
+def _counts(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
+    return {"type": "counts", **counts_object(m.counts)}
+
+
+def _preferences(m: stream_pb2.ConnectResponse) -> dict[str, Any]:
+    muted = list(m.preferences_updated.muted_types)
+    return {"type": "preferences_updated", "muted_types": muted}
+
+
 _OBJECTS: Final[dict[str, Callable[[stream_pb2.ConnectResponse], dict[str, Any]]]] = {
     "connection_established": _established,
     "heartbeat": _heartbeat,
@@ -239,6 +307,13 @@ _OBJECTS: Final[dict[str, Callable[[stream_pb2.ConnectResponse], dict[str, Any]]
     "error": _error,
     "token_expiring": _token_expiring,
     "token_refreshed": _token_refreshed,
+    "notifications_seen": _seen,
+    "notifications_marked_read": _all_read,
+    "notification_archived": _archived,
+    "notification_unarchived": _unarchived,
+    "notification_deleted": _deleted,
+    "counts": _counts,
+    "preferences_updated": _preferences,
 }
 
 
@@ -293,8 +368,16 @@ _COMMANDS: Final[dict[str, type[wsschemas.Command]]] = {
     "subscribe": wsschemas.Subscribe,
     "unsubscribe": wsschemas.Unsubscribe,
     "refresh": wsschemas.Refresh,
+    "mark_seen": wsschemas.MarkSeen,
+    "mark_all_read": wsschemas.MarkAllRead,
+    "archive": wsschemas.Archive,
+    "unarchive": wsschemas.Unarchive,
+    "delete": wsschemas.Delete,
+    "get_counts": wsschemas.GetCounts,
+    "update_preferences": wsschemas.UpdatePreferences,
 }
 _PING: Final = stream_pb2.ConnectRequest(ping=stream_pb2.PingCommand())
+_GET_COUNTS: Final = stream_pb2.ConnectRequest(get_counts=stream_pb2.GetCountsCommand())
 
 
 def decode_command(frame: str | bytes) -> stream_pb2.ConnectRequest | WireError:
@@ -326,3 +409,33 @@ def decode_command(frame: str | bytes) -> stream_pb2.ConnectRequest | WireError:
             )
         case wsschemas.Refresh(token=tok):
             return stream_pb2.ConnectRequest(refresh=stream_pb2.RefreshCommand(token=tok))
+        case wsschemas.MarkSeen(up_to_id=up_to):
+            return stream_pb2.ConnectRequest(
+                mark_seen=stream_pb2.MarkSeenCommand(up_to_id=min(up_to or 0, INT64_MAX))
+            )
+        case wsschemas.MarkAllRead(notification_type=kind, up_to_id=up_to):
+            return stream_pb2.ConnectRequest(
+                mark_all_read=stream_pb2.MarkAllReadCommand(
+                    notification_type=kind or "", up_to_id=min(up_to or 0, INT64_MAX)
+                )
+            )
+        case wsschemas.Archive(notification_id=nid):
+            if nid > INT64_MAX:
+                return WireError("not_found", f"notification {nid} not found")
+            return stream_pb2.ConnectRequest(archive=stream_pb2.ArchiveCommand(notification_id=nid))
+        case wsschemas.Unarchive(notification_id=nid):
+            if nid > INT64_MAX:
+                return WireError("not_found", f"notification {nid} not found")
+            return stream_pb2.ConnectRequest(
+                unarchive=stream_pb2.UnarchiveCommand(notification_id=nid)
+            )
+        case wsschemas.Delete(notification_id=nid):
+            if nid > INT64_MAX:
+                return WireError("not_found", f"notification {nid} not found")
+            return stream_pb2.ConnectRequest(delete=stream_pb2.DeleteCommand(notification_id=nid))
+        case wsschemas.GetCounts():
+            return _GET_COUNTS
+        case wsschemas.UpdatePreferences(muted_types=muted):
+            return stream_pb2.ConnectRequest(
+                update_preferences=stream_pb2.UpdatePreferencesCommand(muted_types=muted)
+            )

@@ -7,7 +7,9 @@ a kind shares, so that a new route is documented truthfully without repeating th
   ``unavailable`` in the §6 error shape), and 403 where ``admin_only`` marks them;
 * operations with a body: 413 (over ``MAX_BODY_BYTES``) and 422, and the body is
   required; operations with a query: 422;
-* ``text_response`` routes (``/metrics``): their 200 and media type.
+* ``text_response`` routes (``/metrics``): their 200 and media type;
+* ``no_content`` routes: their 204 without a body; ``optional_body`` routes: a body
+  that may be left out (then every field takes its default).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _ADMIN_ONLY: Final = "_tidings_admin_only"
 _TEXT_RESPONSE: Final = "_tidings_text_response"
+_NO_CONTENT: Final = "_tidings_no_content"
+_OPTIONAL_BODY: Final = "_tidings_optional_body"
 
 ERROR_STATUSES: Final[dict[int, str]] = {
     401: "No valid credentials (`unauthorized`).",
@@ -57,6 +61,18 @@ def text_response(media_type: str) -> Callable[[F], F]:
     return mark
 
 
+def no_content(func: F) -> F:
+    """Document an operation whose success is 204 with no body."""
+    setattr(func, _NO_CONTENT, True)
+    return func
+
+
+def optional_body(func: F) -> F:
+    """Document an operation whose JSON body may be left out."""
+    setattr(func, _OPTIONAL_BODY, True)
+    return func
+
+
 class TidingsOpenAPI(OpenAPIProvider):
     """quart-schema's provider, completing each operation's list of answers."""
 
@@ -79,13 +95,16 @@ class TidingsOpenAPI(OpenAPIProvider):
             responses.setdefault(
                 200, {"description": "", "content": {media_type: {"schema": {"type": "string"}}}}
             )
+        if getattr(func, _NO_CONTENT, False):
+            responses.setdefault(204, {"description": "Done; no body."})
         statuses: set[int] = set()
         if operation.get("security") != []:
             statuses |= {401, 429, 500, 503}
             if is_admin_only(func):
                 statuses.add(403)
         if "requestBody" in operation:
-            operation["requestBody"] = {**operation["requestBody"], "required": True}
+            required = not getattr(func, _OPTIONAL_BODY, False)
+            operation["requestBody"] = {**operation["requestBody"], "required": required}
             statuses |= {413, 422}
         if any(p.get("in") == "query" for p in operation.get("parameters", ())):
             statuses.add(422)

@@ -176,6 +176,12 @@ class Notification(BaseModel):
     )
     read: bool
     read_at: str | None
+    seen: bool = Field(description="the user marked the list seen up to this one")
+    seen_at: str | None
+    archived: bool
+    archived_at: str | None
+    expires_at: str | None = Field(description="null: it never expires")
+    ignore_mutes: bool = Field(description="delivered even when its type is muted")
 
 
 class NotificationPage(BaseModel):

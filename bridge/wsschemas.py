@@ -67,7 +67,75 @@ class Refresh(_Command):
     token: str = Field(min_length=1, description="a non-empty string")
 
 
-Command = Ping | MarkRead | Subscribe | Unsubscribe | Refresh
+class MarkSeen(_Command):
+    """Marks the caller's notifications seen up to ``up_to_id`` (docs/PROTOCOL.md §5.3)."""
+
+    type: Literal["mark_seen"]
+    up_to_id: int | None = Field(
+        default=None, ge=0, description="a non-negative integer (absent or 0: the newest)"
+    )
+
+
+class MarkAllRead(_Command):
+    """Marks the caller's unread notifications read (of one type, up to an id)."""
+
+    type: Literal["mark_all_read"]
+    notification_type: str | None = Field(
+        default=None, description="a string (absent or null: every type)"
+    )
+    up_to_id: int | None = Field(
+        default=None, ge=0, description="a non-negative integer (absent or 0: the newest)"
+    )
+
+
+class Archive(_Command):
+    """Archives one of the caller's notifications."""
+
+    type: Literal["archive"]
+    notification_id: int = Field(gt=0, description="a positive integer")
+
+
+class Unarchive(_Command):
+    """Brings one of the caller's archived notifications back."""
+
+    type: Literal["unarchive"]
+    notification_id: int = Field(gt=0, description="a positive integer")
+
+
+class Delete(_Command):
+    """Deletes one of the caller's notifications."""
+
+    type: Literal["delete"]
+    notification_id: int = Field(gt=0, description="a positive integer")
+
+
+class GetCounts(_Command):
+    """Asks for a ``counts`` (this session only)."""
+
+    type: Literal["get_counts"]
+
+
+class UpdatePreferences(_Command):
+    """Replaces the caller's muted types."""
+
+    type: Literal["update_preferences"]
+    muted_types: list[str] = Field(description="a list of strings")
+
+
+Command = (
+    Ping
+    | MarkRead
+    | Subscribe
+    | Unsubscribe
+    | Refresh
+    | MarkSeen
+    | MarkAllRead
+    | Archive
+    | Unarchive
+    | Delete
+    | GetCounts
+    | UpdatePreferences
+)
 #: Every client frame: one command, chosen by its ``type``.
 ClientMessage: Final = TypeAdapter[Command](Annotated[Command, Field(discriminator="type")])
 
@@ -149,6 +217,65 @@ class Error(_Event):
     message: str
 
 
+class NotificationsSeen(_Event):
+    """The user's notifications up to ``up_to_id`` are seen (by any session or call)."""
+
+    type: Literal["notifications_seen"]
+    up_to_id: int = Field(ge=0)
+
+
+class NotificationsMarkedRead(_Event):
+    """The user's unread notifications up to ``up_to_id`` (of ``notification_type`` only,
+    unless null) are read (by any session or call)."""
+
+    type: Literal["notifications_marked_read"]
+    up_to_id: int = Field(ge=0)
+    notification_type: str | None = Field(description="null: every type")
+
+
+class NotificationArchived(_Event):
+    """One of the user's notifications was archived."""
+
+    type: Literal["notification_archived"]
+    notification_id: int = Field(gt=0)
+
+
+class NotificationUnarchived(_Event):
+    """One of the user's notifications was unarchived."""
+
+    type: Literal["notification_unarchived"]
+    notification_id: int = Field(gt=0)
+
+
+class NotificationDeleted(_Event):
+    """One of the user's notifications was deleted."""
+
+    type: Literal["notification_deleted"]
+    notification_id: int = Field(gt=0)
+
+
+class TypeCounts(_Event):
+    unread: int = Field(ge=0)
+    unseen: int = Field(ge=0)
+
+
+class Counts(_Event):
+    """Answers ``get_counts``: not archived, not expired; muted types left out of the
+    totals (unless sent with ``ignore_mutes``) but listed in ``by_type``."""
+
+    type: Literal["counts"]
+    unread: int = Field(ge=0)
+    unseen: int = Field(ge=0)
+    by_type: dict[str, TypeCounts] = Field(description="every type with a nonzero count")
+
+
+class PreferencesUpdated(_Event):
+    """The user's muted types changed (by any session or call); sorted."""
+
+    type: Literal["preferences_updated"]
+    muted_types: list[str]
+
+
 Event = (
     ConnectionEstablished
     | NotificationEvent
@@ -159,6 +286,13 @@ Event = (
     | TokenExpiring
     | TokenRefreshed
     | Error
+    | NotificationsSeen
+    | NotificationsMarkedRead
+    | NotificationArchived
+    | NotificationUnarchived
+    | NotificationDeleted
+    | Counts
+    | PreferencesUpdated
 )
 #: Every server frame: one event, chosen by its ``type``.
 ServerMessage: Final = TypeAdapter[Event](Annotated[Event, Field(discriminator="type")])

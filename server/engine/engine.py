@@ -33,11 +33,16 @@ from server.engine.models import (
     ClusterStats,
     ConnectionStatus,
     Content,
+    Counts,
     Created,
+    InboxQuery,
     NewNotification,
     NodeStats,
     Notification,
     Page,
+    Preferences,
+    ReadAllMark,
+    SeenMark,
     Stats,
     check_batch_size,
     check_types,
@@ -286,23 +291,66 @@ class Engine:
         self.peers.marked_read(user_id, notification_id)
         return notification
 
+    async def mark_seen(self, user_id: str, up_to_id: int | None) -> SeenMark:
+        """Mark the user's unseen notifications with ids up to ``up_to_id`` (None or 0:
+        the newest) seen, and tell every session of the user once."""
+        raise NotImplementedError
+
+    async def mark_all_read(
+        self, user_id: str, notification_type: str | None, up_to_id: int | None
+    ) -> ReadAllMark:
+        """Mark the user's unread notifications (of ``notification_type`` when given, up
+        to ``up_to_id``; None or 0: the newest) read, and tell every session once."""
+        raise NotImplementedError
+
+    async def archive(self, user_id: str, notification_id: int) -> Notification:
+        """Archive one of the user's notifications (idempotent); ``NotFound`` as ``mark_read``."""
+        raise NotImplementedError
+
+    async def unarchive(self, user_id: str, notification_id: int) -> Notification:
+        """Take one of the user's notifications out of the archive (idempotent)."""
+        raise NotImplementedError
+
+    async def delete(self, user_id: str, notification_id: int) -> None:
+        """Delete one of the user's notifications for good; ``NotFound`` as ``mark_read``."""
+        raise NotImplementedError
+
+    async def counts(self, user_id: str) -> Counts:
+        """The user's unread and unseen figures, in total and per type."""
+        raise NotImplementedError
+
+    async def preferences(self, user_id: str) -> Preferences:
+        """The user's preferences (no muted types for a user who never set any)."""
+        raise NotImplementedError
+
+    async def update_preferences(self, user_id: str, muted_types: Sequence[str]) -> Preferences:
+        """Replace the user's muted types; every session of the user, on every node, applies
+        them at once and is told."""
+        raise NotImplementedError
+
     async def list_notifications(
         self,
         user_id: str,
+        query: InboxQuery | None = None,
         *,
         unread_only: bool = False,
         limit: int | None = None,
         before_id: int | None = None,
     ) -> Page:
-        """The user's inbox, newest first."""
+        """The user's inbox, newest first: ``query``, or else the older keywords."""
         self._ensure_running()
-        if before_id is not None and before_id < 1:
-            raise InvalidArgument("before_id", "must be a positive integer")
+        if query is None:
+            if before_id is not None and before_id < 1:
+                raise InvalidArgument("before_id", "must be a positive integer")
+            query = InboxQuery(
+                unread_only=unread_only, limit=clamp_limit(limit), before_id=before_id
+            )
         return await self._store.inbox(
-            user_id, unread_only=unread_only, limit=clamp_limit(limit), before_id=before_id
+            user_id, unread_only=query.unread_only, limit=query.limit, before_id=query.before_id
         )
 
     async def unread_count(self, user_id: str) -> int:
+        """``counts(user_id).unread``."""
         self._ensure_running()
         return await self._store.unread_count(user_id)
 

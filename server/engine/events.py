@@ -14,7 +14,7 @@ from enum import Enum
 from typing import TypeVar, cast
 
 from server.engine.filters import TypeFilter
-from server.engine.models import Notification
+from server.engine.models import Counts, Notification
 
 T = TypeVar("T")
 
@@ -118,7 +118,70 @@ class UnknownCommand:
     kind: str = ""
 
 
-Command = Ping | MarkRead | Subscribe | Unsubscribe | Refresh | UnknownCommand
+@dataclass(frozen=True, slots=True)
+class MarkSeen:
+    """Marks the user's notifications seen up to an id (None or 0: the newest)."""
+
+    up_to_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkAllRead:
+    """Marks every unread notification of the user read, optionally of one type, up to an
+    id (None or 0: the newest)."""
+
+    notification_type: str | None = None
+    up_to_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Archive:
+    """Archives one of the user's notifications."""
+
+    notification_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unarchive:
+    """Takes one of the user's notifications out of the archive."""
+
+    notification_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Deletes one of the user's notifications for good."""
+
+    notification_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetCounts:
+    """Asks for a ``CountsEvent`` (this session only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatePreferences:
+    """Replaces the user's muted types."""
+
+    muted_types: tuple[str, ...]
+
+
+Command = (
+    Ping
+    | MarkRead
+    | Subscribe
+    | Unsubscribe
+    | Refresh
+    | MarkSeen
+    | MarkAllRead
+    | Archive
+    | Unarchive
+    | Delete
+    | GetCounts
+    | UpdatePreferences
+    | UnknownCommand
+)
 
 
 # --- server → client ---------------------------------------------------------------
@@ -166,6 +229,57 @@ class MarkedRead:
     """One of the user's notifications was marked read."""
 
     notification_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsSeen:
+    """The user's notifications up to ``up_to_id`` were marked seen."""
+
+    up_to_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsMarkedRead:
+    """The user's unread notifications up to ``up_to_id`` (of ``notification_type``, or
+    of every type when None) were marked read."""
+
+    up_to_id: int
+    notification_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationArchived:
+    """One of the user's notifications was archived."""
+
+    notification_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationUnarchived:
+    """One of the user's notifications was taken out of the archive."""
+
+    notification_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationDeleted:
+    """One of the user's notifications was deleted."""
+
+    notification_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CountsEvent:
+    """The answer to ``GetCounts``."""
+
+    counts: Counts
+
+
+@dataclass(frozen=True, slots=True)
+class PreferencesUpdated:
+    """The user's muted types are now ``muted_types`` (sorted, unique)."""
+
+    muted_types: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +336,13 @@ Event = (
     | Heartbeat
     | Pong
     | MarkedRead
+    | NotificationsSeen
+    | NotificationsMarkedRead
+    | NotificationArchived
+    | NotificationUnarchived
+    | NotificationDeleted
+    | CountsEvent
+    | PreferencesUpdated
     | SubscriptionUpdated
     | ErrorEvent
     | TokenExpiring

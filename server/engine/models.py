@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import InitVar, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, NoReturn
 
@@ -31,6 +31,10 @@ LIST_LIMIT_MAX = 200
 DATA_DEPTH_MAX = 64
 BATCH_MAX = 1000
 BATCH_FIELD = "notifications"
+#: How many types a user may mute (``Preferences.muted_types``).
+MUTED_TYPES_MAX = 256
+#: How many types a list filter may name (``InboxQuery.types``).
+QUERY_TYPES_MAX = 256
 
 
 class Priority(StrEnum):
@@ -58,10 +62,26 @@ class Notification(NamedTuple):
     priority: Priority
     created_at: datetime
     read_at: datetime | None = None
+    seen_at: datetime | None = None
+    archived_at: datetime | None = None
+    expires_at: datetime | None = None
+    ignore_mutes: bool = False
 
     @property
     def read(self) -> bool:
         return self.read_at is not None
+
+    @property
+    def seen(self) -> bool:
+        return self.seen_at is not None
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the notification has expired at ``now`` (``expires_at <= now``)."""
+        return self.expires_at is not None and self.expires_at <= now
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +93,10 @@ class Content:
     message: str = ""
     data_json: str = "{}"
     priority: Priority = Priority.NORMAL
+    #: When it expires (aware, later than now): then it is neither delivered nor listed.
+    expires_at: datetime | None = None
+    #: Delivered and counted even when its type is muted (e.g. security alerts).
+    ignore_mutes: bool = False
 
     def __post_init__(self) -> None:
         check_text("type", self.type, TYPE_MAX, required=True)
@@ -81,6 +105,10 @@ class Content:
         if not isinstance(self.priority, Priority):
             raise InvalidArgument("priority", "must be one of low, normal, high, urgent")
         object.__setattr__(self, "data_json", normalise_data(self.data_json))
+        if self.expires_at is not None:
+            object.__setattr__(self, "expires_at", check_expires_at(self.expires_at))
+        if not isinstance(self.ignore_mutes, bool):
+            raise InvalidArgument("ignore_mutes", "must be a boolean")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +121,156 @@ class NewNotification:
     content: Content
     idempotency_key: str | None = None
     user_id_checked: InitVar[bool] = False
+    #: When it expires; ``None`` takes ``content.expires_at``.
+    expires_at: datetime | None = None
+    #: Delivered even when its type is muted; ``content.ignore_mutes`` also counts.
+    ignore_mutes: bool = False
 
     def __post_init__(self, user_id_checked: bool) -> None:
         if not user_id_checked:
             check_user_id(self.user_id)
         if self.idempotency_key is not None:
             check_text("idempotency_key", self.idempotency_key, IDEMPOTENCY_KEY_MAX, required=True)
+        # After this, ``expires_at`` and ``ignore_mutes`` are the ones that apply.
+        if self.expires_at is None:
+            if self.content.expires_at is not None:
+                object.__setattr__(self, "expires_at", self.content.expires_at)
+        else:
+            object.__setattr__(self, "expires_at", check_expires_at(self.expires_at))
+        if not isinstance(self.ignore_mutes, bool):
+            raise InvalidArgument("ignore_mutes", "must be a boolean")
+        if self.content.ignore_mutes and not self.ignore_mutes:
+            object.__setattr__(self, "ignore_mutes", True)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxQuery:
+    """Which of a user's notifications a list call returns (newest first). Validated on
+    construction; an ``InvalidArgument`` names the REST query field at fault.
+
+    ``unread_only`` is the older spelling of ``read=False``; ``archived`` picks the
+    archived ones (True) or the others (False); ``types``/``priorities`` empty means any;
+    ``created_after``/``created_before`` are strict bounds; ``before_id`` is the cursor.
+    ``limit`` is clamped to ``LIST_LIMIT_MAX``.
+    """
+
+    unread_only: bool = False
+    read: bool | None = None
+    seen: bool | None = None
+    archived: bool = False
+    types: tuple[str, ...] = ()
+    priorities: tuple[Priority, ...] = ()
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int = LIST_LIMIT_DEFAULT
+    before_id: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("unread_only", "archived"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidArgument(name, "must be a boolean")
+        for name in ("read", "seen"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise InvalidArgument(name, "must be a boolean")
+        if self.unread_only and self.read is True:
+            raise InvalidArgument("read", "contradicts unread_only")
+        types = check_types("type", self.types)
+        if len(types) > QUERY_TYPES_MAX:
+            raise InvalidArgument("type", f"at most {QUERY_TYPES_MAX} types")
+        object.__setattr__(self, "types", tuple(sorted(set(types))))
+        if not isinstance(self.priorities, list | tuple):
+            raise InvalidArgument("priority", "must be a list of low, normal, high, urgent")
+        priorities: set[Priority] = set()
+        for p in self.priorities:
+            try:
+                priorities.add(Priority(p))
+            except ValueError:
+                raise InvalidArgument(
+                    "priority", "must be a list of low, normal, high, urgent"
+                ) from None
+        object.__setattr__(self, "priorities", tuple(sorted(priorities)))
+        for name in ("created_after", "created_before"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, check_aware(name, value))
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int):
+            raise InvalidArgument("limit", "must be an integer")
+        object.__setattr__(self, "limit", clamp_limit(self.limit))
+        if self.before_id is not None and (
+            isinstance(self.before_id, bool)
+            or not isinstance(self.before_id, int)
+            or self.before_id < 1
+        ):
+            raise InvalidArgument("before_id", "must be a positive integer")
+
+    @property
+    def read_filter(self) -> bool | None:
+        """``read`` with ``unread_only`` folded in: None (any), True or False."""
+        return False if self.unread_only else self.read
+
+    def matches(self, n: Notification) -> bool:
+        """Whether ``n`` (a row of the user, not expired) is selected, cursor included."""
+        read = self.read_filter
+        return (
+            (read is None or n.read == read)
+            and (self.seen is None or n.seen == self.seen)
+            and n.archived == self.archived
+            and (not self.types or n.type in self.types)
+            and (not self.priorities or n.priority in self.priorities)
+            and (self.created_after is None or n.created_at > self.created_after)
+            and (self.created_before is None or n.created_at < self.created_before)
+            and (self.before_id is None or n.id < self.before_id)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TypeCounts:
+    """Unread and unseen notifications of one type."""
+
+    unread: int
+    unseen: int
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """A user's badge figures: not archived, not expired. The totals leave out muted types
+    (unless the row ignores mutes); ``by_type`` has every type with a nonzero figure."""
+
+    unread: int
+    unseen: int
+    by_type: dict[str, TypeCounts] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """A user's durable preferences: the muted types, sorted and unique (at most 256,
+    each 1–64 characters; ``InvalidArgument`` on ``muted_types`` otherwise)."""
+
+    muted_types: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        types = check_types("muted_types", self.muted_types)
+        unique = tuple(sorted(set(types)))
+        if len(unique) > MUTED_TYPES_MAX:
+            raise InvalidArgument("muted_types", f"at most {MUTED_TYPES_MAX} types")
+        object.__setattr__(self, "muted_types", unique)
+
+
+@dataclass(frozen=True, slots=True)
+class SeenMark:
+    """The outcome of a mark seen: the id it went up to, and how many rows changed."""
+
+    up_to_id: int
+    changed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAllMark:
+    """The outcome of a mark all read: the id it went up to, and how many rows changed."""
+
+    up_to_id: int
+    changed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +365,24 @@ def check_text(field_name: str, value: object, max_len: int, *, required: bool) 
     if "\x00" in value:
         raise InvalidArgument(field_name, "must not contain NUL characters")
     return value
+
+
+def check_aware(field_name: str, value: object) -> datetime:
+    """``value`` if it is a datetime with a zone (as UTC), else ``InvalidArgument``."""
+    if not isinstance(value, datetime):
+        raise InvalidArgument(field_name, "must be a timestamp")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidArgument(field_name, "must be a timestamp with a time zone")
+    return value.astimezone(UTC)
+
+
+def check_expires_at(value: object, now: datetime | None = None) -> datetime:
+    """``value`` (as UTC) if it is an aware datetime later than ``now`` (default: the
+    wall clock), else ``InvalidArgument`` on ``expires_at``."""
+    moment = check_aware("expires_at", value)
+    if moment <= (now if now is not None else datetime.now(UTC)):
+        raise InvalidArgument("expires_at", "must be later than now")
+    return moment
 
 
 def check_types(field_name: str, types: object) -> tuple[str, ...]:

@@ -44,17 +44,23 @@ from typing import Final, Protocol
 from server.engine.clock import Cancellable, Clock, utc_ms
 from server.engine.errors import ClientError, InvalidArgument, TidingsError, Unauthenticated
 from server.engine.events import (
+    Archive,
     Closed,
     CloseReason,
     Command,
     ConnectionEstablished,
+    CountsEvent,
+    Delete,
     Delivery,
     Envelope,
     ErrorEvent,
     Event,
     Expiry,
+    GetCounts,
     Heartbeat,
+    MarkAllRead,
     MarkRead,
+    MarkSeen,
     Ping,
     Pong,
     Refresh,
@@ -62,13 +68,24 @@ from server.engine.events import (
     SubscriptionUpdated,
     TokenExpiring,
     TokenRefreshed,
+    Unarchive,
     UnknownCommand,
     Unsubscribe,
+    UpdatePreferences,
 )
 from server.engine.fifo import Fifo
 from server.engine.filters import TypeFilter
 from server.engine.heartbeat import HeartbeatTimer
-from server.engine.models import Notification, check_types
+from server.engine.models import (
+    TYPE_MAX,
+    Counts,
+    Notification,
+    Preferences,
+    ReadAllMark,
+    SeenMark,
+    check_text,
+    check_types,
+)
 from server.engine.ratelimit import TokenBucket
 
 #: The default bound on the bytes waiting in a session's outbox (beyond the replay).
@@ -123,6 +140,22 @@ class SessionHost(Protocol):
     heartbeats: HeartbeatTimer
 
     async def mark_read(self, user_id: str, notification_id: int) -> Notification: ...
+
+    async def mark_seen(self, user_id: str, up_to_id: int | None) -> SeenMark: ...
+
+    async def mark_all_read(
+        self, user_id: str, notification_type: str | None, up_to_id: int | None
+    ) -> ReadAllMark: ...
+
+    async def archive(self, user_id: str, notification_id: int) -> Notification: ...
+
+    async def unarchive(self, user_id: str, notification_id: int) -> Notification: ...
+
+    async def delete(self, user_id: str, notification_id: int) -> None: ...
+
+    async def counts(self, user_id: str) -> Counts: ...
+
+    async def update_preferences(self, user_id: str, muted_types: Sequence[str]) -> Preferences: ...
 
     def on_written(self, session: Session, envelope: Envelope) -> None:
         """The transport wrote ``envelope``'s notification to the client."""
@@ -332,6 +365,8 @@ class Session:
         try:
             if isinstance(command, MarkRead):
                 await self._mark_read(command)
+            elif isinstance(command, _STORE_COMMANDS):
+                await self._store_command(command)
             else:
                 self._apply(command)
         except ClientError as exc:
@@ -424,6 +459,28 @@ class Session:
         # The engine tells every session of the user, this one included: that is the answer.
         await self._host.mark_read(self.user_id, nid)
 
+    async def _store_command(self, command: StoreCommand) -> None:
+        # The engine tells every session of the user, this one included: that is the answer
+        # (except for counts, which are this session's alone).
+        host, user = self._host, self.user_id
+        match command:
+            case MarkSeen(up_to_id):
+                await host.mark_seen(user, _cursor("up_to_id", up_to_id))
+            case MarkAllRead(notification_type, up_to_id):
+                if notification_type is not None:
+                    check_text("notification_type", notification_type, TYPE_MAX, required=True)
+                await host.mark_all_read(user, notification_type, _cursor("up_to_id", up_to_id))
+            case Archive(nid):
+                await host.archive(user, _positive("notification_id", nid))
+            case Unarchive(nid):
+                await host.unarchive(user, _positive("notification_id", nid))
+            case Delete(nid):
+                await host.delete(user, _positive("notification_id", nid))
+            case GetCounts():
+                self._push(CountsEvent(await host.counts(user)))
+            case UpdatePreferences(muted_types):
+                await host.update_preferences(user, muted_types)
+
     def _push(self, event: Event) -> None:
         if self._closed is not None:
             return
@@ -449,6 +506,23 @@ class Session:
         """Send a heartbeat (called by the engine's ``HeartbeatTimer``)."""
         if self._closed is None:
             self._push(Heartbeat(self._host.clock.now()))
+
+
+StoreCommand = MarkSeen | MarkAllRead | Archive | Unarchive | Delete | GetCounts | UpdatePreferences
+_STORE_COMMANDS = (MarkSeen, MarkAllRead, Archive, Unarchive, Delete, GetCounts, UpdatePreferences)
+
+
+def _positive(field_name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidArgument(field_name, "must be a positive integer")
+    return value
+
+
+def _cursor(field_name: str, value: object) -> int | None:
+    """An optional id: None or 0 (the newest) or positive."""
+    if value is None or (value == 0 and not isinstance(value, bool)):
+        return None
+    return _positive(field_name, value)
 
 
 def _utc(posix: float) -> datetime:
