@@ -7,12 +7,14 @@ engine authorizes. gRPC failures become §6 errors through ``ApiError.from_rpc``
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import TypeVar
 
 import grpc
 import orjson
+from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from quart import Blueprint, Response, current_app, request
 from quart_schema import (
     document_request,
@@ -28,12 +30,13 @@ from bridge import schemas
 from bridge.jsonwire import (
     INT64_MAX,
     PRIORITY_VALUES,
+    counts_object,
     notification_json,
     notification_object,
     stats_object,
 )
 from bridge.metadata import BadMetadata, http_metadata
-from bridge.openapi import admin_only, is_admin_only, text_response
+from bridge.openapi import admin_only, is_admin_only, no_content, optional_body, text_response
 from bridge.outcomes import ApiError
 from bridge.responses import json_response
 from bridge.state import bridge_state
@@ -41,6 +44,7 @@ from bridge.upstream import CALL_TIMEOUT
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+Body = TypeVar("Body", bound=BaseModel)
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 ops = Blueprint("ops", __name__)
@@ -94,6 +98,15 @@ def _priority(name: str | None) -> notification_pb2.Priority.ValueType:
     return PRIORITY_VALUES[name or "normal"]
 
 
+def _timestamp(moment: datetime | None) -> Timestamp | None:
+    """A validated (aware) instant as a Timestamp; None stays unset."""
+    if moment is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(moment)
+    return ts
+
+
 def _create_request(
     data: schemas.CreateNotification, key: str | None
 ) -> admin_pb2.CreateNotificationRequest:
@@ -106,7 +119,30 @@ def _create_request(
         data_json=_data_json(data.data),
         priority=_priority(data.priority),
         idempotency_key=key or "",
+        expires_at=_timestamp(data.expires_at),
+        ignore_mutes=data.ignore_mutes,
     )
+
+
+def _notification_id(text: str) -> int:
+    """A path's notification id; anything but a positive int64 names no notification."""
+    if not (text.isascii() and text.isdigit()):
+        raise ApiError.not_found(f"notification {text[:32]!r} not found")
+    nid = int(text)
+    if not 0 < nid <= INT64_MAX:
+        raise ApiError.not_found(f"notification {nid} not found")
+    return nid
+
+
+async def _optional_body(model: type[Body]) -> Body:
+    """The request's JSON body as ``model``, or its defaults when there is no body."""
+    if not await request.get_data(cache=True):
+        return model()
+    data = await request.get_json(force=True)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid_item(exc) from None
 
 
 # --- producers ---------------------------------------------------------------------------
@@ -190,6 +226,8 @@ async def broadcast(data: schemas.Broadcast) -> Response:
         message=data.message or "",
         data_json=_data_json(data.data),
         priority=_priority(data.priority),
+        expires_at=_timestamp(data.expires_at),
+        ignore_mutes=data.ignore_mutes,
     )
     answer = await _call(bridge_state().upstream.admin.BroadcastNotification, message)
     return json_response({"created": answer.created}, 201)
@@ -204,12 +242,20 @@ async def broadcast(data: schemas.Broadcast) -> Response:
 @document_response(schemas.NotificationPage)
 @document_response(schemas.Error, 422)
 async def list_notifications(query_args: schemas.ListQuery) -> Response:
-    """The caller's inbox, newest first."""
+    """The caller's inbox, newest first, filtered (see the query); ``before_id`` pages."""
+    q = query_args
     message = stream_pb2.ListNotificationsRequest(
-        unread_only=query_args.unread_only,
+        unread_only=q.unread_only,
         # The engine caps the page; this only keeps the number inside int32.
-        limit=min(query_args.limit or 0, 2**31 - 1),
-        before_id=query_args.before_id or 0,
+        limit=min(q.limit or 0, 2**31 - 1),
+        before_id=q.before_id or 0,
+        types=q.type or (),
+        read=q.read,
+        seen=q.seen,
+        archived=q.archived,
+        priorities=[PRIORITY_VALUES[p] for p in q.priority or ()],
+        created_after=_timestamp(q.created_after),
+        created_before=_timestamp(q.created_before),
     )
     answer = await _call(bridge_state().upstream.stream.ListNotifications, message)
     return json_response(
@@ -237,15 +283,114 @@ async def unread_count() -> Response:
 @document_response(schemas.Error, 404)
 async def mark_read(notification_id: str) -> Response:
     """Mark one of the caller's notifications read; every live session is told."""
-    if not (notification_id.isascii() and notification_id.isdigit()):
-        raise ApiError.not_found(f"notification {notification_id[:32]!r} not found")
-    nid = int(notification_id)
-    if not 0 < nid <= INT64_MAX:
-        raise ApiError.not_found(f"notification {nid} not found")
+    nid = _notification_id(notification_id)
     answer = await _call(
         bridge_state().upstream.stream.MarkRead, stream_pb2.MarkReadRequest(notification_id=nid)
     )
     return json_response(notification_json(answer.notification))
+
+
+@api.post("/notifications/seen")
+@optional_body
+@tag(["inbox"])
+@document_request(schemas.MarkSeen)
+@document_response(schemas.SeenMarked)
+@document_response(schemas.Error, 422)
+async def mark_seen() -> Response:
+    """Mark the caller's notifications seen up to ``up_to_id`` (absent or 0: the newest);
+    every live session of the caller gets one ``notifications_seen``."""
+    data = await _optional_body(schemas.MarkSeen)
+    message = stream_pb2.MarkSeenRequest(up_to_id=data.up_to_id or 0)
+    answer = await _call(bridge_state().upstream.stream.MarkSeen, message)
+    return json_response({"up_to_id": answer.up_to_id, "seen": answer.seen})
+
+
+@api.post("/notifications/read_all")
+@optional_body
+@tag(["inbox"])
+@document_request(schemas.MarkAllRead)
+@document_response(schemas.ReadAllMarked)
+@document_response(schemas.Error, 422)
+async def mark_all_read() -> Response:
+    """Mark the caller's unread notifications read (of one type, up to an id), archived
+    ones included; every live session gets one ``notifications_marked_read``."""
+    data = await _optional_body(schemas.MarkAllRead)
+    message = stream_pb2.MarkAllReadRequest(
+        notification_type=data.notification_type or "", up_to_id=data.up_to_id or 0
+    )
+    answer = await _call(bridge_state().upstream.stream.MarkAllRead, message)
+    return json_response({"up_to_id": answer.up_to_id, "read": answer.read})
+
+
+@api.post("/notifications/<notification_id>/archive")
+@tag(["inbox"])
+@document_response(schemas.Notification)
+@document_response(schemas.Error, 404)
+async def archive(notification_id: str) -> Response:
+    """Archive one of the caller's notifications (again: no change); it leaves the default
+    list and the counts. Every live session is told."""
+    nid = _notification_id(notification_id)
+    message = stream_pb2.ArchiveNotificationRequest(notification_id=nid)
+    answer = await _call(bridge_state().upstream.stream.ArchiveNotification, message)
+    return json_response(notification_json(answer.notification))
+
+
+@api.post("/notifications/<notification_id>/unarchive")
+@tag(["inbox"])
+@document_response(schemas.Notification)
+@document_response(schemas.Error, 404)
+async def unarchive(notification_id: str) -> Response:
+    """Bring one of the caller's archived notifications back; every live session is told."""
+    nid = _notification_id(notification_id)
+    message = stream_pb2.UnarchiveNotificationRequest(notification_id=nid)
+    answer = await _call(bridge_state().upstream.stream.UnarchiveNotification, message)
+    return json_response(notification_json(answer.notification))
+
+
+@api.delete("/notifications/<notification_id>")
+@no_content
+@tag(["inbox"])
+@document_response(schemas.Error, 404)
+async def delete(notification_id: str) -> Response:
+    """Delete one of the caller's notifications for good (lists, counts, replay, resume);
+    every live session is told."""
+    nid = _notification_id(notification_id)
+    message = stream_pb2.DeleteNotificationRequest(notification_id=nid)
+    await _call(bridge_state().upstream.stream.DeleteNotification, message)
+    return Response(b"", status=204)
+
+
+@api.get("/notifications/counts")
+@tag(["inbox"])
+@document_response(schemas.Counts)
+async def counts() -> Response:
+    """The caller's unread and unseen figures, in total and per type."""
+    answer = await _call(bridge_state().upstream.stream.GetCounts, stream_pb2.GetCountsRequest())
+    return json_response(counts_object(answer))
+
+
+@api.get("/preferences")
+@tag(["inbox"])
+@document_response(schemas.Preferences)
+async def preferences() -> Response:
+    """The caller's preferences: the muted types, sorted."""
+    answer = await _call(
+        bridge_state().upstream.stream.GetPreferences, stream_pb2.GetPreferencesRequest()
+    )
+    return json_response({"muted_types": list(answer.muted_types)})
+
+
+@api.put("/preferences")
+@tag(["inbox"])
+@validate_request(schemas.Preferences)
+@document_response(schemas.Preferences)
+@document_response(schemas.Error, 422)
+async def update_preferences(data: schemas.Preferences) -> Response:
+    """Replace the caller's muted types; every live session, on every node, applies them at
+    once and gets ``preferences_updated``."""
+    message = stream_pb2.UpdatePreferencesRequest(muted_types=data.muted_types)
+    answer = await _call(bridge_state().upstream.stream.UpdatePreferences, message)
+    return json_response({"muted_types": list(answer.muted_types)})
 
 
 # --- operators -----------------------------------------------------------------------------

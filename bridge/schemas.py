@@ -9,6 +9,7 @@ handlers encode those with orjson directly.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -78,6 +79,42 @@ def _strict_bool(value: object) -> object:
 
 QueryBool = Annotated[bool, BeforeValidator(_strict_bool)]
 
+TIMESTAMP_DOC = "ISO-8601 with a time zone, e.g. 2026-11-25T22:52:07.123Z"
+
+
+def _instant(value: object) -> object:
+    """An ISO-8601 timestamp with a zone → an aware UTC datetime (else a ValueError)."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string: {TIMESTAMP_DOC}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"must be {TIMESTAMP_DOC}") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"must have a time zone: {TIMESTAMP_DOC}")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+#: A timestamp with a zone, as UTC (strict models take the parsed datetime).
+Instant = Annotated[
+    datetime,
+    BeforeValidator(_instant),
+    WithJsonSchema({"type": "string", "format": "date-time", "description": TIMESTAMP_DOC}),
+]
+
+
+def _query_list(value: object) -> object:
+    """A query list: comma-separated, repeated, or both (``a,b`` or ``x=a&x=b``); empty
+    items are dropped."""
+    parts: list[object] = value if isinstance(value, list) else [value]
+    texts = [part for part in parts if isinstance(part, str)]
+    if len(texts) != len(parts):
+        return value
+    return [item for text in texts for item in text.split(",") if item]
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
@@ -89,6 +126,14 @@ class _Content(_Body):
     message: MessageText | None = Field(default=None, description='default ""')
     data: dict[str, Any] | None = Field(default=None, description="a JSON object; default {}")
     priority: PriorityName | None = Field(default=None, description="default normal")
+    expires_at: Instant | None = Field(
+        default=None,
+        description="must be later than now (else 422); afterwards the notification is "
+        "never delivered, replayed, listed or counted. Default: never",
+    )
+    ignore_mutes: bool = Field(
+        default=False, description="delivered and counted even where its type is muted"
+    )
 
 
 class CreateNotification(_Content):
@@ -144,12 +189,68 @@ class Disconnect(_Body):
     user_id: UserId
 
 
+QueryTypes = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]],
+    BeforeValidator(_query_list),
+    Field(max_length=256),
+]
+QueryPriorities = Annotated[list[PriorityName], BeforeValidator(_query_list)]
+
+
 class ListQuery(BaseModel):
-    """``GET /api/v1/notifications`` query."""
+    """``GET /api/v1/notifications`` query. Every filter narrows the list; the default
+    lists every notification that is not archived (muted types included)."""
 
     unread_only: QueryBool = False
     limit: int | None = Field(default=None, ge=1, description="default 50; above 200 means 200")
     before_id: int | None = Field(default=None, ge=1, le=INT64_MAX, description="next page")
+    type: QueryTypes | None = Field(
+        default=None, description="only these types: comma-separated, or the key repeated"
+    )
+    read: QueryBool | None = Field(default=None, description="only read (true) or unread (false)")
+    seen: QueryBool | None = Field(default=None, description="only seen (true) or unseen (false)")
+    archived: QueryBool = Field(
+        default=False, description="true: only archived ones; false (default): only the others"
+    )
+    priority: QueryPriorities | None = Field(
+        default=None, description="only these priorities: comma-separated, or the key repeated"
+    )
+    created_after: Instant | None = Field(default=None, description="strictly after")
+    created_before: Instant | None = Field(default=None, description="strictly before")
+
+
+UpToId = Annotated[
+    int,
+    Field(ge=0, le=INT64_MAX, description="the last id to include; absent or 0: the newest"),
+]
+
+
+class MarkSeen(_Body):
+    """``POST /api/v1/notifications/seen`` (the body may be left out)."""
+
+    up_to_id: UpToId | None = None
+
+
+class MarkAllRead(_Body):
+    """``POST /api/v1/notifications/read_all`` (the body may be left out)."""
+
+    notification_type: NotificationType | None = Field(
+        default=None, description="only this type; absent or null: every type"
+    )
+    up_to_id: UpToId | None = None
+
+
+MUTED_TYPES_MAX = 256
+
+
+class Preferences(_Body):
+    """The caller's preferences: the muted types (sorted and unique in answers)."""
+
+    muted_types: list[NotificationType] = Field(
+        max_length=MUTED_TYPES_MAX,
+        description="at most 256 types of 1–64 characters; replaces the stored set. A muted "
+        "type is stored and listed but not pushed, replayed or counted in the totals",
+    )
 
 
 class StatusQuery(BaseModel):
@@ -191,6 +292,35 @@ class NotificationPage(BaseModel):
 
 class UnreadCount(BaseModel):
     unread: int
+
+
+class SeenMarked(BaseModel):
+    """The id the mark went up to, and how many notifications became seen."""
+
+    up_to_id: int
+    seen: int
+
+
+class ReadAllMarked(BaseModel):
+    """The id the mark went up to, and how many notifications became read."""
+
+    up_to_id: int
+    read: int
+
+
+class TypeCounts(BaseModel):
+    unread: int
+    unseen: int
+
+
+class Counts(BaseModel):
+    """Not archived, not expired. The totals leave out muted types (unless a notification
+    was sent with ``ignore_mutes``); ``by_type`` lists every type with a nonzero figure,
+    muted ones included."""
+
+    unread: int
+    unseen: int
+    by_type: dict[str, TypeCounts]
 
 
 class CreatedBatch(BaseModel):

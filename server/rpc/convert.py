@@ -12,7 +12,16 @@ from tidings.v1 import admin_pb2, notification_pb2, stream_pb2
 from server.engine import events
 from server.engine.errors import InvalidArgument
 from server.engine.filters import TypeFilter
-from server.engine.models import Content, NodeStats, Notification, Priority, Stats
+from server.engine.models import (
+    LIST_LIMIT_DEFAULT,
+    Content,
+    Counts,
+    InboxQuery,
+    NodeStats,
+    Notification,
+    Priority,
+    Stats,
+)
 from server.rpc import wire
 
 _PRIORITY_TO_PB = {
@@ -42,6 +51,15 @@ def from_timestamp(ts: Timestamp) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
+def instant(ts: Timestamp, field_name: str) -> datetime:
+    """A request's timestamp as an aware datetime; ``InvalidArgument`` naming
+    ``field_name`` when it is outside the range a Timestamp may hold."""
+    try:
+        return from_timestamp(ts)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(field_name, "must be a valid timestamp") from None
+
+
 def priority_from_pb(value: int) -> Priority:
     try:
         return _PRIORITY_FROM_PB[value]  # type: ignore[index]
@@ -60,9 +78,18 @@ def notification_to_pb(n: Notification) -> notification_pb2.Notification:
         priority=_PRIORITY_TO_PB[n.priority],
         created_at=_created_at(n.created_at),
         read=n.read,
+        seen=n.seen_at is not None,
+        archived=n.archived_at is not None,
+        ignore_mutes=n.ignore_mutes,
     )
     if n.read_at is not None:
         msg.read_at.CopyFrom(timestamp(n.read_at))
+    if n.seen_at is not None:
+        msg.seen_at.CopyFrom(timestamp(n.seen_at))
+    if n.archived_at is not None:
+        msg.archived_at.CopyFrom(timestamp(n.archived_at))
+    if n.expires_at is not None:
+        msg.expires_at.CopyFrom(timestamp(n.expires_at))
     return msg
 
 
@@ -77,6 +104,10 @@ def notification_from_pb(msg: notification_pb2.Notification) -> Notification:
         priority=priority_from_pb(msg.priority),
         created_at=from_timestamp(msg.created_at),
         read_at=from_timestamp(msg.read_at) if msg.HasField("read_at") else None,
+        seen_at=from_timestamp(msg.seen_at) if msg.HasField("seen_at") else None,
+        archived_at=from_timestamp(msg.archived_at) if msg.HasField("archived_at") else None,
+        expires_at=from_timestamp(msg.expires_at) if msg.HasField("expires_at") else None,
+        ignore_mutes=msg.ignore_mutes,
     )
 
 
@@ -89,6 +120,49 @@ def content_from_pb(
         message=msg.message,
         data_json=msg.data_json,
         priority=priority_from_pb(msg.priority),
+        expires_at=instant(msg.expires_at, "expires_at") if msg.HasField("expires_at") else None,
+        ignore_mutes=msg.ignore_mutes,
+    )
+
+
+def query_from_pb(msg: stream_pb2.ListNotificationsRequest) -> InboxQuery:
+    """A list request as the engine's query; an ``InvalidArgument`` names the field as the
+    REST query does (``type``, ``priority``, ``created_after`` …)."""
+    if msg.limit < 0:
+        raise InvalidArgument("limit", "must be at least 1")
+    priorities = []
+    for value in msg.priorities:
+        if value == notification_pb2.PRIORITY_UNSPECIFIED:
+            raise InvalidArgument("priority", "must be one of low, normal, high, urgent")
+        priorities.append(priority_from_pb(value))
+    return InboxQuery(
+        unread_only=msg.unread_only,
+        read=msg.read if msg.HasField("read") else None,
+        seen=msg.seen if msg.HasField("seen") else None,
+        archived=msg.archived,
+        types=tuple(msg.types),
+        priorities=tuple(priorities),
+        created_after=(
+            instant(msg.created_after, "created_after") if msg.HasField("created_after") else None
+        ),
+        created_before=(
+            instant(msg.created_before, "created_before")
+            if msg.HasField("created_before")
+            else None
+        ),
+        limit=msg.limit or LIST_LIMIT_DEFAULT,
+        before_id=msg.before_id or None,
+    )
+
+
+def counts_to_pb(counts: Counts) -> stream_pb2.GetCountsResponse:
+    return stream_pb2.GetCountsResponse(
+        unread=counts.unread,
+        unseen=counts.unseen,
+        by_type={
+            name: stream_pb2.TypeCounts(unread=c.unread, unseen=c.unseen)
+            for name, c in counts.by_type.items()
+        },
     )
 
 
@@ -97,25 +171,33 @@ def delivery_bytes(n: Notification, batch: dict[object, object] | None = None) -
 
     A broadcast commits one row per recipient, all with the same content: with the
     ``batch`` memo of its envelopes (``Envelope.batch``), fields 3–8 (type …
-    created_at) are serialized once per content, and each row adds only its id and
-    user id (fields 1–2, which come first in the canonical order) and the two
-    enclosing length prefixes.
+    created_at) and 15–16 (expires_at, ignore_mutes) are serialized once per content,
+    and each row adds only its id and user id (fields 1–2, which come first in the
+    canonical order) and the two enclosing length prefixes. Rows read, seen or archived
+    (fields 9–14) are serialized whole.
     """
-    if n.read_at is not None:
+    if n.read_at is not None or n.seen_at is not None or n.archived_at is not None:
         return stream_pb2.ConnectResponse(
             notification=stream_pb2.NotificationEvent(notification=notification_to_pb(n))
         ).SerializeToString()
-    key = (_CONTENT, n.type, n.title, n.message, n.data_json, n.priority, n.created_at)
+    key = (
+        _CONTENT, n.type, n.title, n.message, n.data_json, n.priority, n.created_at,
+        n.expires_at, n.ignore_mutes,
+    )  # fmt: skip
     tail = batch.get(key) if batch is not None else None
     if tail is None:
-        tail = notification_pb2.Notification(
+        content = notification_pb2.Notification(
             type=n.type,
             title=n.title,
             message=n.message,
             data_json=n.data_json,
             priority=_PRIORITY_TO_PB[n.priority],
             created_at=timestamp(n.created_at),
-        ).SerializeToString()
+            ignore_mutes=n.ignore_mutes,
+        )
+        if n.expires_at is not None:
+            content.expires_at.CopyFrom(timestamp(n.expires_at))
+        tail = content.SerializeToString()
         if batch is not None:
             batch[key] = tail
     body = notification_pb2.Notification(id=n.id, user_id=n.user_id).SerializeToString()
@@ -153,6 +235,21 @@ def command_from_pb(msg: stream_pb2.ConnectRequest) -> events.Command:
         return events.Subscribe(tuple(msg.subscribe.notification_types))
     if kind == "unsubscribe":
         return events.Unsubscribe(tuple(msg.unsubscribe.notification_types))
+    if kind == "mark_seen":
+        return events.MarkSeen(msg.mark_seen.up_to_id or None)
+    if kind == "mark_all_read":
+        wanted = msg.mark_all_read
+        return events.MarkAllRead(wanted.notification_type or None, wanted.up_to_id or None)
+    if kind == "archive":
+        return events.Archive(msg.archive.notification_id)
+    if kind == "unarchive":
+        return events.Unarchive(msg.unarchive.notification_id)
+    if kind == "delete":
+        return events.Delete(msg.delete.notification_id)
+    if kind == "get_counts":
+        return events.GetCounts()
+    if kind == "update_preferences":
+        return events.UpdatePreferences(tuple(msg.update_preferences.muted_types))
     if kind == "refresh":  # pragma: no cover - the servicer verifies the token first
         raise ValueError("a refresh needs the authenticator: see server.rpc.stream")
     return events.UnknownCommand(kind or "")
@@ -190,6 +287,47 @@ def event_to_pb(event: events.Event) -> stream_pb2.ConnectResponse | bytes:
             )
         case events.SubscriptionUpdated():
             return stream_pb2.ConnectResponse(subscription_updated=filter_to_pb(event.type_filter))
+        case events.NotificationsSeen():
+            return stream_pb2.ConnectResponse(
+                notifications_seen=stream_pb2.NotificationsSeenEvent(up_to_id=event.up_to_id)
+            )
+        case events.NotificationsMarkedRead():
+            return stream_pb2.ConnectResponse(
+                notifications_marked_read=stream_pb2.NotificationsMarkedReadEvent(
+                    up_to_id=event.up_to_id, notification_type=event.notification_type or ""
+                )
+            )
+        case events.NotificationArchived():
+            return stream_pb2.ConnectResponse(
+                notification_archived=stream_pb2.NotificationArchivedEvent(
+                    notification_id=event.notification_id
+                )
+            )
+        case events.NotificationUnarchived():
+            return stream_pb2.ConnectResponse(
+                notification_unarchived=stream_pb2.NotificationUnarchivedEvent(
+                    notification_id=event.notification_id
+                )
+            )
+        case events.NotificationDeleted():
+            return stream_pb2.ConnectResponse(
+                notification_deleted=stream_pb2.NotificationDeletedEvent(
+                    notification_id=event.notification_id
+                )
+            )
+        case events.CountsEvent():
+            counts = counts_to_pb(event.counts)
+            return stream_pb2.ConnectResponse(
+                counts=stream_pb2.CountsEvent(
+                    unread=counts.unread, unseen=counts.unseen, by_type=counts.by_type
+                )
+            )
+        case events.PreferencesUpdated():
+            return stream_pb2.ConnectResponse(
+                preferences_updated=stream_pb2.PreferencesUpdatedEvent(
+                    muted_types=event.muted_types
+                )
+            )
         case events.ErrorEvent():
             return stream_pb2.ConnectResponse(
                 error=stream_pb2.ErrorEvent(code=event.code, message=event.message)

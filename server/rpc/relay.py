@@ -9,10 +9,11 @@ bridge needs without decoding events: the session's lag allowance with its greet
 the notification id with each delivery.
 
 A session's commands are handled in the order they came, as on ``Connect``: the reader
-handles them itself while they need no I/O, and a ``mark_read`` (a store round trip)
-runs in a task of its own; commands of that session that come meanwhile wait behind it
-(at most ``MAX_WAITING`` of them — a client that sends more is closed as slow), while
-the other sessions go on.
+handles them itself while they need no I/O, and a command that needs the store
+(``STORE_COMMANDS``: ``mark_read``, ``archive`` …) runs in a task of its own;
+commands of that session that come meanwhile wait behind it (at most
+``MAX_WAITING`` of them — a client that sends more is closed as slow), while the
+other sessions go on.
 """
 
 from __future__ import annotations
@@ -31,12 +32,19 @@ from server.auth import Authenticator
 from server.engine import Engine, Session
 from server.engine.errors import InvalidArgument, TidingsError
 from server.engine.events import (
+    Archive,
     Closed,
     CloseReason,
     Command,
     ConnectionEstablished,
+    Delete,
     Delivery,
+    GetCounts,
+    MarkAllRead,
     MarkRead,
+    MarkSeen,
+    Unarchive,
+    UpdatePreferences,
 )
 from server.rpc import convert, wire
 from server.rpc.errors import status_for
@@ -49,8 +57,12 @@ log = logging.getLogger(__name__)
 PER_SESSION = 64
 #: Frames per RelayResponse.
 PER_BATCH = 256
-#: Commands of one session that may wait behind its ``mark_read``.
+#: Commands of one session that may wait behind a command that needs the store.
 MAX_WAITING = 1024
+#: The commands that need the store (a round trip): each runs out of line, in order.
+STORE_COMMANDS = (
+    MarkRead, MarkSeen, MarkAllRead, Archive, Unarchive, Delete, GetCounts, UpdatePreferences,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +111,7 @@ class _Relay:
         self._abandoned: set[int] = set()  # closed by the client before their open finished
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Sessions with a ``mark_read`` running: the commands that came since, in order.
+        #: Sessions with a store command running: the commands that came since, in order.
         self._waiting: dict[int, deque[Command | _Invalid]] = {}
 
     async def read(self, requests: AsyncIterable[relay_pb2.RelayRequest]) -> None:
@@ -217,18 +229,18 @@ class _Relay:
         if session is None:
             return
         waiting = self._waiting.get(sid)
-        if waiting is not None:  # a mark_read of this session is running: queue behind it
+        if waiting is not None:  # a store command of this session runs: queue behind it
             if len(waiting) >= MAX_WAITING:
                 session.close(CloseReason.SLOW, "the client sent faster than it is answered")
             else:
                 waiting.append(item)
-        elif isinstance(item, MarkRead):  # store I/O: do not hold up the other sessions
+        elif isinstance(item, STORE_COMMANDS):  # store I/O: do not hold up the other sessions
             self._waiting[sid] = deque()
             self._spawn(self._in_order(sid, session, item))
         else:
             await _apply(session, item)
 
-    async def _in_order(self, sid: int, session: Session, first: MarkRead) -> None:
+    async def _in_order(self, sid: int, session: Session, first: Command) -> None:
         """Run ``first``, then what queued behind it, until nothing waits."""
         waiting = self._waiting[sid]
         item: Command | _Invalid = first

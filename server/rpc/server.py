@@ -75,6 +75,20 @@ def method_handlers(
         "MarkRead": unary(stream.MarkRead, stream_pb2.MarkReadRequest),
         "GetUnreadCount": unary(stream.GetUnreadCount, stream_pb2.GetUnreadCountRequest),
         "WhoAmI": unary(stream.WhoAmI, stream_pb2.WhoAmIRequest),
+        "MarkSeen": unary(stream.MarkSeen, stream_pb2.MarkSeenRequest),
+        "MarkAllRead": unary(stream.MarkAllRead, stream_pb2.MarkAllReadRequest),
+        "ArchiveNotification": unary(
+            stream.ArchiveNotification, stream_pb2.ArchiveNotificationRequest
+        ),
+        "UnarchiveNotification": unary(
+            stream.UnarchiveNotification, stream_pb2.UnarchiveNotificationRequest
+        ),
+        "DeleteNotification": unary(
+            stream.DeleteNotification, stream_pb2.DeleteNotificationRequest
+        ),
+        "GetCounts": unary(stream.GetCounts, stream_pb2.GetCountsRequest),
+        "GetPreferences": unary(stream.GetPreferences, stream_pb2.GetPreferencesRequest),
+        "UpdatePreferences": unary(stream.UpdatePreferences, stream_pb2.UpdatePreferencesRequest),
     }
     admin_methods = {
         "CreateNotification": unary(admin.CreateNotification, admin_pb2.CreateNotificationRequest),

@@ -16,6 +16,7 @@ from server.engine import Engine, Session
 from server.engine.errors import InvalidArgument, TidingsError, Unauthenticated
 from server.engine.events import Closed, CloseReason, Command, Expiry, Refresh
 from server.engine.filters import TypeFilter
+from server.engine.models import TYPE_MAX, check_text
 from server.rpc import convert
 from server.rpc.errors import ERROR_CODE_KEY, Undecodable, abort
 from server.tasks import cancel_and_wait
@@ -197,13 +198,8 @@ class StreamServicer:
     ) -> stream_pb2.ListNotificationsResponse:
         try:
             principal = await caller(self._auth, context)
-            if request.limit < 0:
-                raise InvalidArgument("limit", "must be at least 1")
             page = await self._engine.list_notifications(
-                principal.user_id,
-                unread_only=request.unread_only,
-                limit=request.limit or None,
-                before_id=request.before_id or None,
+                principal.user_id, convert.query_from_pb(request)
             )
         except TidingsError as exc:
             await abort(context, exc)
@@ -242,3 +238,111 @@ class StreamServicer:
         except TidingsError as exc:
             await abort(context, exc)
         return stream_pb2.GetUnreadCountResponse(unread=unread)
+
+    async def MarkSeen(
+        self, request: stream_pb2.MarkSeenRequest, context: Context
+    ) -> stream_pb2.MarkSeenResponse:
+        try:
+            principal = await caller(self._auth, context)
+            up_to = _up_to(request.up_to_id)
+            mark = await self._engine.mark_seen(principal.user_id, up_to)
+        except TidingsError as exc:
+            await abort(context, exc)
+        return stream_pb2.MarkSeenResponse(up_to_id=mark.up_to_id, seen=mark.changed)
+
+    async def MarkAllRead(
+        self, request: stream_pb2.MarkAllReadRequest, context: Context
+    ) -> stream_pb2.MarkAllReadResponse:
+        try:
+            principal = await caller(self._auth, context)
+            kind = request.notification_type or None
+            if kind is not None:
+                check_text("notification_type", kind, TYPE_MAX, required=True)
+            up_to = _up_to(request.up_to_id)
+            mark = await self._engine.mark_all_read(principal.user_id, kind, up_to)
+        except TidingsError as exc:
+            await abort(context, exc)
+        return stream_pb2.MarkAllReadResponse(up_to_id=mark.up_to_id, read=mark.changed)
+
+    async def ArchiveNotification(
+        self, request: stream_pb2.ArchiveNotificationRequest, context: Context
+    ) -> stream_pb2.ArchiveNotificationResponse:
+        try:
+            principal = await caller(self._auth, context)
+            nid = _notification_id(request.notification_id)
+            notification = await self._engine.archive(principal.user_id, nid)
+        except TidingsError as exc:
+            await abort(context, exc)
+        return stream_pb2.ArchiveNotificationResponse(
+            notification=convert.notification_to_pb(notification)
+        )
+
+    async def UnarchiveNotification(
+        self, request: stream_pb2.UnarchiveNotificationRequest, context: Context
+    ) -> stream_pb2.UnarchiveNotificationResponse:
+        try:
+            principal = await caller(self._auth, context)
+            nid = _notification_id(request.notification_id)
+            notification = await self._engine.unarchive(principal.user_id, nid)
+        except TidingsError as exc:
+            await abort(context, exc)
+        return stream_pb2.UnarchiveNotificationResponse(
+            notification=convert.notification_to_pb(notification)
+        )
+
+    async def DeleteNotification(
+        self, request: stream_pb2.DeleteNotificationRequest, context: Context
+    ) -> stream_pb2.DeleteNotificationResponse:
+        try:
+            principal = await caller(self._auth, context)
+            nid = _notification_id(request.notification_id)
+            await self._engine.delete(principal.user_id, nid)
+        except TidingsError as exc:
+            await abort(context, exc)
+        return stream_pb2.DeleteNotificationResponse()
+
+    async def GetCounts(
+        self, request: stream_pb2.GetCountsRequest, context: Context
+    ) -> stream_pb2.GetCountsResponse:
+        try:
+            principal = await caller(self._auth, context)
+            counts = await self._engine.counts(principal.user_id)
+        except TidingsError as exc:
+            await abort(context, exc)
+        return convert.counts_to_pb(counts)
+
+    async def GetPreferences(
+        self, request: stream_pb2.GetPreferencesRequest, context: Context
+    ) -> stream_pb2.GetPreferencesResponse:
+        try:
+            principal = await caller(self._auth, context)
+            preferences = await self._engine.preferences(principal.user_id)
+        except TidingsError as exc:
+            await abort(context, exc)
+        return stream_pb2.GetPreferencesResponse(muted_types=preferences.muted_types)
+
+    async def UpdatePreferences(
+        self, request: stream_pb2.UpdatePreferencesRequest, context: Context
+    ) -> stream_pb2.UpdatePreferencesResponse:
+        try:
+            principal = await caller(self._auth, context)
+            preferences = await self._engine.update_preferences(
+                principal.user_id, list(request.muted_types)
+            )
+        except TidingsError as exc:
+            await abort(context, exc)
+        return stream_pb2.UpdatePreferencesResponse(muted_types=preferences.muted_types)
+
+
+def _up_to(value: int) -> int | None:
+    """A request's ``up_to_id``: 0 is the newest (None to the engine)."""
+    if value < 0:
+        raise InvalidArgument("up_to_id", "must not be negative (0: the newest)")
+    return value or None
+
+
+def _notification_id(value: int) -> int:
+    """A request's ``notification_id``: positive, as for MarkRead."""
+    if value <= 0:
+        raise InvalidArgument("notification_id", "must be a positive integer")
+    return value

@@ -14,6 +14,7 @@ from tidings.v1 import admin_pb2, notification_pb2, stream_pb2
 from bridge.jsonwire import (
     FrameCache,
     WireError,
+    counts_object,
     decode_command,
     event_frame,
     iso,
@@ -77,7 +78,42 @@ def test_notification_object_is_section_3() -> None:
         "created_at": "2026-11-25T22:52:07.123Z",
         "read": False,
         "read_at": None,
+        "seen": False,
+        "seen_at": None,
+        "archived": False,
+        "archived_at": None,
+        "expires_at": None,
+        "ignore_mutes": False,
     }
+
+
+def test_seen_archived_expiring_notification_has_its_instants() -> None:
+    value = notification_object(
+        note(
+            seen=True, seen_at=ts(1795647201), archived=True, archived_at=ts(1795647202, 7_000_000),
+            expires_at=ts(1795650000), ignore_mutes=True,
+        )
+    )  # fmt: skip
+    assert value["seen"] is True and value["seen_at"] == "2026-11-25T22:53:21.000Z"
+    assert value["archived"] is True and value["archived_at"] == "2026-11-25T22:53:22.007Z"
+    assert value["expires_at"] == "2026-11-25T23:40:00.000Z"
+    assert value["ignore_mutes"] is True
+
+
+def test_counts_object_lists_types_in_order() -> None:
+    counts = stream_pb2.GetCountsResponse(
+        unread=3, unseen=1,
+        by_type={
+            "b": stream_pb2.TypeCounts(unread=1), "a": stream_pb2.TypeCounts(unread=2, unseen=1),
+        },
+    )  # fmt: skip
+    value = counts_object(counts)
+    assert value == {
+        "unread": 3,
+        "unseen": 1,
+        "by_type": {"a": {"unread": 2, "unseen": 1}, "b": {"unread": 1, "unseen": 0}},
+    }
+    assert list(value["by_type"]) == ["a", "b"]
 
 
 def test_data_is_spliced_not_reencoded() -> None:
@@ -136,6 +172,33 @@ def test_frame_cache_gives_every_socket_the_exact_frame() -> None:
     assert cache.frame(read) == reference_frame(read)
     assert orjson.loads(cache.frame(read))["notification"]["read"] is True
     assert cache.frame(note()) == first, "reading it changes the read frame only"
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"seen": True, "seen_at": ts(1795647300)},
+        {"archived": True, "archived_at": ts(1795647300)},
+        {"read": True, "read_at": ts(1795647200), "seen": True, "seen_at": ts(1795647300)},
+    ],
+)
+def test_frame_cache_tells_seen_and_archived_apart(state: dict[str, Any]) -> None:
+    cache = FrameCache()
+    fresh = cache.frame(note())
+    changed = note(**state)
+    assert cache.frame(changed) == reference_frame(changed) != fresh
+    assert cache.frame(note()) == fresh
+    later = note(**{k: ts(1795647400) if k.endswith("_at") else v for k, v in state.items()})
+    assert cache.frame(later) == reference_frame(later) != cache.frame(changed)
+
+
+def test_frame_cache_keeps_expiry_and_ignore_mutes_per_content() -> None:
+    cache = FrameCache()
+    plain = note(id=1)
+    expiring = note(id=2, expires_at=ts(1795650000))
+    loud = note(id=3, ignore_mutes=True)
+    for n in (plain, expiring, loud, note(id=4, expires_at=ts(1795650001))):
+        assert cache.frame(n) == reference_frame(n)
 
 
 def test_frame_cache_is_bounded_and_stays_exact() -> None:
@@ -226,6 +289,41 @@ def test_subscription_frames_in_both_modes() -> None:
     }
 
 
+def test_inbox_event_frames() -> None:
+    def message(**kind: Any) -> stream_pb2.ConnectResponse:
+        return stream_pb2.ConnectResponse(**kind)
+
+    seen = message(notifications_seen=stream_pb2.NotificationsSeenEvent(up_to_id=12))
+    assert frame_of(seen) == {"type": "notifications_seen", "up_to_id": 12}
+    every = message(notifications_marked_read=stream_pb2.NotificationsMarkedReadEvent(up_to_id=5))
+    assert frame_of(every) == {
+        "type": "notifications_marked_read", "up_to_id": 5, "notification_type": None,
+    }  # fmt: skip
+    one_type = message(
+        notifications_marked_read=stream_pb2.NotificationsMarkedReadEvent(
+            up_to_id=5, notification_type="invoice"
+        )
+    )
+    assert frame_of(one_type)["notification_type"] == "invoice"
+    for kind, pb in (
+        ("notification_archived", stream_pb2.NotificationArchivedEvent),
+        ("notification_unarchived", stream_pb2.NotificationUnarchivedEvent),
+        ("notification_deleted", stream_pb2.NotificationDeletedEvent),
+    ):
+        framed = frame_of(message(**{kind: pb(notification_id=3)}))
+        assert framed == {"type": kind, "notification_id": 3}
+    counts = message(
+        counts=stream_pb2.CountsEvent(
+            unread=2, unseen=1, by_type={"x": stream_pb2.TypeCounts(unread=2, unseen=1)}
+        )
+    )
+    assert frame_of(counts) == {
+        "type": "counts", "unread": 2, "unseen": 1, "by_type": {"x": {"unread": 2, "unseen": 1}},
+    }  # fmt: skip
+    prefs = message(preferences_updated=stream_pb2.PreferencesUpdatedEvent(muted_types=["a", "b"]))
+    assert frame_of(prefs) == {"type": "preferences_updated", "muted_types": ["a", "b"]}
+
+
 def test_empty_message_has_no_frame() -> None:
     assert event_frame(stream_pb2.ConnectResponse(), FrameCache()) is None
 
@@ -245,6 +343,39 @@ def test_decode_commands() -> None:
     unsub = decode_command('{"type": "unsubscribe", "notification_types": []}')
     assert isinstance(unsub, stream_pb2.ConnectRequest)
     assert unsub.WhichOneof("kind") == "unsubscribe"
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ('{"type": "mark_seen"}',
+         stream_pb2.ConnectRequest(mark_seen=stream_pb2.MarkSeenCommand())),
+        ('{"type": "mark_seen", "up_to_id": 9}',
+         stream_pb2.ConnectRequest(mark_seen=stream_pb2.MarkSeenCommand(up_to_id=9))),
+        ('{"type": "mark_seen", "up_to_id": 18446744073709551615}',
+         stream_pb2.ConnectRequest(mark_seen=stream_pb2.MarkSeenCommand(up_to_id=2**63 - 1))),
+        ('{"type": "mark_all_read"}',
+         stream_pb2.ConnectRequest(mark_all_read=stream_pb2.MarkAllReadCommand())),
+        ('{"type": "mark_all_read", "notification_type": "x", "up_to_id": 4}',
+         stream_pb2.ConnectRequest(
+             mark_all_read=stream_pb2.MarkAllReadCommand(notification_type="x", up_to_id=4))),
+        ('{"type": "mark_all_read", "notification_type": null}',
+         stream_pb2.ConnectRequest(mark_all_read=stream_pb2.MarkAllReadCommand())),
+        ('{"type": "archive", "notification_id": 3}',
+         stream_pb2.ConnectRequest(archive=stream_pb2.ArchiveCommand(notification_id=3))),
+        ('{"type": "unarchive", "notification_id": 3}',
+         stream_pb2.ConnectRequest(unarchive=stream_pb2.UnarchiveCommand(notification_id=3))),
+        ('{"type": "delete", "notification_id": 3}',
+         stream_pb2.ConnectRequest(delete=stream_pb2.DeleteCommand(notification_id=3))),
+        ('{"type": "get_counts"}',
+         stream_pb2.ConnectRequest(get_counts=stream_pb2.GetCountsCommand())),
+        ('{"type": "update_preferences", "muted_types": ["b", "a"]}',
+         stream_pb2.ConnectRequest(
+             update_preferences=stream_pb2.UpdatePreferencesCommand(muted_types=["b", "a"]))),
+    ],
+)  # fmt: skip
+def test_decode_inbox_commands(frame: str, expected: stream_pb2.ConnectRequest) -> None:
+    assert decode_command(frame) == expected
 
 
 NOT_JSON = "the frame is not valid JSON"
@@ -281,6 +412,24 @@ BAD_ID = "mark_read: notification_id must be a positive integer"
          "subscribe: notification_types must be a list of strings"),
         ('{"type": "unsubscribe", "notification_types": {"a": 1}}', "invalid_message",
          "unsubscribe: notification_types must be a list of strings"),
+        ('{"type": "mark_seen", "up_to_id": -1}', "invalid_message",
+         "mark_seen: up_to_id must be a non-negative integer (absent or 0: the newest)"),
+        ('{"type": "mark_seen", "up_to_id": "5"}', "invalid_message",
+         "mark_seen: up_to_id must be a non-negative integer (absent or 0: the newest)"),
+        ('{"type": "mark_all_read", "notification_type": 5}', "invalid_message",
+         "mark_all_read: notification_type must be a string (absent or null: every type)"),
+        ('{"type": "archive"}', "invalid_message",
+         "archive: notification_id must be a positive integer"),
+        ('{"type": "unarchive", "notification_id": 0}', "invalid_message",
+         "unarchive: notification_id must be a positive integer"),
+        ('{"type": "delete", "notification_id": "7"}', "invalid_message",
+         "delete: notification_id must be a positive integer"),
+        ('{"type": "delete", "notification_id": 9223372036854775808}', "not_found",
+         "notification 9223372036854775808 not found"),
+        ('{"type": "update_preferences"}', "invalid_message",
+         "update_preferences: muted_types must be a list of strings"),
+        ('{"type": "update_preferences", "muted_types": "a"}', "invalid_message",
+         "update_preferences: muted_types must be a list of strings"),
     ],
 )  # fmt: skip
 def test_decode_errors(frame: str, code: str, message: str) -> None:

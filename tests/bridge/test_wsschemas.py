@@ -86,7 +86,50 @@ MESSAGES = [
     stream_pb2.ConnectResponse(token_expiring=stream_pb2.TokenExpiringEvent(expires_at=WHEN)),
     stream_pb2.ConnectResponse(token_refreshed=stream_pb2.TokenRefreshedEvent(expires_at=WHEN)),
     stream_pb2.ConnectResponse(token_refreshed=stream_pb2.TokenRefreshedEvent()),
+    stream_pb2.ConnectResponse(
+        notification=stream_pb2.NotificationEvent(
+            notification=note(
+                seen=True, seen_at=WHEN, archived=True, archived_at=WHEN, expires_at=WHEN,
+                ignore_mutes=True,
+            )
+        )
+    ),
+    stream_pb2.ConnectResponse(notifications_seen=stream_pb2.NotificationsSeenEvent(up_to_id=9)),
+    stream_pb2.ConnectResponse(
+        notifications_marked_read=stream_pb2.NotificationsMarkedReadEvent(up_to_id=9)
+    ),
+    stream_pb2.ConnectResponse(
+        notifications_marked_read=stream_pb2.NotificationsMarkedReadEvent(
+            up_to_id=9, notification_type="invoice"
+        )
+    ),
+    stream_pb2.ConnectResponse(
+        notification_archived=stream_pb2.NotificationArchivedEvent(notification_id=3)
+    ),
+    stream_pb2.ConnectResponse(
+        notification_unarchived=stream_pb2.NotificationUnarchivedEvent(notification_id=3)
+    ),
+    stream_pb2.ConnectResponse(
+        notification_deleted=stream_pb2.NotificationDeletedEvent(notification_id=3)
+    ),
+    stream_pb2.ConnectResponse(counts=stream_pb2.CountsEvent()),
+    stream_pb2.ConnectResponse(
+        counts=stream_pb2.CountsEvent(
+            unread=4, unseen=2, by_type={"a": stream_pb2.TypeCounts(unread=4, unseen=2)}
+        )
+    ),
+    stream_pb2.ConnectResponse(preferences_updated=stream_pb2.PreferencesUpdatedEvent()),
+    stream_pb2.ConnectResponse(
+        preferences_updated=stream_pb2.PreferencesUpdatedEvent(muted_types=["a", "b"])
+    ),
 ]  # fmt: skip
+
+
+#: Every client message type: one per ConnectRequest kind, named alike.
+CLIENT_TYPES = (
+    "ping", "mark_read", "subscribe", "unsubscribe", "refresh", "mark_seen", "mark_all_read",
+    "archive", "unarchive", "delete", "get_counts", "update_preferences",
+)  # fmt: skip
 
 
 def test_every_kind_of_server_message_is_covered() -> None:
@@ -106,7 +149,10 @@ def test_server_frames_hold_to_their_schema(message: stream_pb2.ConnectResponse)
 
 
 def test_error_frames_hold_to_their_schema() -> None:
-    for frame in ("{", "[]", "{}", '{"type": "x"}', '{"type": "mark_read"}'):
+    for frame in (
+        "{", "[]", "{}", '{"type": "x"}', '{"type": "mark_read"}', '{"type": "archive"}',
+        '{"type": "mark_seen", "up_to_id": -1}', '{"type": "update_preferences"}',
+    ):  # fmt: skip
         error = decode_command(frame)
         assert isinstance(error, WireError)
         wsschemas.ServerMessage.validate_json(error.frame, strict=True)
@@ -135,9 +181,7 @@ def test_the_documented_server_examples_hold() -> None:
 
 def test_the_documented_client_examples_are_commands() -> None:
     documented = examples("5.3")
-    assert {e["type"] for e in documented} == {
-        "ping", "mark_read", "subscribe", "unsubscribe", "refresh",
-    }  # fmt: skip
+    assert {e["type"] for e in documented} == set(CLIENT_TYPES)
     for example in documented:
         wsschemas.ClientMessage.validate_python(example)
         assert not isinstance(decode_command(json.dumps(example)), WireError)
@@ -146,7 +190,10 @@ def test_the_documented_client_examples_are_commands() -> None:
 def test_the_json_schema_can_be_emitted() -> None:
     schema = wsschemas.json_schema()
     text = json.dumps(schema)
-    assert set(schema["client"]["discriminator"]["mapping"]) == {
-        "ping", "mark_read", "subscribe", "unsubscribe", "refresh",
-    }  # fmt: skip
+    assert set(schema["client"]["discriminator"]["mapping"]) == set(CLIENT_TYPES)
     assert "connection_established" in text and "notification_marked_read" in text
+
+
+def test_every_kind_of_client_message_has_a_command() -> None:
+    kinds = {f.name for f in stream_pb2.ConnectRequest.DESCRIPTOR.oneofs_by_name["kind"].fields}
+    assert kinds == set(CLIENT_TYPES)

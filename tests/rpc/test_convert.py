@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from tidings.v1 import stream_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+from tidings.v1 import admin_pb2, notification_pb2, stream_pb2
 
 from server.engine import events
-from server.engine.models import Notification, Priority
+from server.engine.errors import InvalidArgument
+from server.engine.models import Counts, InboxQuery, Notification, Priority, TypeCounts
 from server.rpc import convert
 
 WHEN = datetime(2026, 11, 25, 22, 52, 7, 123000, tzinfo=UTC)
@@ -46,6 +48,185 @@ def test_read_notifications_take_the_plain_path() -> None:
     assert convert.delivery_bytes(n) == reference(n)
     decoded = stream_pb2.ConnectResponse.FromString(convert.delivery_bytes(n))
     assert convert.notification_from_pb(decoded.notification.notification) == n
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"seen_at": WHEN},
+        {"archived_at": WHEN},
+        {"read_at": WHEN, "seen_at": WHEN, "archived_at": WHEN},
+        {"expires_at": WHEN + timedelta(days=1)},
+        {"ignore_mutes": True},
+        {"expires_at": WHEN + timedelta(days=1), "ignore_mutes": True},
+    ],
+)
+def test_the_inbox_fields_travel_both_ways(state: dict[str, object]) -> None:
+    n = Notification(9, "u", "t", "x", "", "{}", Priority.LOW, WHEN)._replace(**state)
+    batch: dict[object, object] = {}
+    assert convert.delivery_bytes(n) == reference(n)
+    assert convert.delivery_bytes(n, batch) == reference(n)
+    decoded = stream_pb2.ConnectResponse.FromString(convert.delivery_bytes(n, batch))
+    pb = decoded.notification.notification
+    assert convert.notification_from_pb(pb) == n
+    assert (pb.seen, pb.archived) == (n.seen, n.archived)
+    assert pb.HasField("expires_at") == (n.expires_at is not None)
+
+
+def test_expiry_and_ignore_mutes_are_part_of_the_shared_content() -> None:
+    base = Notification(1, "a", "t", "x", "", "{}", Priority.LOW, WHEN)
+    later = WHEN + timedelta(days=1)
+    rows = [
+        base,
+        base._replace(id=2, user_id="b", expires_at=later),
+        base._replace(id=3, user_id="c", ignore_mutes=True),
+        base._replace(id=4, user_id="d", expires_at=later + timedelta(seconds=1)),
+    ]
+    batch: dict[object, object] = {}
+    for n in rows:
+        assert convert.delivery_bytes(n, batch) == reference(n)
+
+
+def ts(moment: datetime) -> Timestamp:
+    return convert.timestamp(moment)
+
+
+def test_list_request_becomes_the_engine_query() -> None:
+    request = stream_pb2.ListNotificationsRequest(
+        unread_only=False, limit=20, before_id=99, types=["b", "a"], read=True, seen=False,
+        archived=True, priorities=[notification_pb2.PRIORITY_HIGH, notification_pb2.PRIORITY_LOW],
+        created_after=ts(WHEN), created_before=ts(WHEN + timedelta(hours=1)),
+    )  # fmt: skip
+    query = convert.query_from_pb(request)
+    assert query == InboxQuery(
+        read=True, seen=False, archived=True, types=("a", "b"),
+        priorities=(Priority.HIGH, Priority.LOW), created_after=WHEN,
+        created_before=WHEN + timedelta(hours=1), limit=20, before_id=99,
+    )  # fmt: skip
+
+
+def test_an_empty_list_request_is_the_default_query() -> None:
+    query = convert.query_from_pb(stream_pb2.ListNotificationsRequest())
+    assert query == InboxQuery()
+    assert (query.read, query.seen, query.archived, query.before_id) == (None, None, False, None)
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [
+        ({"limit": -1}, "limit"),
+        ({"priorities": [notification_pb2.PRIORITY_UNSPECIFIED]}, "priority"),
+        ({"priorities": [17]}, "priority"),
+        ({"types": [""]}, "type"),
+        ({"types": ["x" * 65]}, "type"),
+        ({"created_after": Timestamp(seconds=2**60)}, "created_after"),
+        ({"created_before": Timestamp(seconds=-(2**60))}, "created_before"),
+    ],
+)
+def test_bad_list_requests_name_the_query_field(
+    request_fields: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        convert.query_from_pb(stream_pb2.ListNotificationsRequest(**request_fields))  # type: ignore[arg-type]
+    assert caught.value.field == field
+
+
+def test_create_carries_expiry_and_ignore_mutes() -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    request = admin_pb2.CreateNotificationRequest(
+        user_id="u", type="t", title="x", expires_at=ts(later), ignore_mutes=True
+    )
+    content = convert.content_from_pb(request)
+    assert content.expires_at is not None
+    assert abs(content.expires_at - later) < timedelta(milliseconds=1)
+    assert content.ignore_mutes is True
+    plain = convert.content_from_pb(admin_pb2.CreateNotificationRequest(type="t", title="x"))
+    assert (plain.expires_at, plain.ignore_mutes) == (None, False)
+
+
+@pytest.mark.parametrize(
+    "moment", [Timestamp(seconds=1), Timestamp(seconds=2**60)], ids=["past", "out of range"]
+)
+def test_create_refuses_an_expiry_not_in_the_future(moment: Timestamp) -> None:
+    request = admin_pb2.BroadcastNotificationRequest(type="t", title="x", expires_at=moment)
+    with pytest.raises(InvalidArgument) as caught:
+        convert.content_from_pb(request)
+    assert caught.value.field == "expires_at"
+
+
+@pytest.mark.parametrize(
+    ("kind", "command"),
+    [
+        (stream_pb2.ConnectRequest(mark_seen=stream_pb2.MarkSeenCommand()), events.MarkSeen(None)),
+        (stream_pb2.ConnectRequest(mark_seen=stream_pb2.MarkSeenCommand(up_to_id=4)),
+         events.MarkSeen(4)),
+        (stream_pb2.ConnectRequest(mark_all_read=stream_pb2.MarkAllReadCommand()),
+         events.MarkAllRead(None, None)),
+        (stream_pb2.ConnectRequest(
+            mark_all_read=stream_pb2.MarkAllReadCommand(notification_type="x", up_to_id=3)),
+         events.MarkAllRead("x", 3)),
+        (stream_pb2.ConnectRequest(archive=stream_pb2.ArchiveCommand(notification_id=5)),
+         events.Archive(5)),
+        (stream_pb2.ConnectRequest(unarchive=stream_pb2.UnarchiveCommand(notification_id=5)),
+         events.Unarchive(5)),
+        (stream_pb2.ConnectRequest(delete=stream_pb2.DeleteCommand(notification_id=5)),
+         events.Delete(5)),
+        (stream_pb2.ConnectRequest(get_counts=stream_pb2.GetCountsCommand()), events.GetCounts()),
+        (stream_pb2.ConnectRequest(
+            update_preferences=stream_pb2.UpdatePreferencesCommand(muted_types=["b", "a"])),
+         events.UpdatePreferences(("b", "a"))),
+    ],
+)  # fmt: skip
+def test_inbox_commands(kind: stream_pb2.ConnectRequest, command: events.Command) -> None:
+    assert convert.command_from_pb(kind) == command
+
+
+def test_every_command_kind_is_known() -> None:
+    for field in stream_pb2.ConnectRequest.DESCRIPTOR.oneofs_by_name["kind"].fields:
+        if field.name == "refresh":
+            continue
+        message = stream_pb2.ConnectRequest()
+        getattr(message, field.name).SetInParent()
+        assert not isinstance(convert.command_from_pb(message), events.UnknownCommand), field.name
+
+
+def test_inbox_events() -> None:
+    counts = Counts(3, 1, {"a": TypeCounts(2, 1), "b": TypeCounts(1, 0)})
+    cases: list[tuple[events.Event, stream_pb2.ConnectResponse]] = [
+        (events.NotificationsSeen(7),
+         stream_pb2.ConnectResponse(notifications_seen=stream_pb2.NotificationsSeenEvent(up_to_id=7))),
+        (events.NotificationsMarkedRead(7, None),
+         stream_pb2.ConnectResponse(
+             notifications_marked_read=stream_pb2.NotificationsMarkedReadEvent(up_to_id=7))),
+        (events.NotificationsMarkedRead(7, "x"),
+         stream_pb2.ConnectResponse(
+             notifications_marked_read=stream_pb2.NotificationsMarkedReadEvent(
+                 up_to_id=7, notification_type="x"))),
+        (events.NotificationArchived(2),
+         stream_pb2.ConnectResponse(
+             notification_archived=stream_pb2.NotificationArchivedEvent(notification_id=2))),
+        (events.NotificationUnarchived(2),
+         stream_pb2.ConnectResponse(
+             notification_unarchived=stream_pb2.NotificationUnarchivedEvent(notification_id=2))),
+        (events.NotificationDeleted(2),
+         stream_pb2.ConnectResponse(
+             notification_deleted=stream_pb2.NotificationDeletedEvent(notification_id=2))),
+        (events.CountsEvent(counts),
+         stream_pb2.ConnectResponse(
+             counts=stream_pb2.CountsEvent(
+                 unread=3, unseen=1,
+                 by_type={"a": stream_pb2.TypeCounts(unread=2, unseen=1),
+                          "b": stream_pb2.TypeCounts(unread=1)}))),
+        (events.PreferencesUpdated(("a", "b")),
+         stream_pb2.ConnectResponse(
+             preferences_updated=stream_pb2.PreferencesUpdatedEvent(muted_types=["a", "b"]))),
+    ]  # fmt: skip
+    for event, expected in cases:
+        assert convert.event_to_pb(event) == expected
+    by_type = cases[6][1].counts.by_type
+    assert convert.counts_to_pb(counts) == stream_pb2.GetCountsResponse(
+        unread=3, unseen=1, by_type=by_type
+    )
 
 
 def test_each_row_of_a_mixed_commit_reaches_its_session_as_itself() -> None:
