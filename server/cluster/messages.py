@@ -10,6 +10,16 @@ from dataclasses import dataclass
 
 import orjson
 
+from server.engine.events import (
+    InboxEvent,
+    NotificationArchived,
+    NotificationDeleted,
+    NotificationsMarkedRead,
+    NotificationsSeen,
+    NotificationUnarchived,
+    PreferencesUpdated,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Committed:
@@ -26,6 +36,20 @@ class Read:
     node: str
     user_id: str
     notification_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    """A user's inbox changed (``server.engine.events.InboxEvent``): ``kind`` says how,
+    ``number`` is its id (``up_to_id`` or ``notification_id``), ``text`` its type if any.
+    New preferences travel as ``kind="preferences"`` alone (the list may not fit): each
+    node reads them from the store."""
+
+    node: str
+    user_id: str
+    kind: str
+    number: int = 0
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +118,7 @@ class Bye:
 Message = (
     Committed
     | Read
+    | Inbox
     | Disconnect
     | PresenceDelta
     | PresenceSnapshot
@@ -111,6 +136,8 @@ def encode(message: Message) -> bytes:
             return orjson.dumps(["c", node, last_id])
         case Read(node, user_id, notification_id):
             return orjson.dumps(["r", node, user_id, notification_id])
+        case Inbox(node, user_id, kind, number, text):
+            return orjson.dumps(["i", node, user_id, kind, number, text])
         case Disconnect(node, user_id):
             return orjson.dumps(["d", node, user_id])
         case PresenceDelta(node, version, deltas):
@@ -131,6 +158,7 @@ def encode(message: Message) -> bytes:
 _DECODERS = {
     "c": Committed,
     "r": Read,
+    "i": Inbox,
     "d": Disconnect,
     "p": PresenceDelta,
     "s": PresenceSnapshot,
@@ -148,3 +176,41 @@ def decode(payload: bytes) -> Message | None:
         return _DECODERS[kind](*fields)  # type: ignore[no-any-return]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
+
+
+def inbox_message(node: str, user_id: str, event: InboxEvent) -> Inbox:
+    """The message that tells peers of ``event``."""
+    match event:
+        case NotificationsSeen(up_to_id):
+            return Inbox(node, user_id, "seen", up_to_id)
+        case NotificationsMarkedRead(up_to_id, notification_type):
+            return Inbox(node, user_id, "read_all", up_to_id, notification_type)
+        case NotificationArchived(notification_id):
+            return Inbox(node, user_id, "archived", notification_id)
+        case NotificationUnarchived(notification_id):
+            return Inbox(node, user_id, "unarchived", notification_id)
+        case NotificationDeleted(notification_id):
+            return Inbox(node, user_id, "deleted", notification_id)
+        case PreferencesUpdated():
+            return Inbox(node, user_id, PREFERENCES)
+    raise TypeError(event)
+
+
+#: The ``Inbox.kind`` of new preferences.
+PREFERENCES = "preferences"
+
+
+def inbox_event(message: Inbox) -> InboxEvent | None:
+    """The event an ``Inbox`` message tells of (None for preferences, or an unknown kind)."""
+    match message.kind:
+        case "seen":
+            return NotificationsSeen(message.number)
+        case "read_all":
+            return NotificationsMarkedRead(message.number, message.text)
+        case "archived":
+            return NotificationArchived(message.number)
+        case "unarchived":
+            return NotificationUnarchived(message.number)
+        case "deleted":
+            return NotificationDeleted(message.number)
+    return None

@@ -22,6 +22,7 @@ from server.broker.base import Broker, BrokerUnavailable
 from server.cluster import messages as m
 from server.cluster.presence import PresenceTable
 from server.engine.clock import Clock, SystemClock
+from server.engine.events import InboxEvent
 from server.engine.models import NodeStats
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Reads and disconnects kept for a retry while the broker is away.
+#: Reads, inbox changes and disconnects kept for a retry while the broker is away.
 MAX_RETRY_MESSAGES = 1000
 
 
@@ -104,6 +105,9 @@ class Cluster:
     def marked_read(self, user_id: str, notification_id: int) -> None:
         self._queue(m.Read(self.node_id, user_id, notification_id))
 
+    def inbox_changed(self, user_id: str, event: InboxEvent) -> None:
+        self._queue(m.inbox_message(self.node_id, user_id, event))
+
     def disconnect(self, user_id: str) -> None:
         self._queue(m.Disconnect(self.node_id, user_id))
 
@@ -132,6 +136,11 @@ class Cluster:
                 self._engine.advance_to(last_id)
             case m.Read(_, user_id, notification_id):
                 self._engine.deliver_read(user_id, notification_id)
+            case m.Inbox(_, user_id, kind):
+                if kind == m.PREFERENCES:
+                    self._engine.preferences_changed(user_id)
+                elif (event := m.inbox_event(msg)) is not None:
+                    self._engine.deliver_inbox_event(user_id, event)
             case m.Disconnect(_, user_id):
                 self._engine.disconnect_local(user_id)
             case m.PresenceDelta():
@@ -186,7 +195,7 @@ class Cluster:
                 try:
                     await self._broker.publish(m.encode(msg))
                 except BrokerUnavailable:
-                    retry = [x for x in batch[i:] if isinstance(x, m.Read | m.Disconnect)]
+                    retry = [x for x in batch[i:] if isinstance(x, m.Read | m.Inbox | m.Disconnect)]
                     self._outbox[:0] = retry[: MAX_RETRY_MESSAGES - len(self._outbox)]
                     await asyncio.sleep(self._interval / 4)
                     break

@@ -24,12 +24,25 @@ from typing import TYPE_CHECKING
 from server.engine.clock import Clock, SystemClock
 from server.engine.delivery import DeliveryLog
 from server.engine.errors import InvalidArgument, StoreUnavailable, Unavailable
-from server.engine.events import CloseReason, Envelope, Expiry, MarkedRead
+from server.engine.events import (
+    CloseReason,
+    Envelope,
+    Expiry,
+    InboxEvent,
+    MarkedRead,
+    NotificationArchived,
+    NotificationDeleted,
+    NotificationsMarkedRead,
+    NotificationsSeen,
+    NotificationUnarchived,
+    PreferencesUpdated,
+)
 from server.engine.fanin import FanIn
 from server.engine.filters import TypeFilter
 from server.engine.heartbeat import HeartbeatTimer
 from server.engine.hub import Hub
 from server.engine.models import (
+    TYPE_MAX,
     ClusterStats,
     ConnectionStatus,
     Content,
@@ -44,7 +57,10 @@ from server.engine.models import (
     ReadAllMark,
     SeenMark,
     Stats,
+    batch_item,
     check_batch_size,
+    check_expires_at,
+    check_text,
     check_types,
     check_user_id,
     clamp_limit,
@@ -66,6 +82,8 @@ PROBE_TIMEOUT = 2.0
 #: At shutdown, how long the store gets to commit pending creates, record queue marks
 #: and close. What cannot be written in time is left: those rows stay queued.
 STOP_TIMEOUT = 2.0
+#: At most this many batches per expiry sweep: the rest waits for the next one.
+EXPIRY_SWEEP_BATCHES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +94,16 @@ class EngineConfig:
     max_offline_queue: int = 100
     session: SessionLimits = field(default_factory=SessionLimits)
     delivery_flush_interval: float = 0.05
+    #: Seconds between expiry sweeps (each deletes expired rows, a batch at a time).
+    expiry_sweep_interval: float = 30.0
+    #: Rows per batch of a sweep; a sweep runs at most ``EXPIRY_SWEEP_BATCHES`` batches.
+    expiry_sweep_batch: int = 1000
 
     def __post_init__(self) -> None:
         if self.max_offline_queue < 1:
             raise ValueError("max_offline_queue must be at least 1")
+        if self.expiry_sweep_interval <= 0 or self.expiry_sweep_batch < 1:
+            raise ValueError("the expiry sweep needs a positive interval and batch size")
         if not self.node_id:
             object.__setattr__(self, "node_id", uuid.uuid4().hex[:12])
 
@@ -123,6 +147,9 @@ class Engine:
         self._dropped = 0
         #: Sessions closed here whose departure peers have not been told of yet.
         self._leaving: dict[str, int] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        #: Preference reloads a peer asked for (kept so that they are not collected).
+        self._reloads: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -136,6 +163,7 @@ class Engine:
             asyncio.create_task(self._fanin.run(), name="tidings-fanin"),
             asyncio.create_task(self._probe_store(), name="tidings-store-probe"),
         ]
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="tidings-expiry-sweep")
         self._running = True
         log.info("engine %s started", self.node_id)
 
@@ -151,6 +179,11 @@ class Engine:
         self._running = False
         self.close_sessions(CloseReason.SHUTDOWN)
         self.heartbeats.close()
+        background = [t for t in (self._sweeper, *self._reloads) if t is not None]
+        self._sweeper = None
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         self._writer.close()
         deadline = asyncio.get_running_loop().time() + timeout
         writer_task, *others = self._tasks
@@ -197,6 +230,7 @@ class Engine:
     async def create(self, item: NewNotification) -> Created:
         """Commit one notification and deliver it; an idempotent retry returns the first."""
         self._ensure_running()
+        check_expires_at(item.expires_at, self.clock.now())
         (outcome,) = await self._writer.submit([item])
         return outcome
 
@@ -209,11 +243,16 @@ class Engine:
         """
         self._ensure_running()
         check_batch_size(len(items))
+        now = self.clock.now()
+        for index, item in enumerate(items):
+            with batch_item(index):
+                check_expires_at(item.expires_at, now)
         return await self._writer.submit(items)
 
     async def broadcast(self, content: Content, user_ids: Sequence[str] | None) -> int:
         """One notification per recipient; ``None`` means every known user. Returns how many."""
         self._ensure_running()
+        check_expires_at(content.expires_at, self.clock.now())
         if user_ids is None:
             recipients = await self._store.known_users()
         else:
@@ -261,10 +300,13 @@ class Engine:
             limits=self.config.session,
             expiry=expiry,
         )
-        self._hub.add(session)  # from here on, live notifications are held for it
+        self._hub.add(session)  # from here on, live notifications (and preferences) reach it
         self._observer.session_opened()
         self.peers.presence_changed(user_id, +1)
         try:
+            # The muted types, durable: a change made anywhere before now is in the store;
+            # one made from now on reaches the session (and wins over this read).
+            session.load_muted((await self._store.preferences(user_id)).muted_types)
             await self._delivery.flush()  # so that what was delivered is not replayed
             replay = await self._store.replay(
                 user_id,
@@ -272,6 +314,7 @@ class Engine:
                 cap=self.config.max_offline_queue,
                 type_filter=type_filter,
                 now=self.clock.now(),
+                muted=session.muted,
             )
         except BaseException:
             session.close(CloseReason.CLIENT_GONE)
@@ -294,39 +337,85 @@ class Engine:
     async def mark_seen(self, user_id: str, up_to_id: int | None) -> SeenMark:
         """Mark the user's unseen notifications with ids up to ``up_to_id`` (None or 0:
         the newest) seen, and tell every session of the user once."""
-        raise NotImplementedError
+        self._ensure_running()
+        check_user_id(user_id)
+        upto = _optional_id("up_to_id", up_to_id)
+        used, changed = await self._store.mark_seen(user_id, upto, self.clock.now())
+        self._tell(user_id, NotificationsSeen(used))
+        return SeenMark(used, changed)
 
     async def mark_all_read(
         self, user_id: str, notification_type: str | None, up_to_id: int | None
     ) -> ReadAllMark:
         """Mark the user's unread notifications (of ``notification_type`` when given, up
-        to ``up_to_id``; None or 0: the newest) read, and tell every session once."""
-        raise NotImplementedError
+        to ``up_to_id``; None or 0: the newest; archived ones included) read, and tell
+        every session of the user once."""
+        self._ensure_running()
+        check_user_id(user_id)
+        if notification_type is not None:
+            check_text("notification_type", notification_type, TYPE_MAX, required=True)
+        upto = _optional_id("up_to_id", up_to_id)
+        used, changed = await self._store.mark_all_read(
+            user_id, notification_type, upto, self.clock.now()
+        )
+        self._tell(user_id, NotificationsMarkedRead(used, notification_type))
+        return ReadAllMark(used, changed)
 
     async def archive(self, user_id: str, notification_id: int) -> Notification:
-        """Archive one of the user's notifications (idempotent); ``NotFound`` as ``mark_read``."""
-        raise NotImplementedError
+        """Archive one of the user's notifications (idempotent: it keeps its first
+        ``archived_at``) and tell every session; ``NotFound`` as ``mark_read``."""
+        return await self._set_archived(user_id, notification_id, archived=True)
 
     async def unarchive(self, user_id: str, notification_id: int) -> Notification:
-        """Take one of the user's notifications out of the archive (idempotent)."""
-        raise NotImplementedError
+        """Take one of the user's notifications out of the archive (idempotent) and tell
+        every session; ``NotFound`` as ``mark_read``."""
+        return await self._set_archived(user_id, notification_id, archived=False)
 
     async def delete(self, user_id: str, notification_id: int) -> None:
-        """Delete one of the user's notifications for good; ``NotFound`` as ``mark_read``."""
-        raise NotImplementedError
+        """Delete one of the user's notifications for good (from every list, count, replay
+        and resume) and tell every session; ``NotFound`` as ``mark_read``."""
+        self._ensure_running()
+        check_user_id(user_id)
+        nid = _positive_id("notification_id", notification_id)
+        await self._store.delete(user_id, nid)
+        self._tell(user_id, NotificationDeleted(nid))
 
     async def counts(self, user_id: str) -> Counts:
-        """The user's unread and unseen figures, in total and per type."""
-        raise NotImplementedError
+        """The user's unread and unseen figures, in total and per type (not archived, not
+        expired; the totals without muted types unless a row ignores mutes)."""
+        self._ensure_running()
+        check_user_id(user_id)
+        return await self._store.counts(user_id, now=self.clock.now())
 
     async def preferences(self, user_id: str) -> Preferences:
         """The user's preferences (no muted types for a user who never set any)."""
-        raise NotImplementedError
+        self._ensure_running()
+        check_user_id(user_id)
+        return await self._store.preferences(user_id)
 
     async def update_preferences(self, user_id: str, muted_types: Sequence[str]) -> Preferences:
-        """Replace the user's muted types; every session of the user, on every node, applies
-        them at once and is told."""
-        raise NotImplementedError
+        """Replace the user's muted types (sorted, unique, at most 256); every session of
+        the user, on every node, applies them at once and is told."""
+        self._ensure_running()
+        check_user_id(user_id)
+        if isinstance(muted_types, str) or not isinstance(muted_types, Sequence):
+            raise InvalidArgument("muted_types", "must be a list of strings")
+        preferences = Preferences(tuple(muted_types))
+        await self._store.set_preferences(user_id, preferences)
+        self._tell(user_id, PreferencesUpdated(preferences.muted_types))
+        return preferences
+
+    async def sweep_expired(self) -> int:
+        """One expiry sweep: delete expired rows, at most ``EXPIRY_SWEEP_BATCHES`` batches
+        of ``expiry_sweep_batch``; how many went."""
+        batch = self.config.expiry_sweep_batch
+        total = 0
+        for _ in range(EXPIRY_SWEEP_BATCHES):
+            gone = await self._store.delete_expired(self.clock.now(), batch)
+            total += gone
+            if gone < batch:
+                break
+        return total
 
     async def list_notifications(
         self,
@@ -345,14 +434,11 @@ class Engine:
             query = InboxQuery(
                 unread_only=unread_only, limit=clamp_limit(limit), before_id=before_id
             )
-        return await self._store.inbox(
-            user_id, unread_only=query.unread_only, limit=query.limit, before_id=query.before_id
-        )
+        return await self._store.inbox(user_id, query, now=self.clock.now())
 
     async def unread_count(self, user_id: str) -> int:
         """``counts(user_id).unread``."""
-        self._ensure_running()
-        return await self._store.unread_count(user_id)
+        return (await self.counts(user_id)).unread
 
     # --- operators ---------------------------------------------------------------------
 
@@ -423,6 +509,22 @@ class Engine:
         """Tell the user's sessions on this node that a notification was read."""
         self._hub.push(user_id, MarkedRead(notification_id))
 
+    def deliver_inbox_event(self, user_id: str, event: InboxEvent) -> None:
+        """Tell the user's sessions on this node of a change to the inbox (new muted types
+        apply at once)."""
+        if isinstance(event, PreferencesUpdated):
+            for session in self._hub.sessions_of(user_id):
+                session.set_muted(event.muted_types)
+        self._hub.push(user_id, event)
+
+    def preferences_changed(self, user_id: str) -> None:
+        """A peer changed the user's preferences: read them and tell the sessions here."""
+        if not self._running or not self._hub.has(user_id):
+            return  # a session opened later reads them at connect
+        task = asyncio.get_running_loop().create_task(self._reload_preferences(user_id))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
     def advance_to(self, last_id: int) -> None:
         """Notifications up to ``last_id`` were committed (by a peer): deliver the local ones."""
         self._fanin.advance_to(last_id)
@@ -459,6 +561,41 @@ class Engine:
         self._observer.session_closed(session.close_reason or CloseReason.CLIENT_GONE)
 
     # --- internals ---------------------------------------------------------------------
+
+    async def _set_archived(
+        self, user_id: str, notification_id: int, *, archived: bool
+    ) -> Notification:
+        self._ensure_running()
+        check_user_id(user_id)
+        nid = _positive_id("notification_id", notification_id)
+        notification = await self._store.set_archived(user_id, nid, archived, self.clock.now())
+        self._tell(user_id, NotificationArchived(nid) if archived else NotificationUnarchived(nid))
+        return notification
+
+    def _tell(self, user_id: str, event: InboxEvent) -> None:
+        """Tell every session of the user, here and on every other node, once."""
+        self.deliver_inbox_event(user_id, event)
+        self.peers.inbox_changed(user_id, event)
+
+    async def _reload_preferences(self, user_id: str) -> None:
+        try:
+            preferences = await self._store.preferences(user_id)
+        except Exception as exc:
+            log.warning("could not read the preferences of a user a peer changed: %s", exc)
+            return
+        self.deliver_inbox_event(user_id, PreferencesUpdated(preferences.muted_types))
+
+    async def _sweep_loop(self) -> None:
+        """Delete expired rows every ``expiry_sweep_interval`` seconds (a bounded sweep)."""
+        while True:
+            await asyncio.sleep(self.config.expiry_sweep_interval)
+            try:
+                gone = await self.sweep_expired()
+            except Exception as exc:
+                log.warning("expiry sweep failed: %s", exc)
+                continue
+            if gone:
+                log.debug("expiry sweep deleted %d notifications", gone)
 
     def _declined(self, notification: Notification) -> None:
         # The user is online and every session here chose not to receive it: it is in the
@@ -509,6 +646,19 @@ class Engine:
     def _ensure_running(self) -> None:
         if not self._running:
             raise Unavailable("the engine is not running")
+
+
+def _positive_id(field_name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidArgument(field_name, "must be a positive integer")
+    return value
+
+
+def _optional_id(field_name: str, value: object) -> int | None:
+    """An optional id bound: None or 0 mean "the newest" (None); else a positive id."""
+    if value is None or (value == 0 and not isinstance(value, bool)):
+        return None
+    return _positive_id(field_name, value)
 
 
 def _checked_filter(type_filter: TypeFilter) -> TypeFilter:

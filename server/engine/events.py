@@ -282,6 +282,17 @@ class PreferencesUpdated:
     muted_types: tuple[str, ...]
 
 
+#: What changes a user's inbox and is told to all the user's sessions, on every node.
+InboxEvent = (
+    NotificationsSeen
+    | NotificationsMarkedRead
+    | NotificationArchived
+    | NotificationUnarchived
+    | NotificationDeleted
+    | PreferencesUpdated
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SubscriptionUpdated:
     """The session's filter after a subscribe or unsubscribe."""

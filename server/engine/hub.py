@@ -49,11 +49,12 @@ class Hub:
         return count
 
     def declined(self, notification: Notification) -> bool:
-        """Whether its user has sessions here and every one's filter refuses it."""
+        """Whether its user has sessions here and every one refuses it (filter, mutes,
+        expiry)."""
         sessions = self._by_user.get(notification.user_id)
         if not sessions:
             return False
-        return not any(s.type_filter.admits(notification.type) for s in sessions.values())
+        return not any(s.admits(notification) for s in sessions.values())
 
     def push(self, user_id: str, event: Event) -> int:
         """Queue an event on every session of a user; how many sessions there were."""

@@ -93,7 +93,8 @@ class Content:
     message: str = ""
     data_json: str = "{}"
     priority: Priority = Priority.NORMAL
-    #: When it expires (aware, later than now): then it is neither delivered nor listed.
+    #: When it expires (aware; the engine refuses a moment not later than its clock's
+    #: now): from then on it is neither delivered nor listed.
     expires_at: datetime | None = None
     #: Delivered and counted even when its type is muted (e.g. security alerts).
     ignore_mutes: bool = False
@@ -106,7 +107,7 @@ class Content:
             raise InvalidArgument("priority", "must be one of low, normal, high, urgent")
         object.__setattr__(self, "data_json", normalise_data(self.data_json))
         if self.expires_at is not None:
-            object.__setattr__(self, "expires_at", check_expires_at(self.expires_at))
+            object.__setattr__(self, "expires_at", check_aware("expires_at", self.expires_at))
         if not isinstance(self.ignore_mutes, bool):
             raise InvalidArgument("ignore_mutes", "must be a boolean")
 
@@ -136,7 +137,7 @@ class NewNotification:
             if self.content.expires_at is not None:
                 object.__setattr__(self, "expires_at", self.content.expires_at)
         else:
-            object.__setattr__(self, "expires_at", check_expires_at(self.expires_at))
+            object.__setattr__(self, "expires_at", check_aware("expires_at", self.expires_at))
         if not isinstance(self.ignore_mutes, bool):
             raise InvalidArgument("ignore_mutes", "must be a boolean")
         if self.content.ignore_mutes and not self.ignore_mutes:
@@ -376,13 +377,10 @@ def check_aware(field_name: str, value: object) -> datetime:
     return value.astimezone(UTC)
 
 
-def check_expires_at(value: object, now: datetime | None = None) -> datetime:
-    """``value`` (as UTC) if it is an aware datetime later than ``now`` (default: the
-    wall clock), else ``InvalidArgument`` on ``expires_at``."""
-    moment = check_aware("expires_at", value)
-    if moment <= (now if now is not None else datetime.now(UTC)):
+def check_expires_at(value: datetime | None, now: datetime) -> None:
+    """``InvalidArgument`` on ``expires_at`` unless it is None or later than ``now``."""
+    if value is not None and value <= now:
         raise InvalidArgument("expires_at", "must be later than now")
-    return moment
 
 
 def check_types(field_name: str, types: object) -> tuple[str, ...]:

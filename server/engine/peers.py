@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from server.engine.events import InboxEvent
 from server.engine.models import NodeStats
 
 
@@ -41,6 +42,11 @@ class Peers(Protocol):
 
     def marked_read(self, user_id: str, notification_id: int) -> None: ...
 
+    def inbox_changed(self, user_id: str, event: InboxEvent) -> None:
+        """Tell every node's sessions of the user (``Engine.deliver_inbox_event``); new
+        preferences are read from the store there (``Engine.preferences_changed``)."""
+        ...
+
     def disconnect(self, user_id: str) -> None:
         """Ask every node to close the user's sessions."""
         ...
@@ -70,6 +76,9 @@ class LoneNode:
         return None
 
     def marked_read(self, user_id: str, notification_id: int) -> None:
+        return None
+
+    def inbox_changed(self, user_id: str, event: InboxEvent) -> None:
         return None
 
     def disconnect(self, user_id: str) -> None:

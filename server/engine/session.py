@@ -6,7 +6,9 @@ A session is a bounded outbox of events plus the rules for what goes in it:
   from the store are held back, then ``begin`` writes ``ConnectionEstablished``, the
   backlog, and the held notifications the backlog did not contain, in id order.
   Nothing is lost in between and nothing is sent twice.
-* The type filter decides which notifications enter the outbox.
+* The type filter decides which notifications enter the outbox; so do the user's
+  muted types (unless the notification ignores mutes) and expiry (an expired one never
+  does). The muted types are read at connect and replaced at once on every change.
 * The outbox holds at most ``max_buffer`` events and ``max_buffer_bytes`` bytes (an
   estimate of their encoded size) beyond the replay. A client that falls further
   behind is closed as slow rather than growing memory; what it had not taken stays
@@ -199,6 +201,9 @@ class Session:
         self._bucket = TokenBucket(limits.max_rate, 2 * limits.max_rate, host.clock.monotonic())
         self._expiry = expiry
         self._expiry_timer: Cancellable | None = None
+        #: The user's muted types (``Preferences.muted_types``).
+        self.muted: frozenset[str] = frozenset()
+        self._muted_live = False  # set by a change since the session opened
 
     # --- engine side ------------------------------------------------------------
 
@@ -220,9 +225,27 @@ class Session:
     def close_reason(self) -> CloseReason | None:
         return self._closed.reason if self._closed is not None else None
 
+    def admits(self, n: Notification) -> bool:
+        """Whether this session takes ``n``: its filter, mutes and expiry allow it."""
+        return (
+            self.type_filter.admits(n.type)
+            and (n.ignore_mutes or n.type not in self.muted)
+            and (n.expires_at is None or n.expires_at > self._host.clock.now())
+        )
+
+    def load_muted(self, muted_types: Sequence[str]) -> None:
+        """The muted types as read at connect, unless a change arrived meanwhile."""
+        if not self._muted_live:
+            self.muted = frozenset(muted_types)
+
+    def set_muted(self, muted_types: Sequence[str]) -> None:
+        """The user changed the muted types: they apply from now on."""
+        self._muted_live = True
+        self.muted = frozenset(muted_types)
+
     def offer(self, envelope: Envelope) -> None:
-        """A live notification of this user: queue it if the filter admits it."""
-        if self._closed is not None or not self.type_filter.admits(envelope.notification.type):
+        """A live notification of this user: queue it if the session admits it."""
+        if self._closed is not None or not self.admits(envelope.notification):
             return
         if self._held is not None:
             self._held.append(envelope)
@@ -245,11 +268,7 @@ class Session:
             + EVENT_OVERHEAD
         )
         late = sorted(
-            (
-                e
-                for e in held
-                if e.notification.id not in sent and self.type_filter.admits(e.notification.type)
-            ),
+            (e for e in held if e.notification.id not in sent and self.admits(e.notification)),
             key=lambda e: e.notification.id,
         )
         self._push(

@@ -15,6 +15,15 @@ Rules every implementation keeps:
 * The cap applies to offline users only, after the delivered marks are written: a row
   a session took is never counted as a drop, nor pushes out one nobody took.
 * A row of another user is invisible: every per-user call filters on ``user_id``.
+* An expired row (``expires_at <= now``) is never replayed, listed or counted;
+  ``delete_expired`` removes such rows for good, a bounded batch at a time. ``fetch``
+  and ``fetch_range`` return them still: the fan-in follows ids, and a session declines
+  what expired (see ``Session.admits``).
+* A muted type (``preferences``) is listed, but neither replayed nor in the count
+  totals, unless the row has ``ignore_mutes``. Muted rows a replay skips leave the
+  queue like any row it does not return. The queue cap counts every queued row,
+  muted or expired ones included (simple, and such rows leave at the next replay).
+* ``delete`` is a hard delete: the row is gone from every read, queue and resume.
 """
 
 from __future__ import annotations
@@ -25,7 +34,16 @@ from datetime import datetime
 from typing import Protocol
 
 from server.engine.filters import TypeFilter
-from server.engine.models import Created, NewNotification, Notification, Page, Replay
+from server.engine.models import (
+    Counts,
+    Created,
+    InboxQuery,
+    NewNotification,
+    Notification,
+    Page,
+    Preferences,
+    Replay,
+)
 from server.engine.store_health import StoreHealth
 
 
@@ -82,16 +100,25 @@ class Store(Protocol):
         ...
 
     async def replay(
-        self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
+        self,
+        user_id: str,
+        *,
+        since: int | None,
+        cap: int,
+        type_filter: TypeFilter,
+        now: datetime,
+        muted: Collection[str] = (),
     ) -> Replay:
         """What a connecting session of ``user_id`` is owed, ascending by id.
 
         Without ``since``: the user's queued rows. With ``since`` (the client's cursor,
         authoritative): every row with a larger id, queued or not. Either way restricted
-        to ``type_filter`` and at most the newest ``cap``; ``truncated`` when anything
-        was skipped by that cap or, without ``since``, dropped by the queue cap since the
-        user's last connect. Queued rows not returned leave the queue; returned ones stay
-        queued until ``dequeue``. Registers the user as known and resets its drop count.
+        to ``type_filter``, to rows not expired at ``now``, to rows whose type is not in
+        ``muted`` (unless they ignore mutes), and at most the newest ``cap``;
+        ``truncated`` when anything was skipped by that cap or, without ``since``,
+        dropped by the queue cap since the user's last connect. Queued rows not returned
+        leave the queue; returned ones stay queued until ``dequeue``. Registers the user
+        as known and resets its drop count.
         """
         ...
 
@@ -117,13 +144,51 @@ class Store(Protocol):
         """The largest id committed so far (0 when empty)."""
         ...
 
-    async def inbox(
-        self, user_id: str, *, unread_only: bool, limit: int, before_id: int | None
-    ) -> Page:
-        """The user's inbox, newest first."""
+    async def inbox(self, user_id: str, query: InboxQuery, *, now: datetime) -> Page:
+        """The user's rows ``query`` selects and not expired at ``now``, newest first."""
         ...
 
-    async def unread_count(self, user_id: str) -> int: ...
+    async def counts(self, user_id: str, *, now: datetime) -> Counts:
+        """Unread and unseen rows, not archived, not expired at ``now``: per type, and in
+        total without the user's muted types (unless the row ignores mutes)."""
+        ...
+
+    async def mark_seen(self, user_id: str, up_to_id: int | None, now: datetime) -> tuple[int, int]:
+        """``seen_at = now`` on the user's unseen rows with ids up to ``up_to_id`` (None:
+        the user's newest): ``(the id used, 0 when the user has none; rows changed)``."""
+        ...
+
+    async def mark_all_read(
+        self, user_id: str, notification_type: str | None, up_to_id: int | None, now: datetime
+    ) -> tuple[int, int]:
+        """``read_at = now`` on the user's unread rows (of ``notification_type`` when given,
+        archived ones included) with ids up to ``up_to_id`` (None: the user's newest):
+        ``(the id used, rows changed)``."""
+        ...
+
+    async def set_archived(
+        self, user_id: str, notification_id: int, archived: bool, now: datetime
+    ) -> Notification:
+        """Archive (an archived row keeps its ``archived_at``) or unarchive; ``NotFound``
+        as ``mark_read``."""
+        ...
+
+    async def delete(self, user_id: str, notification_id: int) -> None:
+        """Delete the row for good; ``NotFound`` as ``mark_read``."""
+        ...
+
+    async def delete_expired(self, now: datetime, limit: int) -> int:
+        """Delete at most ``limit`` rows expired at ``now``; how many. Safe to run on
+        several nodes at once."""
+        ...
+
+    async def preferences(self, user_id: str) -> Preferences:
+        """The user's preferences (none muted when never set)."""
+        ...
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        """Replace the user's preferences."""
+        ...
 
     async def mark_read(self, user_id: str, notification_id: int, now: datetime) -> Notification:
         """Mark read (idempotent: an already read row keeps its ``read_at``); ``NotFound``

@@ -125,9 +125,12 @@ def content_from_pb(
     )
 
 
-def query_from_pb(msg: stream_pb2.ListNotificationsRequest) -> InboxQuery:
+def query_from_pb(msg: stream_pb2.ListNotificationsRequest) -> InboxQuery | None:
     """A list request as the engine's query; an ``InvalidArgument`` names the field as the
-    REST query does (``type``, ``priority``, ``created_after`` …)."""
+    REST query does (``type``, ``priority``, ``created_after`` …).
+
+    Filters combine: ``unread_only`` with ``read`` true selects nothing, which is None
+    (once the rest of the request is found valid)."""
     if msg.limit < 0:
         raise InvalidArgument("limit", "must be at least 1")
     priorities = []
@@ -135,9 +138,11 @@ def query_from_pb(msg: stream_pb2.ListNotificationsRequest) -> InboxQuery:
         if value == notification_pb2.PRIORITY_UNSPECIFIED:
             raise InvalidArgument("priority", "must be one of low, normal, high, urgent")
         priorities.append(priority_from_pb(value))
-    return InboxQuery(
-        unread_only=msg.unread_only,
-        read=msg.read if msg.HasField("read") else None,
+    read = msg.read if msg.HasField("read") else None
+    nothing = msg.unread_only and read is True
+    query = InboxQuery(
+        unread_only=msg.unread_only and not nothing,
+        read=read,
         seen=msg.seen if msg.HasField("seen") else None,
         archived=msg.archived,
         types=tuple(msg.types),
@@ -153,6 +158,7 @@ def query_from_pb(msg: stream_pb2.ListNotificationsRequest) -> InboxQuery:
         limit=msg.limit or LIST_LIMIT_DEFAULT,
         before_id=msg.before_id or None,
     )
+    return None if nothing else query
 
 
 def counts_to_pb(counts: Counts) -> stream_pb2.GetCountsResponse:

@@ -198,9 +198,10 @@ class StreamServicer:
     ) -> stream_pb2.ListNotificationsResponse:
         try:
             principal = await caller(self._auth, context)
-            page = await self._engine.list_notifications(
-                principal.user_id, convert.query_from_pb(request)
-            )
+            query = convert.query_from_pb(request)
+            if query is None:  # unread_only with read=true: nothing can match
+                return stream_pb2.ListNotificationsResponse()
+            page = await self._engine.list_notifications(principal.user_id, query)
         except TidingsError as exc:
             await abort(context, exc)
         return stream_pb2.ListNotificationsResponse(

@@ -8,7 +8,17 @@ from datetime import datetime
 
 from server.engine.errors import NotFound
 from server.engine.filters import TypeFilter
-from server.engine.models import Created, NewNotification, Notification, Page, Replay
+from server.engine.models import (
+    Counts,
+    Created,
+    InboxQuery,
+    NewNotification,
+    Notification,
+    Page,
+    Preferences,
+    Replay,
+    TypeCounts,
+)
 from server.engine.store import CreateResult
 from server.engine.store_health import StoreHealth
 
@@ -24,6 +34,7 @@ class MemoryStore:
         self._keys: dict[tuple[str, str], int] = {}
         self._dropped_since_connect: dict[str, int] = {}
         self._next_id = 1
+        self._preferences: dict[str, Preferences] = {}
 
     async def open(self) -> None:
         return None
@@ -64,6 +75,8 @@ class MemoryStore:
                 data_json=c.data_json,
                 priority=c.priority,
                 created_at=now,
+                expires_at=item.expires_at,
+                ignore_mutes=item.ignore_mutes,
             )
             self._next_id += 1
             self._rows[row.id] = row
@@ -86,7 +99,14 @@ class MemoryStore:
         return CreateResult(outcomes, dropped, frozenset(queued))
 
     async def replay(
-        self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
+        self,
+        user_id: str,
+        *,
+        since: int | None,
+        cap: int,
+        type_filter: TypeFilter,
+        now: datetime,
+        muted: Collection[str] = (),
     ) -> Replay:
         queue = self._queued.setdefault(user_id, [])
         if since is None:
@@ -95,7 +115,14 @@ class MemoryStore:
         else:
             owed = [i for i in self._by_user.get(user_id, ()) if i > since]
             dropped = False
-        admitted = sorted(i for i in owed if type_filter.admits(self._rows[i].type))
+        mute = frozenset(muted)
+        admitted = sorted(
+            i
+            for i in owed
+            if type_filter.admits((row := self._rows[i]).type)
+            and not row.expired(now)
+            and (row.ignore_mutes or row.type not in mute)
+        )
         kept = admitted[-cap:] if cap > 0 else []
         truncated = len(admitted) > len(kept) or dropped
         self._dropped_since_connect[user_id] = 0
@@ -139,32 +166,111 @@ class MemoryStore:
     async def last_id(self) -> int:
         return self._next_id - 1
 
-    async def inbox(
-        self, user_id: str, *, unread_only: bool, limit: int, before_id: int | None
-    ) -> Page:
+    async def inbox(self, user_id: str, query: InboxQuery, *, now: datetime) -> Page:
+        limit = max(query.limit, 0)
         picked: list[Notification] = []
         for i in reversed(self._by_user.get(user_id, ())):
             row = self._rows[i]
-            if before_id is not None and i >= before_id:
-                continue
-            if unread_only and row.read:
+            if row.expired(now) or not query.matches(row):
                 continue
             picked.append(row)
             if len(picked) > limit:
                 break
         return Page(picked[:limit], has_more=len(picked) > limit)
 
-    async def unread_count(self, user_id: str) -> int:
-        return sum(1 for i in self._by_user.get(user_id, ()) if not self._rows[i].read)
+    async def counts(self, user_id: str, *, now: datetime) -> Counts:
+        muted = frozenset(self._preferences.get(user_id, Preferences()).muted_types)
+        unread = unseen = 0
+        by_type: dict[str, tuple[int, int]] = {}
+        for i in self._by_user.get(user_id, ()):
+            row = self._rows[i]
+            if row.archived or row.expired(now) or (row.read and row.seen):
+                continue
+            u, s = int(not row.read), int(not row.seen)
+            old = by_type.get(row.type, (0, 0))
+            by_type[row.type] = (old[0] + u, old[1] + s)
+            if row.ignore_mutes or row.type not in muted:
+                unread += u
+                unseen += s
+        figures = {t: TypeCounts(u, s) for t, (u, s) in sorted(by_type.items())}
+        return Counts(unread, unseen, figures)
 
     async def mark_read(self, user_id: str, notification_id: int, now: datetime) -> Notification:
-        row = self._rows.get(notification_id)
-        if row is None or row.user_id != user_id:
-            raise NotFound(f"notification {notification_id} not found")
+        row = self._mine(user_id, notification_id)
         if row.read_at is None:
             row = row._replace(read_at=now)
             self._rows[notification_id] = row
         return row
+
+    async def mark_seen(self, user_id: str, up_to_id: int | None, now: datetime) -> tuple[int, int]:
+        mine = self._by_user.get(user_id, [])
+        upto = up_to_id if up_to_id is not None else (mine[-1] if mine else 0)
+        changed = 0
+        for i in mine:
+            row = self._rows[i]
+            if i <= upto and row.seen_at is None and not row.expired(now):
+                self._rows[i] = row._replace(seen_at=now)
+                changed += 1
+        return upto, changed
+
+    async def mark_all_read(
+        self, user_id: str, notification_type: str | None, up_to_id: int | None, now: datetime
+    ) -> tuple[int, int]:
+        mine = self._by_user.get(user_id, [])
+        upto = up_to_id if up_to_id is not None else (mine[-1] if mine else 0)
+        changed = 0
+        for i in mine:
+            row = self._rows[i]
+            if (
+                i <= upto
+                and row.read_at is None
+                and not row.expired(now)
+                and (notification_type is None or row.type == notification_type)
+            ):
+                self._rows[i] = row._replace(read_at=now)
+                changed += 1
+        return upto, changed
+
+    async def set_archived(
+        self, user_id: str, notification_id: int, archived: bool, now: datetime
+    ) -> Notification:
+        row = self._mine(user_id, notification_id)
+        if archived != row.archived:
+            row = row._replace(archived_at=now if archived else None)
+            self._rows[notification_id] = row
+        return row
+
+    async def delete(self, user_id: str, notification_id: int) -> None:
+        self._mine(user_id, notification_id)
+        self._remove([notification_id])
+
+    async def delete_expired(self, now: datetime, limit: int) -> int:
+        expired = [i for i, row in self._rows.items() if row.expired(now)][: max(limit, 0)]
+        self._remove(expired)
+        return len(expired)
+
+    async def preferences(self, user_id: str) -> Preferences:
+        return self._preferences.get(user_id, Preferences())
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        self._preferences[user_id] = preferences
+
+    def _mine(self, user_id: str, notification_id: int) -> Notification:
+        row = self._rows.get(notification_id)
+        if row is None or row.user_id != user_id:
+            raise NotFound(f"notification {notification_id} not found")
+        return row
+
+    def _remove(self, ids: Collection[int]) -> None:
+        gone = set(ids)
+        if gone:  # a deleted row's key may be used again, as on SQL
+            self._keys = {k: v for k, v in self._keys.items() if v not in gone}
+        for i in ids:
+            row = self._rows.pop(i)
+            self._by_user[row.user_id].remove(i)
+            queue = self._queued.get(row.user_id, [])
+            if i in queue:
+                queue.remove(i)
 
     async def known_users(self) -> list[str]:
         return sorted(self._dropped_since_connect)

@@ -27,13 +27,31 @@ from asyncpg.pool import PoolConnectionProxy
 
 from server.engine.errors import NotFound
 from server.engine.filters import TypeFilter
-from server.engine.models import NewNotification, Notification, Page, Replay
+from server.engine.models import (
+    Counts,
+    InboxQuery,
+    NewNotification,
+    Notification,
+    Page,
+    Preferences,
+    Replay,
+)
 from server.engine.store import CreateResult
 from server.engine.store_health import StoreHealth
 from server.store import POSTGRES_SCHEMES, queue_cap, rows
 from server.store.engines import QuickCloseConnection
 from server.store.errors import guard_store
-from server.store.rows import COLUMNS, INSERT_COLUMNS, Plan, plan_creates, valid_ids
+from server.store.rows import (
+    COLUMNS,
+    INSERT_COLUMNS,
+    LIVE,
+    MAX_ID,
+    NCOLUMNS,
+    Plan,
+    plan_creates,
+    same_content,
+    valid_ids,
+)
 from server.store.tables import KEYED, QUEUED_POSTGRESQL
 
 #: A connection lent by the pool.
@@ -50,14 +68,15 @@ BEGIN_CREATE = f"BEGIN; SELECT pg_advisory_xact_lock({CREATE_LOCK})"
 BEGIN_QUEUE_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock_shared({CREATE_LOCK})"
 
 _ROWS = (
-    "SELECT u, t, ti, m, d, p, $7, true, k FROM unnest("
-    "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::text[]"
-    ") WITH ORDINALITY AS i(u, t, ti, m, d, p, k, n) ORDER BY n"
+    "SELECT u, t, ti, m, d, p, $7, true, k, x, g FROM unnest("
+    "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::text[], "
+    "$9::timestamptz[], $10::boolean[]"
+    ") WITH ORDINALITY AS i(u, t, ti, m, d, p, k, x, g, n) ORDER BY n"
 )
 #: A broadcast: one content for every row; only the recipient changes.
 _SAME_ROWS = (
-    "SELECT u, $2, $3, $4, $5, $6, $7, true, NULL FROM unnest($1::text[]) "
-    "WITH ORDINALITY AS i(u, n) ORDER BY n"
+    "SELECT u, $2, $3, $4, $5, $6, $7, true, NULL, $8::timestamptz, $9::boolean "
+    "FROM unnest($1::text[]) WITH ORDINALITY AS i(u, n) ORDER BY n"
 )
 
 
@@ -85,8 +104,8 @@ def _insert_statement(rows_query: str, params: int) -> str:
     )
 
 
-INSERT = _insert_statement(_ROWS, 8)
-INSERT_SAME = _insert_statement(_SAME_ROWS, 7)
+INSERT = _insert_statement(_ROWS, 10)
+INSERT_SAME = _insert_statement(_SAME_ROWS, 9)
 REGISTER = (
     "INSERT INTO users (user_id, first_seen, dropped_since_connect) "
     "SELECT u, $2, 0 FROM unnest($1::text[]) AS u ON CONFLICT (user_id) DO NOTHING"
@@ -113,6 +132,28 @@ MARK_READ = (
     f"AND read_at IS NULL RETURNING {COLUMNS}"
 )
 MINE = f"SELECT {COLUMNS} FROM notifications WHERE id = $1 AND user_id = $2"
+ARCHIVE = (
+    "UPDATE notifications SET archived_at = $3 WHERE id = $1 AND user_id = $2 "
+    f"AND archived_at IS NULL RETURNING {COLUMNS}"
+)
+UNARCHIVE = (
+    "UPDATE notifications SET archived_at = NULL WHERE id = $1 AND user_id = $2 "
+    f"AND archived_at IS NOT NULL RETURNING {COLUMNS}"
+)
+DELETE = "DELETE FROM notifications WHERE id = $1 AND user_id = $2"
+#: The expiry sweep's step: the soonest expired rows no other node is deleting.
+DELETE_EXPIRED = (
+    "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications "
+    "WHERE expires_at IS NOT NULL AND expires_at <= $1 ORDER BY expires_at LIMIT $2 "
+    "FOR UPDATE SKIP LOCKED)"
+)
+NEWEST = "SELECT coalesce(max(id), 0) FROM notifications WHERE user_id = $1"
+MUTED = "SELECT type FROM muted_types WHERE user_id = $1"
+COUNTS = rows.COUNTS.format(user="$1", now="$2")
+SET_MUTED = (
+    "WITH gone AS (DELETE FROM muted_types WHERE user_id = $1) "
+    "INSERT INTO muted_types (user_id, type) SELECT $1, t FROM unnest($2::text[]) AS t"
+)
 
 
 def dsn(url: str) -> str:
@@ -194,15 +235,23 @@ class PostgresStore:
         return CreateResult(rows.outcomes(plan, new), dropped, frozenset(n.id for n in new))
 
     async def replay(
-        self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
+        self,
+        user_id: str,
+        *,
+        since: int | None,
+        cap: int,
+        type_filter: TypeFilter,
+        now: datetime,
+        muted: Collection[str] = (),
     ) -> Replay:
         cap = max(cap, 0)
+        mute = sorted(set(muted))
         async with self._transaction(BEGIN_QUEUE_WRITE) as conn:
             await self._register(conn, [user_id], now)
             state = await conn.fetchrow(REPLAY_STATE, user_id)
             assert state is not None  # one row, always
             dropped, last_queued = state
-            admitted, args = _admitted(type_filter, first=2)
+            admitted, args = _admitted(type_filter, first=2, now=now, muted=mute)
             owed = "queued" if since is None else f"id > ${len(args) + 2}"
             if since is not None:
                 args.append(since)
@@ -221,7 +270,7 @@ class PostgresStore:
                 # returned" is "not (admitted and id >= first)".
                 stale, stale_args = "user_id = $1 AND queued AND id <= $2", [last_queued]
                 if kept:
-                    admitted, more = _admitted(type_filter, first=3)
+                    admitted, more = _admitted(type_filter, first=3, now=now, muted=mute)
                     stale += f" AND NOT ({admitted} AND id >= ${len(more) + 3})"
                     stale_args += [*more, kept[0].id]
                 await conn.execute(
@@ -259,31 +308,110 @@ class PostgresStore:
             return []
         async with self._connection() as conn:
             found = await conn.fetch(FETCH_RANGE, after_id, upto_id, limit)
-        return [(_notification(row), row[9]) for row in found]
+        return [(_notification(row), row[NCOLUMNS]) for row in found]
 
     async def last_id(self) -> int:
         async with self._connection() as conn:
             return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM notifications"))
 
-    async def inbox(
-        self, user_id: str, *, unread_only: bool, limit: int, before_id: int | None
-    ) -> Page:
-        limit = max(limit, 0)
-        where, args = "user_id = $1", [user_id, limit + 1]
-        if unread_only:
-            where += " AND read_at IS NULL"
-        if before_id is not None:
-            where += " AND id < $3"
-            args.append(before_id)
-        query = f"SELECT {COLUMNS} FROM notifications WHERE {where} ORDER BY id DESC LIMIT $2"
+    async def inbox(self, user_id: str, query: InboxQuery, *, now: datetime) -> Page:
+        limit = max(query.limit, 0)
+        args: list[Any] = [user_id, limit + 1]
+
+        def param(value: object) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        where = rows.inbox_where(query, now, param)
+        sql = (
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND {where} "
+            "ORDER BY id DESC LIMIT $2"
+        )
         async with self._connection() as conn:
-            found = [_notification(row) for row in await conn.fetch(query, *args)]
+            found = [_notification(row) for row in await conn.fetch(sql, *args)]
         return Page(found[:limit], has_more=len(found) > limit)
 
-    async def unread_count(self, user_id: str) -> int:
-        query = "SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL"
+    async def counts(self, user_id: str, *, now: datetime) -> Counts:
+        async with self._connection() as conn, conn.transaction(readonly=True):
+            muted = {row[0] for row in await conn.fetch(MUTED, user_id)}
+            groups = await conn.fetch(COUNTS, user_id, now)
+        return rows.counts(groups, muted)
+
+    async def mark_seen(self, user_id: str, up_to_id: int | None, now: datetime) -> tuple[int, int]:
+        return await self._mark_many(user_id, "seen_at", up_to_id, now, None)
+
+    async def mark_all_read(
+        self, user_id: str, notification_type: str | None, up_to_id: int | None, now: datetime
+    ) -> tuple[int, int]:
+        return await self._mark_many(user_id, "read_at", up_to_id, now, notification_type)
+
+    async def set_archived(
+        self, user_id: str, notification_id: int, archived: bool, now: datetime
+    ) -> Notification:
+        if not rows.valid_id(notification_id):
+            raise NotFound(f"notification {notification_id} not found")
         async with self._connection() as conn:
-            return int(await conn.fetchval(query, user_id))
+            if archived:
+                row = await conn.fetchrow(ARCHIVE, notification_id, user_id, now)
+            else:
+                row = await conn.fetchrow(UNARCHIVE, notification_id, user_id)
+            if row is None:  # already so, or not this user's
+                row = await conn.fetchrow(MINE, notification_id, user_id)
+        if row is None:
+            raise NotFound(f"notification {notification_id} not found")
+        return _notification(row)
+
+    async def delete(self, user_id: str, notification_id: int) -> None:
+        if not rows.valid_id(notification_id):
+            raise NotFound(f"notification {notification_id} not found")
+        async with self._connection() as conn:
+            status = await conn.execute(DELETE, notification_id, user_id)
+        if status == "DELETE 0":
+            raise NotFound(f"notification {notification_id} not found")
+
+    async def delete_expired(self, now: datetime, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        async with self._connection() as conn:
+            status = await conn.execute(DELETE_EXPIRED, now, limit)
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def preferences(self, user_id: str) -> Preferences:
+        async with self._connection() as conn:
+            found = await conn.fetch(MUTED, user_id)
+        return Preferences(tuple(row[0] for row in found))
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        async with self._connection() as conn:
+            await conn.execute(SET_MUTED, user_id, list(preferences.muted_types))
+
+    async def _mark_many(
+        self,
+        user_id: str,
+        column: str,
+        up_to_id: int | None,
+        now: datetime,
+        notification_type: str | None,
+    ) -> tuple[int, int]:
+        """Set ``column`` to ``now`` where it is not set yet, on the user's rows (of
+        ``notification_type``) up to an id: ``(that id, rows changed)``."""
+        where = f"user_id = $1 AND id <= $2 AND {column} IS NULL AND {LIVE.format(now='$3')}"
+        args: list[Any] = [user_id]
+        if notification_type is not None:
+            where += " AND type = $4"
+        # Shared, as the queue writers: a create's trim never waits on these rows while
+        # this waits on the create (see the module docstring).
+        async with self._transaction(BEGIN_QUEUE_WRITE) as conn:
+            if up_to_id is None:
+                up_to_id = int(await conn.fetchval(NEWEST, user_id))
+            up_to_id = min(up_to_id, MAX_ID)
+            args += [up_to_id, now]
+            if notification_type is not None:
+                args.append(notification_type)
+            status = await conn.execute(
+                f"UPDATE notifications SET {column} = $3 WHERE {where}", *args
+            )
+        return up_to_id, int(status.rsplit(" ", 1)[-1])
 
     async def mark_read(self, user_id: str, notification_id: int, now: datetime) -> Notification:
         if not rows.valid_id(notification_id):
@@ -363,10 +491,20 @@ async def _insert(
     fresh, plan = plan_creates(items, {})  # repeats within the batch
     if not fresh:
         return plan, [], []
-    c = fresh[0].content
-    if all(i.content is c and i.idempotency_key is None for i in fresh):
+    first = fresh[0]
+    c = first.content
+    if same_content(fresh):
         content = (c.type, c.title, c.message, c.data_json, c.priority.value)
-        found = await conn.fetch(INSERT_SAME, [i.user_id for i in fresh], *content, now, away, cap)
+        found = await conn.fetch(
+            INSERT_SAME,
+            [i.user_id for i in fresh],
+            *content,
+            now,
+            first.expires_at,
+            first.ignore_mutes,
+            away,
+            cap,
+        )
     else:
         found = await conn.fetch(
             INSERT,
@@ -378,6 +516,8 @@ async def _insert(
             [i.content.priority.value for i in fresh],
             now,
             [i.idempotency_key for i in fresh],
+            [i.expires_at for i in fresh],
+            [i.ignore_mutes for i in fresh],
             away,
             cap,
         )
@@ -391,7 +531,7 @@ async def _insert(
             if (key := rows.idempotency_key(i)) is not None and key not in inserted
         ]
         existing = {
-            (row[1], row[9]): _notification(row)
+            (row[1], row[NCOLUMNS]): _notification(row)
             for row in await conn.fetch(BY_KEY, [u for u, _ in keys], [k for _, k in keys])
         }
         fresh, plan = plan_creates(items, existing)
@@ -410,15 +550,27 @@ async def _trim(conn: Conn, over: Sequence[str], cap: int) -> dict[str, int]:
     return dropped
 
 
-def _admitted(type_filter: TypeFilter, *, first: int) -> tuple[str, list[Any]]:
-    """``type_filter`` as a condition on ``type`` whose parameters number from ``first``."""
+def _admitted(
+    type_filter: TypeFilter, *, first: int, now: datetime, muted: list[str]
+) -> tuple[str, list[Any]]:
+    """What a replay owes of the rows (``type_filter``, not expired at ``now``, not of a
+    ``muted`` type unless it ignores mutes) as a condition whose parameters number from
+    ``first``."""
+    where, args = LIVE.format(now=f"${first}"), list[Any]([now])
+    if muted:
+        where += f" AND (ignore_mutes OR NOT (type = ANY(${first + 1}::text[])))"
+        args.append(muted)
+    n = first + len(args)
     if type_filter.only is not None:
         if not type_filter.only:
             return "false", []
-        return f"type = ANY(${first}::text[])", [sorted(type_filter.only)]
+        return f"{where} AND type = ANY(${n}::text[])", [*args, sorted(type_filter.only)]
     if type_filter.excluded:
-        return f"NOT (type = ANY(${first}::text[]))", [sorted(type_filter.excluded)]
-    return "true", []
+        return f"{where} AND NOT (type = ANY(${n}::text[]))", [
+            *args,
+            sorted(type_filter.excluded),
+        ]
+    return where, args
 
 
 def _notification(row: rows.Record) -> Notification:

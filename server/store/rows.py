@@ -4,19 +4,33 @@ maps onto new and existing rows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from server.engine.models import Created, NewNotification, Notification, Priority
+from server.engine.models import (
+    Counts,
+    Created,
+    InboxQuery,
+    NewNotification,
+    Notification,
+    Priority,
+    TypeCounts,
+)
 
 T = TypeVar("T")
 
 #: The columns of a notification, in the order ``notification`` reads them.
-COLUMNS = "id, user_id, type, title, message, data_json, priority, created_at, read_at"
+COLUMNS = (
+    "id, user_id, type, title, message, data_json, priority, created_at, read_at, "
+    "seen_at, archived_at, expires_at, ignore_mutes"
+)
+#: How many columns ``COLUMNS`` names: a query's extra columns follow at this index.
+NCOLUMNS = 13
 #: The columns ``INSERT`` fills, in order (every new row is queued).
 INSERT_COLUMNS = (
-    "user_id, type, title, message, data_json, priority, created_at, queued, idempotency_key"
+    "user_id, type, title, message, data_json, priority, created_at, queued, idempotency_key, "
+    "expires_at, ignore_mutes"
 )
 
 #: The largest id a column can hold: a larger one simply does not exist.
@@ -47,6 +61,10 @@ def notification(row: Record, moment: Callable[[Any], datetime | None]) -> Notif
         priority=Priority(row[6]),
         created_at=created,
         read_at=moment(row[8]),
+        seen_at=moment(row[9]),
+        archived_at=moment(row[10]),
+        expires_at=moment(row[11]),
+        ignore_mutes=bool(row[12]),
     )
 
 
@@ -64,9 +82,82 @@ def new_rows(
             i.content.data_json,
             i.content.priority,
             now,
+            expires_at=i.expires_at,
+            ignore_mutes=i.ignore_mutes,
         )
         for new_id, i in zip(ids, items, strict=True)
     ]
+
+
+def same_content(items: Sequence[NewNotification]) -> bool:
+    """Whether the items differ by recipient only (a broadcast): one content, no keys."""
+    first = items[0]
+    c, expires, ignore = first.content, first.expires_at, first.ignore_mutes
+    return all(
+        i.content is c
+        and i.idempotency_key is None
+        and i.expires_at == expires
+        and i.ignore_mutes == ignore
+        for i in items
+    )
+
+
+#: Not expired at the parameter that follows (both dialects).
+LIVE = "(expires_at IS NULL OR expires_at > {now})"
+
+
+def inbox_where(query: InboxQuery, now: object, param: Callable[[object], str]) -> str:
+    """The conditions of ``query`` (after ``user_id``) in SQL; ``param(value)`` adds a
+    parameter and returns its placeholder."""
+    where = [LIVE.format(now=param(now))]
+    read = query.read_filter
+    if read is not None:
+        where.append("read_at IS NOT NULL" if read else "read_at IS NULL")
+    if query.seen is not None:
+        where.append("seen_at IS NOT NULL" if query.seen else "seen_at IS NULL")
+    where.append("archived_at IS NOT NULL" if query.archived else "archived_at IS NULL")
+    if query.types:
+        where.append(f"type IN ({', '.join(param(t) for t in query.types)})")
+    if query.priorities:
+        where.append(f"priority IN ({', '.join(param(p.value) for p in query.priorities)})")
+    if query.created_after is not None:
+        where.append(f"created_at > {param(query.created_after)}")
+    if query.created_before is not None:
+        where.append(f"created_at < {param(query.created_before)}")
+    if query.before_id is not None:
+        where.append(f"id < {param(min(query.before_id, MAX_ID))}")
+    return " AND ".join(where)
+
+
+#: Per (type, ignore_mutes): unread and unseen rows not archived nor expired at ``{now}``.
+COUNTS = (
+    "SELECT type, ignore_mutes, "
+    "sum(CASE WHEN read_at IS NULL THEN 1 ELSE 0 END), "
+    "sum(CASE WHEN seen_at IS NULL THEN 1 ELSE 0 END) "
+    "FROM notifications WHERE user_id = {user} AND archived_at IS NULL "
+    f"AND (read_at IS NULL OR seen_at IS NULL) AND {LIVE} "
+    "GROUP BY type, ignore_mutes"
+)
+
+
+def counts(groups: Iterable[Record], muted: Collection[str]) -> Counts:
+    """``Counts`` from the rows of ``COUNTS``."""
+    unread = unseen = 0
+    by_type: dict[str, list[int]] = {}
+    for group in groups:
+        type_, ignore_mutes = group[0], group[1]
+        n_unread, n_unseen = int(group[2] or 0), int(group[3] or 0)
+        figures = by_type.setdefault(type_, [0, 0])
+        figures[0] += n_unread
+        figures[1] += n_unseen
+        if ignore_mutes or type_ not in muted:
+            unread += n_unread
+            unseen += n_unseen
+    return Counts(
+        unread,
+        unseen,
+        {t: TypeCounts(u, s) for t, (u, s) in sorted(by_type.items()) if u or s},
+    )
 
 
 def valid_id(notification_id: int) -> bool:

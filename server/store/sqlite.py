@@ -22,13 +22,31 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.engine.errors import NotFound
 from server.engine.filters import TypeFilter
-from server.engine.models import NewNotification, Notification, Page, Replay
+from server.engine.models import (
+    Counts,
+    InboxQuery,
+    NewNotification,
+    Notification,
+    Page,
+    Preferences,
+    Replay,
+)
 from server.engine.store import CreateResult
 from server.engine.store_health import StoreHealth
 from server.store import queue_cap, rows
 from server.store.engines import make_engine
 from server.store.errors import guard_store
-from server.store.rows import COLUMNS, INSERT_COLUMNS, Plan, chunks, plan_creates, valid_ids
+from server.store.rows import (
+    COLUMNS,
+    INSERT_COLUMNS,
+    LIVE,
+    NCOLUMNS,
+    Plan,
+    chunks,
+    plan_creates,
+    same_content,
+    valid_ids,
+)
 from server.store.sqlite_connection import CHECKPOINT_EVERY, WAL_LIMIT, SqliteConnection
 from server.store.tables import QUEUED_SQLITE
 from server.store.tables import notifications as N
@@ -36,7 +54,14 @@ from server.store.tables import users as U
 
 CHUNK = 500  # parameters per IN list, well under SQLITE_MAX_VARIABLE_NUMBER
 
-INSERT = f"INSERT INTO notifications ({INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+MUTED = "SELECT type FROM muted_types WHERE user_id = ? ORDER BY type"
+#: The expiry sweep's step: the soonest expired rows, through the partial index.
+DELETE_EXPIRED = (
+    "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications "
+    "WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)"
+)
+
+INSERT = f"INSERT INTO notifications ({INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 REGISTER = (
     "INSERT OR IGNORE INTO users (user_id, first_seen, dropped_since_connect) VALUES (?, ?, 0)"
 )
@@ -50,6 +75,10 @@ _FIELDS = (
     N.c.priority,
     N.c.created_at,
     N.c.read_at,
+    N.c.seen_at,
+    N.c.archived_at,
+    N.c.expires_at,
+    N.c.ignore_mutes,
 )
 
 
@@ -124,11 +153,24 @@ class SqliteStore:
         return CreateResult(rows.outcomes(plan, new), dropped, frozenset(n.id for n in new))
 
     async def replay(
-        self, user_id: str, *, since: int | None, cap: int, type_filter: TypeFilter, now: datetime
+        self,
+        user_id: str,
+        *,
+        since: int | None,
+        cap: int,
+        type_filter: TypeFilter,
+        now: datetime,
+        muted: Collection[str] = (),
     ) -> Replay:
         result = await self._lite.transaction(
             functools.partial(
-                replay, user_id=user_id, since=since, cap=cap, type_filter=type_filter, now=now
+                replay,
+                user_id=user_id,
+                since=since,
+                cap=cap,
+                type_filter=type_filter,
+                now=now,
+                muted=sorted(set(muted)),
             )
         )
         self._known.add(user_id)
@@ -163,30 +205,75 @@ class SqliteStore:
         async with self._engine.connect() as conn:
             return int(await conn.scalar(select(func.coalesce(func.max(N.c.id), 0))) or 0)
 
-    async def inbox(
-        self, user_id: str, *, unread_only: bool, limit: int, before_id: int | None
-    ) -> Page:
-        limit = max(limit, 0)
-        query = select(*_FIELDS).where(N.c.user_id == user_id)
-        if unread_only:
-            query = query.where(N.c.read_at.is_(None))
-        if before_id is not None:
-            query = query.where(N.c.id < before_id)
-        async with self._engine.connect() as conn:
-            result = await conn.execute(query.order_by(N.c.id.desc()).limit(limit + 1))
-            found = [_notification(row) for row in result]
-        return Page(found[:limit], has_more=len(found) > limit)
+    async def inbox(self, user_id: str, query: InboxQuery, *, now: datetime) -> Page:
+        return await self._lite.transaction(
+            functools.partial(inbox, user_id=user_id, query=query, now=now)
+        )
 
-    async def unread_count(self, user_id: str) -> int:
-        query = select(func.count()).where(N.c.user_id == user_id, N.c.read_at.is_(None))
-        async with self._engine.connect() as conn:
-            return int(await conn.scalar(query) or 0)
+    async def counts(self, user_id: str, *, now: datetime) -> Counts:
+        return await self._lite.transaction(functools.partial(counts, user_id=user_id, now=now))
 
     async def mark_read(self, user_id: str, notification_id: int, now: datetime) -> Notification:
         if not rows.valid_id(notification_id):
             raise NotFound(f"notification {notification_id} not found")
         return await self._lite.transaction(
             functools.partial(mark_read, user_id=user_id, notification_id=notification_id, now=now)
+        )
+
+    async def mark_seen(self, user_id: str, up_to_id: int | None, now: datetime) -> tuple[int, int]:
+        return await self._lite.transaction(
+            functools.partial(
+                mark_many, user_id=user_id, column="seen_at", up_to_id=up_to_id, now=now
+            )
+        )
+
+    async def mark_all_read(
+        self, user_id: str, notification_type: str | None, up_to_id: int | None, now: datetime
+    ) -> tuple[int, int]:
+        return await self._lite.transaction(
+            functools.partial(
+                mark_many,
+                user_id=user_id,
+                column="read_at",
+                up_to_id=up_to_id,
+                now=now,
+                notification_type=notification_type,
+            )
+        )
+
+    async def set_archived(
+        self, user_id: str, notification_id: int, archived: bool, now: datetime
+    ) -> Notification:
+        if not rows.valid_id(notification_id):
+            raise NotFound(f"notification {notification_id} not found")
+        return await self._lite.transaction(
+            functools.partial(
+                set_archived,
+                user_id=user_id,
+                notification_id=notification_id,
+                archived=archived,
+                now=now,
+            )
+        )
+
+    async def delete(self, user_id: str, notification_id: int) -> None:
+        if not rows.valid_id(notification_id):
+            raise NotFound(f"notification {notification_id} not found")
+        await self._lite.transaction(
+            functools.partial(delete, user_id=user_id, notification_id=notification_id)
+        )
+
+    async def delete_expired(self, now: datetime, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        return await self._lite.transaction(functools.partial(delete_expired, now=now, limit=limit))
+
+    async def preferences(self, user_id: str) -> Preferences:
+        return await self._lite.transaction(functools.partial(preferences, user_id=user_id))
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        await self._lite.transaction(
+            functools.partial(set_preferences, user_id=user_id, preferences=preferences)
         )
 
     async def known_users(self) -> list[str]:
@@ -261,7 +348,7 @@ def create(
             f"IS NOT NULL AND (user_id, idempotency_key) IN (VALUES {pairs})"
         )
         for row in conn.execute(query, [v for pair in chunk for v in pair]):
-            existing[(row[1], row[9])] = notification(row)
+            existing[(row[1], row[NCOLUMNS])] = notification(row)
     fresh, plan = plan_creates(items, existing)
     new = _insert(conn, fresh, now, created_at)
     users = sorted({n.user_id for n in new if n.user_id in away})
@@ -277,8 +364,9 @@ def _insert(
     if not items:
         return []
     users = [i.user_id for i in items]
-    c = items[0].content
-    if all(i.content is c and i.idempotency_key is None for i in items):
+    first = items[0]
+    c = first.content
+    if same_content(items):
         # A broadcast: one content for every row; only the recipient changes.
         values: Iterable[tuple[Any, ...]] = zip(
             users,
@@ -290,6 +378,8 @@ def _insert(
             repeat(created_at),
             repeat(True),
             repeat(None),
+            repeat(None if first.expires_at is None else stamp(first.expires_at)),
+            repeat(first.ignore_mutes),
         )
     else:
         values = [
@@ -303,6 +393,8 @@ def _insert(
                 created_at,
                 True,
                 i.idempotency_key,
+                None if i.expires_at is None else stamp(i.expires_at),
+                i.ignore_mutes,
             )
             for i in items
         ]
@@ -350,6 +442,7 @@ def replay(
     cap: int,
     type_filter: TypeFilter,
     now: datetime,
+    muted: Sequence[str] = (),
 ) -> Replay:
     """See ``Store.replay``."""
     cap = max(cap, 0)
@@ -363,6 +456,12 @@ def replay(
         "SELECT max(id) FROM notifications WHERE user_id = ? AND queued = 1", (user_id,)
     ).fetchone()
     admitted, admitted_args = _admitted(type_filter)
+    # Expired rows and muted ones are not owed either (queued ones leave the queue).
+    admitted = f"{admitted} AND {LIVE.format(now='?')}"
+    admitted_args = [*admitted_args, stamp(now)]
+    if muted:
+        admitted += f" AND (ignore_mutes OR type NOT IN ({_marks(len(muted))}))"
+        admitted_args += muted
     owed, owed_args = ("queued = 1", []) if since is None else ("id > ?", [since])
     if since is None and last_queued is None:
         found: list[Notification] = []
@@ -430,4 +529,116 @@ def fetch_range(
         f"SELECT {COLUMNS}, queued FROM notifications WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
         (after_id, upto_id, limit),
     )
-    return [(notification(row), bool(row[9])) for row in rows]
+    return [(notification(row), bool(row[NCOLUMNS])) for row in rows]
+
+
+def inbox(conn: sqlite3.Connection, user_id: str, query: InboxQuery, now: datetime) -> Page:
+    """See ``Store.inbox``."""
+    args: list[Any] = [user_id]
+
+    def param(value: object) -> str:
+        args.append(stamp(value) if isinstance(value, datetime) else value)
+        return "?"
+
+    where = rows.inbox_where(query, now, param)
+    limit = max(query.limit, 0)
+    found = [
+        notification(row)
+        for row in conn.execute(
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND {where} "
+            "ORDER BY id DESC LIMIT ?",
+            [*args, limit + 1],
+        )
+    ]
+    return Page(found[:limit], has_more=len(found) > limit)
+
+
+def counts(conn: sqlite3.Connection, user_id: str, now: datetime) -> Counts:
+    """See ``Store.counts``."""
+    muted = {t for (t,) in conn.execute(MUTED, (user_id,))}
+    groups = conn.execute(rows.COUNTS.format(user="?", now="?"), (user_id, stamp(now)))
+    return rows.counts(groups, muted)
+
+
+def mark_many(
+    conn: sqlite3.Connection,
+    user_id: str,
+    column: str,
+    up_to_id: int | None,
+    now: datetime,
+    notification_type: str | None = None,
+) -> tuple[int, int]:
+    """Set ``column`` (``seen_at``, ``read_at``) to ``now`` where it is not set yet, on the
+    user's rows (of ``notification_type``) up to an id: ``(that id, rows changed)``."""
+    if up_to_id is None:
+        (newest,) = conn.execute(
+            "SELECT max(id) FROM notifications WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        up_to_id = newest or 0
+    up_to_id = min(up_to_id, rows.MAX_ID)
+    where, args = (
+        f"user_id = ? AND id <= ? AND {column} IS NULL AND {LIVE.format(now='?')}",
+        [
+            user_id,
+            up_to_id,
+            stamp(now),
+        ],
+    )
+    if notification_type is not None:
+        where += " AND type = ?"
+        args.append(notification_type)
+    changed = conn.execute(
+        f"UPDATE notifications SET {column} = ? WHERE {where}", [stamp(now), *args]
+    ).rowcount
+    return up_to_id, changed
+
+
+def set_archived(
+    conn: sqlite3.Connection, user_id: str, notification_id: int, archived: bool, now: datetime
+) -> Notification:
+    """See ``Store.set_archived``."""
+    value, unchanged = (
+        (stamp(now), "archived_at IS NULL") if archived else (None, "archived_at IS NOT NULL")
+    )
+    row = (
+        conn.execute(
+            f"UPDATE notifications SET archived_at = ? WHERE id = ? AND user_id = ? "
+            f"AND {unchanged} RETURNING {COLUMNS}",
+            (value, notification_id, user_id),
+        ).fetchone()
+        or conn.execute(
+            f"SELECT {COLUMNS} FROM notifications WHERE id = ? AND user_id = ?",
+            (notification_id, user_id),
+        ).fetchone()
+    )
+    if row is None:
+        raise NotFound(f"notification {notification_id} not found")
+    return notification(row)
+
+
+def delete(conn: sqlite3.Connection, user_id: str, notification_id: int) -> None:
+    """See ``Store.delete``."""
+    gone = conn.execute(
+        "DELETE FROM notifications WHERE id = ? AND user_id = ?", (notification_id, user_id)
+    ).rowcount
+    if not gone:
+        raise NotFound(f"notification {notification_id} not found")
+
+
+def delete_expired(conn: sqlite3.Connection, now: datetime, limit: int) -> int:
+    """See ``Store.delete_expired``."""
+    return conn.execute(DELETE_EXPIRED, (stamp(now), limit)).rowcount
+
+
+def preferences(conn: sqlite3.Connection, user_id: str) -> Preferences:
+    """See ``Store.preferences``."""
+    return Preferences(tuple(t for (t,) in conn.execute(MUTED, (user_id,))))
+
+
+def set_preferences(conn: sqlite3.Connection, user_id: str, preferences: Preferences) -> None:
+    """See ``Store.set_preferences``."""
+    conn.execute("DELETE FROM muted_types WHERE user_id = ?", (user_id,))
+    conn.executemany(
+        "INSERT INTO muted_types (user_id, type) VALUES (?, ?)",
+        [(user_id, t) for t in preferences.muted_types],
+    )

@@ -9,7 +9,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Table, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    false,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -22,6 +33,7 @@ ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
 KEYED = "idempotency_key IS NOT NULL"
 QUEUED_SQLITE = "queued = 1"
 QUEUED_POSTGRESQL = "queued"
+EXPIRING = "expires_at IS NOT NULL"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -64,6 +76,12 @@ class NotificationRow(SQLModel, table=True):
             sqlite_where=text(QUEUED_SQLITE),
             postgresql_where=text(QUEUED_POSTGRESQL),
         ),
+        Index(
+            "ix_notifications_expires_at",
+            "expires_at",
+            sqlite_where=text(EXPIRING),
+            postgresql_where=text(EXPIRING),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -78,6 +96,12 @@ class NotificationRow(SQLModel, table=True):
     read_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     queued: bool = Field(default=True, sa_type=Boolean)
     idempotency_key: str | None = Field(default=None, sa_type=String(255))
+    seen_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    archived_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    ignore_mutes: bool = Field(
+        default=False, sa_type=Boolean, sa_column_kwargs={"server_default": false()}
+    )
 
 
 class UserRow(SQLModel, table=True):
@@ -92,5 +116,15 @@ class UserRow(SQLModel, table=True):
     )
 
 
+class MutedTypeRow(SQLModel, table=True):
+    """A type of notification a user muted (``Preferences.muted_types``)."""
+
+    __tablename__ = "muted_types"
+
+    user_id: str = Field(primary_key=True, sa_type=String(128))
+    type: str = Field(primary_key=True, sa_type=String(64))
+
+
 notifications: Table = NotificationRow.__table__  # type: ignore[attr-defined]
 users: Table = UserRow.__table__  # type: ignore[attr-defined]
+muted_types: Table = MutedTypeRow.__table__  # type: ignore[attr-defined]

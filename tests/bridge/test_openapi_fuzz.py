@@ -10,6 +10,7 @@ not be refused as invalid.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,14 @@ SEED = "20261129"
 #: small enough for about 20 s a run on a loaded two-core machine.
 MAX_EXAMPLES = "25"
 RUN_TIMEOUT = 50.0
+#: The rule a schema cannot state (a future ``expires_at``), applied to generated requests.
+HOOKS = "tests.bridge.openapi_hooks"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def python_path() -> str:
+    """This checkout first, so that schemathesis finds ``HOOKS``."""
+    return os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
 
 
 async def fuzz(server: ServerProcess, workdir: Path, *options: str) -> None:
@@ -54,6 +63,7 @@ async def fuzz(server: ServerProcess, workdir: Path, *options: str) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=workdir,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": HOOKS, "PYTHONPATH": python_path()},
     )  # fmt: skip
     try:
         async with asyncio.timeout(RUN_TIMEOUT):

@@ -19,12 +19,20 @@ from sqlmodel import SQLModel
 
 from server.engine.errors import NotFound
 from server.engine.filters import TypeFilter
-from server.engine.models import Content, NewNotification, Notification, Priority
+from server.engine.models import (
+    Content,
+    InboxQuery,
+    NewNotification,
+    Notification,
+    Page,
+    Priority,
+)
 from server.store import CreateResult, MemoryStore, Store, open_store
 from server.store.engines import make_engine, normalise_url
 from server.store.migrate import current_revision, head_revision, upgrade
 from server.store.postgres import PostgresStore, dsn
 from server.store.sqlite import SqliteStore
+from server.store.tables import muted_types as M
 from server.store.tables import notifications as N
 from server.store.tables import users as U
 from tests.store.conftest import Database, empty_database, migrated_store
@@ -51,6 +59,10 @@ async def create(
     delivered: Sequence[int] = (),
 ) -> CreateResult:
     return await store.create(items, now=now, queue_cap=cap, offline=offline, delivered=delivered)
+
+
+async def inbox(store: Store, user: str, *, now: datetime = NOW, **query: Any) -> Page:
+    return await store.inbox(user, InboxQuery(**query), now=now)
 
 
 async def ids_of(store: Store, items: Sequence[NewNotification], **kw: Any) -> list[int]:
@@ -106,9 +118,7 @@ async def test_created_rows_round_trip_exactly(store: Store) -> None:
         created_at=NOW,
     )
     assert await store.fetch([made.id]) == [made]
-    (listed,) = (
-        await store.inbox("ü-1", unread_only=False, limit=10, before_id=None)
-    ).notifications
+    (listed,) = (await inbox(store, "ü-1", limit=10)).notifications
     assert listed == made
     assert listed.created_at.utcoffset() == timedelta(0)
     assert json.loads(listed.data_json)["n"] == 12345678901234567890
@@ -156,7 +166,7 @@ async def test_queue_cap_drops_the_oldest_queued(store: Store) -> None:
     assert await store.queued_count() == 4
     assert await replay_ids(store, "a") == (ids[2:], True)  # the drop says "truncated"
     assert await replay_ids(store, "a") == (ids[2:], False)  # ... once
-    assert await store.unread_count("a") == 5  # dropped from the queue, not the inbox
+    assert (await store.counts("a", now=NOW)).unread == 5  # dropped from the queue, not the inbox
 
 
 async def test_drops_add_up_until_the_next_connect(store: Store) -> None:
@@ -302,16 +312,16 @@ async def test_replay_registers_the_user(store: Store) -> None:
 
 async def test_inbox_pages_newest_first(store: Store) -> None:
     ids = await ids_of(store, [item("a")] * 5 + [item("b")])
-    first = await store.inbox("a", unread_only=False, limit=2, before_id=None)
+    first = await inbox(store, "a", unread_only=False, limit=2, before_id=None)
     assert [n.id for n in first.notifications] == [ids[4], ids[3]]
     assert first.has_more
-    second = await store.inbox("a", unread_only=False, limit=2, before_id=ids[3])
+    second = await inbox(store, "a", unread_only=False, limit=2, before_id=ids[3])
     assert [n.id for n in second.notifications] == [ids[2], ids[1]]
     assert second.has_more
-    last = await store.inbox("a", unread_only=False, limit=2, before_id=ids[1])
+    last = await inbox(store, "a", unread_only=False, limit=2, before_id=ids[1])
     assert [n.id for n in last.notifications] == [ids[0]]
     assert not last.has_more
-    exact = await store.inbox("a", unread_only=False, limit=5, before_id=None)
+    exact = await inbox(store, "a", unread_only=False, limit=5, before_id=None)
     assert len(exact.notifications) == 5
     assert not exact.has_more
 
@@ -320,12 +330,12 @@ async def test_inbox_unread_only_and_unread_count(store: Store) -> None:
     ids = await ids_of(store, [item("a")] * 4 + [item("b")])
     await store.mark_read("a", ids[3], NOW)
     await store.mark_read("a", ids[1], NOW)
-    page = await store.inbox("a", unread_only=True, limit=10, before_id=None)
+    page = await inbox(store, "a", unread_only=True, limit=10, before_id=None)
     assert [n.id for n in page.notifications] == [ids[2], ids[0]]
     assert not page.has_more
-    assert await store.unread_count("a") == 2
-    assert await store.unread_count("b") == 1
-    assert await store.unread_count("nobody") == 0
+    assert (await store.counts("a", now=NOW)).unread == 2
+    assert (await store.counts("b", now=NOW)).unread == 1
+    assert (await store.counts("nobody", now=NOW)).unread == 0
 
 
 async def test_mark_read_is_idempotent(store: Store) -> None:
@@ -548,7 +558,7 @@ async def test_ids_follow_commit_order_across_processes(
 
 
 def _schema_diff(connection: Connection) -> list[Any]:
-    ours = {N.name, U.name}
+    ours = {N.name, U.name, M.name}
 
     def include(name: str | None, type_: str, _parent: Any) -> bool:
         return type_ != "table" or name in ours
