@@ -45,8 +45,10 @@ async def test_create_carries_expires_at_and_ignore_mutes(server: ServerProcess)
         )
         assert (made.notification.expires_at, made.notification.ignore_mutes) == (later, True)
 
+        # (the server's clock counts whole milliseconds: "now" may still be ahead of it)
+        just_past = datetime.now(UTC) - timedelta(milliseconds=5)
         with pytest.raises(InvalidArgumentError) as refused:
-            await publisher.create("u1", "alert", "Too late", expires_at=datetime.now(UTC))
+            await publisher.create("u1", "alert", "Too late", expires_at=just_past)
         assert refused.value.field == "expires_at"
         with pytest.raises(ValueError, match="timezone-aware"):
             await publisher.create("u1", "alert", "Naive", expires_at=datetime.now())
