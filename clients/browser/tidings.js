@@ -24,11 +24,23 @@
  *   "connected"    the connection_established message
  *   "notification" the notification object (§3)
  *   "read"         {notification_id}               marked read by any session of the user
+ *   "seen"         {up_to_id}                      the list was marked seen up to this id
+ *   "readall"      {up_to_id, notification_type}   mark all read (type null: every type)
+ *   "archived", "unarchived", "deleted"  {notification_id}
+ *   "counts"       {unread, unseen, by_type}       the answer to getCounts()
+ *   "preferences"  {muted_types}                   the user's muted types changed
  *   "subscription" {notification_types, excluded_types}
  *   "heartbeat", "pong"   {timestamp}
  *   "servererror"  {code, message}                 an `error` message; the session goes on
  *   "tokenexpiring" {expires_at}                   the session's token expires soon
  *   "tokenrefreshed" {expires_at}                  the server took the fresh token
+ *
+ * Every inbox event ("read" to "preferences", but "counts") comes from any session or
+ * call of the user, on any node: update the page from the events, not from the calls.
+ *
+ * `TidingsRest` is the REST side (docs/PROTOCOL.md §6) for what a socket does not do:
+ * the history page with its filters, counts, preferences, and the same marks when no
+ * socket is open.
  */
 
 const PATH = "/api/v1/ws/notifications";
@@ -133,6 +145,46 @@ export class TidingsClient extends EventTarget {
     return this._send({ type: "unsubscribe", notification_types: [...types] });
   }
 
+  /** Mark the user's notifications seen up to `upToId` (default: the newest): the badge
+   * clears. Every session hears "seen". False when not connected. */
+  markSeen(upToId = 0) {
+    return this._send(upToId ? { type: "mark_seen", up_to_id: upToId } : { type: "mark_seen" });
+  }
+
+  /** Mark every unread notification read, of `notificationType` only and up to `upToId`
+   * when given. Every session hears one "readall". */
+  markAllRead({ notificationType = null, upToId = 0 } = {}) {
+    const message = { type: "mark_all_read" };
+    if (notificationType) message.notification_type = notificationType;
+    if (upToId) message.up_to_id = upToId;
+    return this._send(message);
+  }
+
+  /** Archive one notification ("archived", or "servererror" not_found). */
+  archive(notificationId) {
+    return this._send({ type: "archive", notification_id: notificationId });
+  }
+
+  /** Bring an archived notification back ("unarchived"). */
+  unarchive(notificationId) {
+    return this._send({ type: "unarchive", notification_id: notificationId });
+  }
+
+  /** Delete one notification for good ("deleted"). */
+  delete(notificationId) {
+    return this._send({ type: "delete", notification_id: notificationId });
+  }
+
+  /** Ask for the counts (answered by "counts", to this session only). */
+  getCounts() {
+    return this._send({ type: "get_counts" });
+  }
+
+  /** Replace the user's muted types (answered by "preferences" on every session). */
+  updatePreferences(mutedTypes) {
+    return this._send({ type: "update_preferences", muted_types: [...mutedTypes] });
+  }
+
   /** Ask for a pong. */
   ping() {
     return this._send({ type: "ping" });
@@ -218,6 +270,27 @@ export class TidingsClient extends EventTarget {
         break;
       case "notification_marked_read":
         this._emit("read", { notification_id: message.notification_id });
+        break;
+      case "notifications_seen":
+        this._emit("seen", { up_to_id: message.up_to_id });
+        break;
+      case "notifications_marked_read":
+        this._emit("readall", { up_to_id: message.up_to_id, notification_type: message.notification_type ?? null });
+        break;
+      case "notification_archived":
+        this._emit("archived", { notification_id: message.notification_id });
+        break;
+      case "notification_unarchived":
+        this._emit("unarchived", { notification_id: message.notification_id });
+        break;
+      case "notification_deleted":
+        this._emit("deleted", { notification_id: message.notification_id });
+        break;
+      case "counts":
+        this._emit("counts", { unread: message.unread, unseen: message.unseen, by_type: message.by_type || {} });
+        break;
+      case "preferences_updated":
+        this._emit("preferences", { muted_types: [...(message.muted_types || [])] });
         break;
       case "subscription_updated":
         this._filter = {
@@ -344,4 +417,130 @@ export class TidingsClient extends EventTarget {
   _emit(name, detail) {
     this.dispatchEvent(new CustomEvent(name, { detail }));
   }
+}
+
+/** A REST call the bridge refused: `status`, and the §6.1 `code`, `message`, `field`. */
+export class TidingsHttpError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    super(error.message || `HTTP ${status}`);
+    this.name = "TidingsHttpError";
+    this.status = status;
+    this.code = error.code || null;
+    this.field = error.field || null;
+  }
+}
+
+/**
+ * The user's inbox over REST (docs/PROTOCOL.md §6), with the credentials of a
+ * TidingsClient's options: `{token}`, `{getToken}` (asked before every call) or
+ * `{userId}` (insecure mode). Every method resolves with the parsed answer or rejects
+ * with a TidingsHttpError.
+ *
+ *   const rest = new TidingsRest({ userId: 42 });
+ *   const { unseen } = await rest.counts();
+ *   await rest.markSeen();
+ */
+export class TidingsRest {
+  constructor({ baseUrl = "", token = null, getToken = null, userId = null, fetch = null } = {}) {
+    this.baseUrl = baseUrl;
+    this.options = { token, getToken, userId };
+    this._fetch = fetch || ((...args) => globalThis.fetch(...args));
+  }
+
+  /** One page, newest first. Filters: types, priorities (arrays), read, seen, archived,
+   * unreadOnly (booleans), createdAfter, createdBefore (Date or ISO string), limit,
+   * beforeId. Answers {notifications, has_more}. */
+  list(filters = {}) {
+    const query = new URLSearchParams();
+    const { types, priorities, read, seen, archived, unreadOnly, createdAfter, createdBefore, limit, beforeId } = filters;
+    if (types && types.length) query.set("type", types.join(","));
+    if (priorities && priorities.length) query.set("priority", priorities.join(","));
+    if (read !== undefined && read !== null) query.set("read", String(read));
+    if (seen !== undefined && seen !== null) query.set("seen", String(seen));
+    if (archived) query.set("archived", "true");
+    if (unreadOnly) query.set("unread_only", "true");
+    if (createdAfter) query.set("created_after", iso(createdAfter));
+    if (createdBefore) query.set("created_before", iso(createdBefore));
+    if (limit) query.set("limit", String(limit));
+    if (beforeId) query.set("before_id", String(beforeId));
+    const text = query.toString();
+    return this._call("GET", `/api/v1/notifications${text ? `?${text}` : ""}`);
+  }
+
+  /** {unread, unseen, by_type: {type: {unread, unseen}}} */
+  counts() {
+    return this._call("GET", "/api/v1/notifications/counts");
+  }
+
+  /** {unread} */
+  unreadCount() {
+    return this._call("GET", "/api/v1/notifications/unread_count");
+  }
+
+  markRead(notificationId) {
+    return this._call("POST", `/api/v1/notifications/${notificationId}/read`);
+  }
+
+  /** {up_to_id, seen}: up to `upToId`, or the newest. */
+  markSeen(upToId = 0) {
+    return this._call("POST", "/api/v1/notifications/seen", upToId ? { up_to_id: upToId } : {});
+  }
+
+  /** {up_to_id, read} */
+  markAllRead({ notificationType = null, upToId = 0 } = {}) {
+    const body = {};
+    if (notificationType) body.notification_type = notificationType;
+    if (upToId) body.up_to_id = upToId;
+    return this._call("POST", "/api/v1/notifications/read_all", body);
+  }
+
+  archive(notificationId) {
+    return this._call("POST", `/api/v1/notifications/${notificationId}/archive`);
+  }
+
+  unarchive(notificationId) {
+    return this._call("POST", `/api/v1/notifications/${notificationId}/unarchive`);
+  }
+
+  /** Resolves with null (204). */
+  delete(notificationId) {
+    return this._call("DELETE", `/api/v1/notifications/${notificationId}`);
+  }
+
+  /** {muted_types} */
+  preferences() {
+    return this._call("GET", "/api/v1/preferences");
+  }
+
+  /** {muted_types}: replaces the stored set. */
+  updatePreferences(mutedTypes) {
+    return this._call("PUT", "/api/v1/preferences", { muted_types: [...mutedTypes] });
+  }
+
+  async _headers() {
+    const { token, getToken, userId } = this.options;
+    const bearer = getToken ? await getToken() : token;
+    if (bearer) return { Authorization: `Bearer ${bearer}` };
+    if (userId !== null && userId !== undefined) return { "X-Tidings-User": String(userId) };
+    return {};
+  }
+
+  async _call(method, path, body = undefined) {
+    const headers = await this._headers();
+    const init = { method, headers };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await this._fetch(`${this.baseUrl}${path}`, init);
+    if (response.status === 204) return null;
+    const answer = await response.json().catch(() => null);
+    if (!response.ok) throw new TidingsHttpError(response.status, answer);
+    return answer;
+  }
+}
+
+function iso(moment) {
+  return moment instanceof Date ? moment.toISOString() : String(moment);
 }

@@ -6,6 +6,7 @@ Set ``TIDINGS_SCREENSHOT=docs/screenshot-inbox.png`` to save a screenshot of the
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -161,3 +162,89 @@ async def test_type_filter_and_unread_only(browser: Browser, tmp_path: Path, uid
             await expect(page.locator(f'li[data-id="{a["id"]}"]')).to_be_visible()
         finally:
             await page.close()
+
+
+async def test_bell_seen_archive_mark_all_read_mutes_and_delete(
+    browser: Browser, tmp_path: Path, uid: str
+) -> None:
+    """The inbox features on the page, with a second tab of the same user that follows
+    every change through its own WebSocket session."""
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
+    async with ServerProcess("--insecure", database_url=db_url) as server:
+        a = await create(server, uid, "alpha", "First")
+        b = await create(server, uid, "beta", "Second")
+        c = await create(server, uid, "alpha", "Third")
+        page = await browser.new_page()
+        other = await browser.new_page()
+        try:
+            for tab in (page, other):
+                await tab.goto(f"{server.http_url}/?user_id={uid}")
+                await expect(tab.get_by_test_id("state")).to_have_attribute("data-state", "open")
+                await expect(tab.get_by_test_id("unread")).to_have_text("3")
+                await expect(tab.get_by_test_id("unseen")).to_have_text("3")
+            item = page.locator(f'li[data-id="{a["id"]}"]')
+            await expect(item).to_have_class(re.compile(r"\bunseen\b"))
+
+            # opening the bell marks everything shown seen, on both tabs
+            await page.get_by_test_id("bell").click()
+            for tab in (page, other):
+                await expect(tab.get_by_test_id("unseen")).to_have_text("0")
+                await expect(tab.get_by_test_id("unseen")).to_be_hidden()
+                await expect(tab.locator("li.unseen")).to_have_count(0)
+            await expect(page.get_by_test_id("unread")).to_have_text("3")  # seen is not read
+            d = await create(server, uid, "beta", "Fourth")
+            await expect(page.locator(f'li[data-id="{d["id"]}"]')).to_have_class(
+                re.compile(r"\bunseen\b")
+            )
+            await expect(page.get_by_test_id("unseen")).to_have_text("1")
+
+            # archive: out of the inbox view and the counts, into the archived view
+            await page.locator(f'li[data-id="{b["id"]}"] .archive').click()
+            for tab in (page, other):
+                await expect(tab.locator(f'li[data-id="{b["id"]}"]')).to_be_hidden()
+                await expect(tab.get_by_test_id("unread")).to_have_text("3")
+            await page.get_by_test_id("view-archived").click()
+            await expect(page.locator(f'li[data-id="{b["id"]}"]')).to_be_visible()
+            await expect(page.locator(f'li[data-id="{a["id"]}"]')).to_be_hidden()
+            await page.locator(f'li[data-id="{b["id"]}"] .unarchive').click()
+            await expect(page.locator(f'li[data-id="{b["id"]}"]')).to_be_hidden()
+            await page.get_by_test_id("view-inbox").click()
+            await expect(page.locator(f'li[data-id="{b["id"]}"]')).to_be_visible()
+            await expect(page.get_by_test_id("unread")).to_have_text("4")
+
+            # mark all read: one click, every item on both tabs
+            await page.get_by_test_id("mark-all-read").click()
+            for tab in (page, other):
+                await expect(tab.get_by_test_id("unread")).to_have_text("0")
+                await expect(tab.locator("li.unread")).to_have_count(0)
+
+            # the type menu: per-type counts and a mute that sticks and reaches the other tab
+            await page.get_by_test_id("type-menu").locator("summary").click()
+            await page.get_by_test_id("mute-alpha").check()
+            await expect(other.get_by_test_id("mute-alpha")).to_be_checked()
+            quiet = await create(server, uid, "alpha", "Muted one")
+            loud = await create(server, uid, "beta", "Not muted")
+            await expect(page.locator(f'li[data-id="{loud["id"]}"]')).to_be_visible()
+            await expect(page.get_by_test_id("unread")).to_have_text("1")  # alpha left out
+            await expect(page.locator('[data-type="alpha"] .figures')).to_have_text(
+                "1 unread · 1 new"
+            )
+            await expect(page.locator(f'li[data-id="{quiet["id"]}"]')).to_have_count(0)
+            await page.reload()
+            await expect(page.get_by_test_id("state")).to_have_attribute("data-state", "open")
+            await page.get_by_test_id("type-menu").locator("summary").click()
+            await expect(page.get_by_test_id("mute-alpha")).to_be_checked()
+            # a muted type is still in the inbox
+            await expect(page.locator(f'li[data-id="{quiet["id"]}"]')).to_be_visible()
+
+            # delete: gone from both tabs, and from a fresh load
+            await page.locator(f'li[data-id="{c["id"]}"] .delete').click()
+            for tab in (page, other):
+                await expect(tab.locator(f'li[data-id="{c["id"]}"]')).to_have_count(0)
+            await page.reload()
+            await expect(page.get_by_test_id("state")).to_have_attribute("data-state", "open")
+            await expect(page.locator(f'li[data-id="{a["id"]}"]')).to_be_visible()
+            await expect(page.locator(f'li[data-id="{c["id"]}"]')).to_have_count(0)
+        finally:
+            await page.close()
+            await other.close()

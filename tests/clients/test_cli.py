@@ -109,3 +109,60 @@ async def test_the_sdk_alone_has_the_same_commands(server: ServerProcess) -> Non
     async with asyncio.timeout(30):
         out, err = await proc.communicate()
     assert (proc.returncode, out.decode().strip()) == (0, "user 6: not connected"), err.decode()
+
+
+async def test_inbox_commands_act_on_the_callers_inbox(server: ServerProcess) -> None:
+    env = {"TIDINGS_SERVER": server.grpc_addr}
+
+    async def inbox(*args: str) -> list[dict[str, object]]:
+        code, out, err = await _run("inbox", *args, "--user", "7", "--json", env=env)
+        assert code == 0, err
+        return [json.loads(line) for line in out.splitlines()]
+
+    async with asyncio.timeout(60):
+        ids = []
+        for kind, title in (("comment", "a"), ("digest", "b"), ("comment", "c")):
+            code, out, err = await _run(
+                "send", "--user", "7", "--type", kind, "--title", title, "--json",
+                "--expires-at", "2999-01-01T00:00:00Z", env=env,
+            )  # fmt: skip
+            assert code == 0, err
+            made = json.loads(out)
+            assert made["expires_at"] == "2999-01-01T00:00:00.000Z"
+            assert made["ignore_mutes"] is False
+            ids.append(made["id"])
+        a, b, c = ids
+
+        assert await inbox("counts") == [
+            {"unread": 3, "unseen": 3, "by_type": {
+                "comment": {"unread": 2, "unseen": 2}, "digest": {"unread": 1, "unseen": 1}}}
+        ]  # fmt: skip
+        assert await inbox("seen", "--up-to", str(b)) == [{"up_to_id": b, "seen": 2}]
+        assert await inbox("read-all", "--type", "comment") == [{"up_to_id": c, "read": 2}]
+        assert [n["id"] for n in await inbox("list", "--unread")] == [b]
+        assert [n["id"] for n in await inbox("list", "--unseen")] == [c]
+        assert [n["id"] for n in await inbox("list", "--type", "comment")] == [c, a]
+
+        [archived] = await inbox("archive", str(a))
+        assert archived["archived"] is True
+        assert [n["id"] for n in await inbox("list", "--archived")] == [a]
+        assert [n["id"] for n in await inbox("list")] == [c, b]
+        await inbox("unarchive", str(a))
+        assert await inbox("delete", str(b)) == [{"deleted": b}]
+        assert [n["id"] for n in await inbox("list")] == [c, a]
+
+        assert await inbox("prefs", "--mute", "digest", "--mute", "build") == [
+            {"muted_types": ["build", "digest"]}
+        ]
+        assert await inbox("prefs", "--unmute", "build") == [{"muted_types": ["digest"]}]
+        assert await inbox("prefs") == [{"muted_types": ["digest"]}]
+
+        code, out, err = await _run("inbox", "delete", str(b), "--user", "7", env=env)
+        assert code == 1 and "NOT_FOUND" in err
+        code, out, err = await _run(
+            "send", "--user", "7", "--type", "t", "--title", "x",
+            "--expires-at", "2999-01-01T00:00:00", env=env,
+        )  # fmt: skip
+        assert code == 2 and "give a zone" in err
+        code, out, err = await _run("inbox", "counts", "--user", "7", env=env)
+        assert (code, out.strip()) == (0, "unread 0, unseen 1 (comment: 0 unread, 1 unseen)")

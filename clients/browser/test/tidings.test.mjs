@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, mock, test } from "node:test";
 
-import { CloseCode, TidingsClient, backoffDelay } from "../tidings.js";
+import { CloseCode, TidingsClient, TidingsHttpError, TidingsRest, backoffDelay } from "../tidings.js";
 
 class FakeSocket {
   static all = [];
@@ -262,4 +262,127 @@ test("4003 without getToken stops for good, like 1008", () => {
   assert.equal(c.state, "closed");
   mock.timers.tick(60_000);
   assert.equal(FakeSocket.all.length, 1);
+});
+
+test("inbox commands are sent as the protocol's messages", () => {
+  const c = client({ userId: 42 });
+  c.connect();
+  last().greet();
+  const sent = last().sent;
+  sent.length = 0;
+  assert.equal(c.markSeen(), true);
+  c.markSeen(7);
+  c.markAllRead();
+  c.markAllRead({ notificationType: "comment", upToId: 9 });
+  c.archive(3);
+  c.unarchive(3);
+  c.delete(4);
+  c.getCounts();
+  c.updatePreferences(new Set(["digest"]));
+  assert.deepEqual(sent, [
+    { type: "mark_seen" },
+    { type: "mark_seen", up_to_id: 7 },
+    { type: "mark_all_read" },
+    { type: "mark_all_read", notification_type: "comment", up_to_id: 9 },
+    { type: "archive", notification_id: 3 },
+    { type: "unarchive", notification_id: 3 },
+    { type: "delete", notification_id: 4 },
+    { type: "get_counts" },
+    { type: "update_preferences", muted_types: ["digest"] },
+  ]);
+  c.close();
+  assert.equal(c.archive(3), false); // not connected
+});
+
+test("inbox events reach their listeners", () => {
+  const c = client({ userId: 42 });
+  const names = ["seen", "readall", "archived", "unarchived", "deleted", "counts", "preferences"];
+  const got = Object.fromEntries(names.map((name) => [name, collect(c, name)]));
+  c.connect();
+  const ws = last();
+  ws.greet();
+  ws.receive({ type: "notifications_seen", up_to_id: 12 });
+  ws.receive({ type: "notifications_marked_read", up_to_id: 12, notification_type: null });
+  ws.receive({ type: "notifications_marked_read", up_to_id: 10, notification_type: "comment" });
+  ws.receive({ type: "notification_archived", notification_id: 5 });
+  ws.receive({ type: "notification_unarchived", notification_id: 5 });
+  ws.receive({ type: "notification_deleted", notification_id: 6 });
+  ws.receive({ type: "counts", unread: 2, unseen: 1, by_type: { comment: { unread: 2, unseen: 1 } } });
+  ws.receive({ type: "preferences_updated", muted_types: ["digest"] });
+  assert.deepEqual(got, {
+    seen: [{ up_to_id: 12 }],
+    readall: [
+      { up_to_id: 12, notification_type: null },
+      { up_to_id: 10, notification_type: "comment" },
+    ],
+    archived: [{ notification_id: 5 }],
+    unarchived: [{ notification_id: 5 }],
+    deleted: [{ notification_id: 6 }],
+    counts: [{ unread: 2, unseen: 1, by_type: { comment: { unread: 2, unseen: 1 } } }],
+    preferences: [{ muted_types: ["digest"] }],
+  });
+  c.close();
+});
+
+/** A fetch that records requests and answers from a queue of [status, body]. */
+function fakeFetch(answers) {
+  const calls = [];
+  const fetch = async (url, init) => {
+    calls.push({ url, method: init.method, headers: init.headers, body: init.body ? JSON.parse(init.body) : undefined });
+    const [status, body] = answers.shift() ?? [200, {}];
+    return { status, ok: status < 300, json: async () => body };
+  };
+  return { calls, fetch };
+}
+
+test("TidingsRest calls the §6 endpoints with the credentials", async () => {
+  const { calls, fetch } = fakeFetch([
+    [200, { notifications: [], has_more: false }],
+    [200, { unread: 1, unseen: 0, by_type: {} }],
+    [200, { up_to_id: 9, seen: 3 }],
+    [200, { up_to_id: 9, read: 2 }],
+    [200, { id: 4, archived: true }],
+    [200, { id: 4, archived: false }],
+    [204, null],
+    [200, { muted_types: ["a"] }],
+    [200, { muted_types: ["a", "b"] }],
+  ]);
+  const rest = new TidingsRest({ baseUrl: "http://h", userId: 42, fetch });
+  await rest.list({ types: ["a", "b"], priorities: ["high"], read: false, seen: true, archived: true,
+    createdAfter: new Date("2026-01-01T00:00:00Z"), limit: 20, beforeId: 99 });
+  assert.deepEqual(await rest.counts(), { unread: 1, unseen: 0, by_type: {} });
+  assert.deepEqual(await rest.markSeen(), { up_to_id: 9, seen: 3 });
+  await rest.markAllRead({ notificationType: "a" });
+  await rest.archive(4);
+  await rest.unarchive(4);
+  assert.equal(await rest.delete(4), null);
+  await rest.preferences();
+  await rest.updatePreferences(["b", "a"]);
+  assert.deepEqual(
+    calls.map(({ method, url, body }) => [method, url, body]),
+    [
+      ["GET", "http://h/api/v1/notifications?type=a%2Cb&priority=high&read=false&seen=true&archived=true&created_after=2026-01-01T00%3A00%3A00.000Z&limit=20&before_id=99", undefined],
+      ["GET", "http://h/api/v1/notifications/counts", undefined],
+      ["POST", "http://h/api/v1/notifications/seen", {}],
+      ["POST", "http://h/api/v1/notifications/read_all", { notification_type: "a" }],
+      ["POST", "http://h/api/v1/notifications/4/archive", undefined],
+      ["POST", "http://h/api/v1/notifications/4/unarchive", undefined],
+      ["DELETE", "http://h/api/v1/notifications/4", undefined],
+      ["GET", "http://h/api/v1/preferences", undefined],
+      ["PUT", "http://h/api/v1/preferences", { muted_types: ["b", "a"] }],
+    ],
+  );
+  assert.equal(calls[0].headers["X-Tidings-User"], "42");
+});
+
+test("TidingsRest rejects with the error's status, code and field", async () => {
+  const { calls, fetch } = fakeFetch([
+    [422, { error: { code: "invalid_request", message: "too long", field: "muted_types" } }],
+    [404, { error: { code: "not_found", message: "no such notification" } }],
+  ]);
+  const rest = new TidingsRest({ getToken: async () => "jwt", fetch });
+  await assert.rejects(rest.updatePreferences(["x".repeat(65)]), (err) =>
+    err instanceof TidingsHttpError && err.status === 422 && err.field === "muted_types");
+  await assert.rejects(rest.archive(1), (err) => err instanceof TidingsHttpError && err.code === "not_found");
+  assert.equal(calls[0].headers.Authorization, "Bearer jwt");
 });

@@ -18,7 +18,62 @@ export interface Notification {
   createdAt: Date | undefined;
   read: boolean;
   readAt: Date | undefined;
+  /** The user has looked at the list up to here (the badge no longer counts it). */
+  seen: boolean;
+  seenAt: Date | undefined;
+  /** Out of the default list and the counts; `Inbox.list({ archived: true })` shows it. */
+  archived: boolean;
+  archivedAt: Date | undefined;
+  /** After this instant it is never delivered, listed or counted again. */
+  expiresAt: Date | undefined;
+  /** Delivered and counted even when the user muted its type. */
+  ignoreMutes: boolean;
 }
+
+/** Unread and unseen notifications of one type. */
+export interface TypeCounts {
+  unread: bigint;
+  unseen: bigint;
+}
+
+/** The badge figures: archived and expired ones never count; muted types count only in
+ * `byType` (unless a notification was sent with `ignoreMutes`). */
+export interface Counts {
+  unread: bigint;
+  unseen: bigint;
+  /** Every type with a nonzero unread or unseen count, muted ones included. */
+  byType: Record<string, TypeCounts>;
+}
+
+/** One page of `Inbox.list`, newest first; `nextBeforeId` is the next page's cursor. */
+export interface Page {
+  notifications: Notification[];
+  hasMore: boolean;
+  nextBeforeId: bigint | undefined;
+}
+
+/** The answer to a mark seen / mark all read. */
+export interface MarkResult {
+  /** The id the mark went up to (the newest one when the call did not say). */
+  upToId: bigint;
+  /** How many notifications changed. */
+  changed: bigint;
+}
+
+/**
+ * What happened to the user's inbox, by any session or call of the user, on any node;
+ * a Subscriber hands each to its `onEvent` callback, in wire order.
+ */
+export type InboxEvent =
+  | { kind: "markedRead"; notificationId: bigint }
+  | { kind: "seen"; upToId: bigint }
+  | { kind: "allMarkedRead"; upToId: bigint; notificationType: string | undefined }
+  | { kind: "archived"; notificationId: bigint }
+  | { kind: "unarchived"; notificationId: bigint }
+  | { kind: "deleted"; notificationId: bigint }
+  | { kind: "preferencesUpdated"; mutedTypes: string[] };
+
+export type InboxListener = (event: InboxEvent) => void;
 
 /** The server's greeting on a live session. */
 export interface ConnectionInfo {
@@ -104,7 +159,45 @@ export function notificationFromPb(n: pb.Notification): Notification {
     createdAt: date(n.createdAt),
     read: n.read,
     readAt: date(n.readAt),
+    seen: n.seen,
+    seenAt: date(n.seenAt),
+    archived: n.archived,
+    archivedAt: date(n.archivedAt),
+    expiresAt: date(n.expiresAt),
+    ignoreMutes: n.ignoreMutes,
   };
+}
+
+export function countsFromPb(c: streamPb.GetCountsResponse | streamPb.CountsEvent): Counts {
+  const byType: Record<string, TypeCounts> = {};
+  for (const name of Object.keys(c.byType).sort()) {
+    const t = c.byType[name]!;
+    byType[name] = { unread: t.unread, unseen: t.unseen };
+  }
+  return { unread: c.unread, unseen: c.unseen, byType };
+}
+
+/** The inbox event a live-session message carries, or undefined for any other message. */
+export function inboxEventFromPb(message: streamPb.ConnectResponse): InboxEvent | undefined {
+  const kind = message.kind;
+  switch (kind.case) {
+    case "notificationMarkedRead":
+      return { kind: "markedRead", notificationId: kind.value.notificationId };
+    case "notificationsSeen":
+      return { kind: "seen", upToId: kind.value.upToId };
+    case "notificationsMarkedRead":
+      return { kind: "allMarkedRead", upToId: kind.value.upToId, notificationType: kind.value.notificationType || undefined };
+    case "notificationArchived":
+      return { kind: "archived", notificationId: kind.value.notificationId };
+    case "notificationUnarchived":
+      return { kind: "unarchived", notificationId: kind.value.notificationId };
+    case "notificationDeleted":
+      return { kind: "deleted", notificationId: kind.value.notificationId };
+    case "preferencesUpdated":
+      return { kind: "preferencesUpdated", mutedTypes: [...kind.value.mutedTypes] };
+    default:
+      return undefined;
+  }
 }
 
 export function connectionInfoFromPb(c: streamPb.ConnectionEstablished): ConnectionInfo {

@@ -9,11 +9,13 @@
  */
 
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createClient, type Client } from "@connectrpc/connect";
 import { NotificationAdminService } from "../gen/tidings/v1/admin_pb.js";
 import { Backoff, type BackoffPolicy } from "./backoff.js";
 import { DEFAULT_TARGET, identityHeaders, openTransport, type OwnedTransport, type TokenSource } from "./channel.js";
-import { ClosedError, rpcError } from "./errors.js";
+import { callWithRetries } from "./calls.js";
+import { ClosedError } from "./errors.js";
 import { notificationFromPb, priorityToPb, type Notification, type Priority } from "./models.js";
 
 export interface PublisherOptions {
@@ -30,6 +32,10 @@ export interface CreateOptions {
   data?: Record<string, unknown>;
   priority?: Priority;
   idempotencyKey?: string;
+  /** Never delivered, listed or counted after this instant (must be in the future). */
+  expiresAt?: Date;
+  /** Deliver and count it even when the user muted its type (e.g. a security alert). */
+  ignoreMutes?: boolean;
   timeoutMs?: number;
 }
 
@@ -65,6 +71,8 @@ export class Publisher {
       dataJson: options.data ? JSON.stringify(options.data) : "",
       priority: priorityToPb(options.priority ?? "normal"),
       idempotencyKey: options.idempotencyKey ?? randomUUID(),
+      expiresAt: options.expiresAt === undefined ? undefined : timestampFromDate(options.expiresAt),
+      ignoreMutes: options.ignoreMutes ?? false,
     };
     const response = await this.call(
       (timeoutMs) => this.client.createNotification(request, { timeoutMs, headers: this.headers() }),
@@ -90,6 +98,8 @@ export class Publisher {
       message: options.message ?? "",
       dataJson: options.data ? JSON.stringify(options.data) : "",
       priority: priorityToPb(options.priority ?? "normal"),
+      expiresAt: options.expiresAt === undefined ? undefined : timestampFromDate(options.expiresAt),
+      ignoreMutes: options.ignoreMutes ?? false,
     };
     const response = await this.call(
       (timeoutMs) => this.client.broadcastNotification(request, { timeoutMs, headers: this.headers() }),
@@ -134,18 +144,6 @@ export class Publisher {
 
   private async call<T>(attempt: (timeoutMs: number) => Promise<T>, timeoutMs: number | undefined, retry: boolean): Promise<T> {
     if (this.closed) throw new ClosedError("this Publisher is closed");
-    const deadline = Date.now() + (timeoutMs ?? this.timeoutMs);
-    for (let failures = 0; ; failures++) {
-      try {
-        return await attempt(Math.max(deadline - Date.now(), 1));
-      } catch (err) {
-        const ce = ConnectError.from(err);
-        const delay = this.backoff.delayMs(failures);
-        if (!retry || ce.code !== Code.Unavailable || failures >= this.retries || Date.now() + delay >= deadline) {
-          throw rpcError(ce);
-        }
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
-    }
+    return callWithRetries(attempt, { timeoutMs: timeoutMs ?? this.timeoutMs, retries: this.retries, backoff: this.backoff, retry });
   }
 }

@@ -8,8 +8,12 @@
  * least `afterAbortMs`; UNAUTHENTICATED / PERMISSION_DENIED end the iteration with AuthError.
  *
  * Commands on the live stream are answered in order, so unanswered ones wait in a FIFO
- * matched against the answers, and the FIFO is sent again after a reconnect (mark read,
- * subscribe and unsubscribe are all idempotent).
+ * matched against the answers, and the FIFO is sent again after a reconnect. Every
+ * command may be sent twice without harm, except that a `delete` the server carried out
+ * before the connection broke is answered `not_found` the second time: taken as done.
+ * The inbox events of the user's other sessions arrive on the same stream; they answer
+ * no command unless they match its head exactly (same id, same type), and every one of
+ * them reaches `onEvent` as a typed InboxEvent.
  *
  * With `getToken`, the session's token is refreshed in-band when the server warns that it
  * expires (`token_expiring`, docs/PROTOCOL.md §2.7), and a session that ran out anyway
@@ -34,11 +38,16 @@ import {
   EVERYTHING,
   admits,
   connectionInfoFromPb,
+  countsFromPb,
+  inboxEventFromPb,
   notificationFromPb,
   subscribe,
   subscriptionFromPb,
   unsubscribe,
   type ConnectionInfo,
+  type Counts,
+  type InboxEvent,
+  type InboxListener,
   type Notification,
   type Subscription,
 } from "./models.js";
@@ -68,15 +77,37 @@ export interface SubscriberOptions {
   backoff?: BackoffPolicy;
   onState?: StateListener;
   onMarkedRead?: (id: bigint) => void;
+  /** Every inbox event of the user (marks, archive, delete, preferences), from any
+   * session or call, in wire order. */
+  onEvent?: InboxListener;
   connectTimeoutMs?: number;
   commandTimeoutMs?: number;
   bufferSize?: number;
 }
 
+type CommandKind =
+  | "markRead"
+  | "subscribe"
+  | "unsubscribe"
+  | "refresh"
+  | "markSeen"
+  | "markAllRead"
+  | "archive"
+  | "unarchive"
+  | "delete"
+  | "getCounts"
+  | "updatePreferences";
+
 interface Command {
-  kind: "markRead" | "subscribe" | "unsubscribe" | "refresh";
+  kind: CommandKind;
   request: ConnectRequest;
   notificationId?: bigint;
+  /** markSeen / markAllRead: the up-to id asked for (0n: the newest). */
+  upToId?: bigint;
+  /** markAllRead: the type asked for; updatePreferences: the muted types, sorted. */
+  expect?: string | undefined;
+  /** How many connections it was written on. */
+  writes: number;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
@@ -197,7 +228,7 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
   async markRead(id: bigint | number, timeoutMs?: number): Promise<void> {
     const notificationId = BigInt(id);
     const request = create(ConnectRequestSchema, { kind: { case: "markRead", value: { notificationId } } });
-    await this.command("markRead", request, timeoutMs, notificationId);
+    await this.command("markRead", request, timeoutMs, { notificationId });
   }
 
   /** Receive (also) these types; resolves with the filter the server now applies. */
@@ -216,6 +247,63 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
       kind: { case: "unsubscribe", value: { notificationTypes: [...types] } },
     });
     return (await this.command("unsubscribe", request, timeoutMs)) as Subscription;
+  }
+
+  /** Mark the user's notifications seen up to `upToId` (default: the newest); resolves
+   * with the id the mark went up to. Every session of the user hears `seen`. */
+  async markSeen(upToId?: bigint | number, timeoutMs?: number): Promise<bigint> {
+    const id = BigInt(upToId ?? 0);
+    const request = create(ConnectRequestSchema, { kind: { case: "markSeen", value: { upToId: id } } });
+    return (await this.command("markSeen", request, timeoutMs, { upToId: id })) as bigint;
+  }
+
+  /** Mark the user's unread notifications read (of `notificationType` only, up to `upToId`
+   * when given); resolves with the id the mark went up to. Every session hears one
+   * `allMarkedRead`. */
+  async markAllRead(options: { notificationType?: string; upToId?: bigint | number; timeoutMs?: number } = {}): Promise<bigint> {
+    const upToId = BigInt(options.upToId ?? 0);
+    const notificationType = options.notificationType ?? "";
+    const request = create(ConnectRequestSchema, { kind: { case: "markAllRead", value: { notificationType, upToId } } });
+    const result = await this.command("markAllRead", request, options.timeoutMs, { upToId, expect: notificationType || undefined });
+    return result as bigint;
+  }
+
+  /** Archive one notification; rejects with CommandError `not_found` for an id not the user's. */
+  async archive(id: bigint | number, timeoutMs?: number): Promise<void> {
+    const notificationId = BigInt(id);
+    const request = create(ConnectRequestSchema, { kind: { case: "archive", value: { notificationId } } });
+    await this.command("archive", request, timeoutMs, { notificationId });
+  }
+
+  /** Bring an archived notification back. */
+  async unarchive(id: bigint | number, timeoutMs?: number): Promise<void> {
+    const notificationId = BigInt(id);
+    const request = create(ConnectRequestSchema, { kind: { case: "unarchive", value: { notificationId } } });
+    await this.command("unarchive", request, timeoutMs, { notificationId });
+  }
+
+  /** Delete one notification for good; rejects with CommandError `not_found` for an id
+   * not the user's (or already deleted). */
+  async delete(id: bigint | number, timeoutMs?: number): Promise<void> {
+    const notificationId = BigInt(id);
+    const request = create(ConnectRequestSchema, { kind: { case: "delete", value: { notificationId } } });
+    await this.command("delete", request, timeoutMs, { notificationId });
+  }
+
+  /** The user's unread and unseen counts, in total and per type (as `Inbox.counts`). */
+  async getCounts(timeoutMs?: number): Promise<Counts> {
+    const request = create(ConnectRequestSchema, { kind: { case: "getCounts", value: {} } });
+    return (await this.command("getCounts", request, timeoutMs)) as Counts;
+  }
+
+  /** Replace the user's muted types; resolves with them as stored (sorted). Rejects with
+   * CommandError `invalid_message` for a bad list (nothing changes). */
+  async updatePreferences(mutedTypes: readonly string[], timeoutMs?: number): Promise<string[]> {
+    const request = create(ConnectRequestSchema, {
+      kind: { case: "updatePreferences", value: { mutedTypes: [...mutedTypes] } },
+    });
+    const expect = JSON.stringify([...new Set(mutedTypes)].sort());
+    return (await this.command("updatePreferences", request, timeoutMs, { expect })) as string[];
   }
 
   /** Send the live session a fresh token (`token`, or `getToken`'s); resolves once the
@@ -239,10 +327,10 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
   }
 
   private command(
-    kind: Command["kind"],
+    kind: CommandKind,
     request: ConnectRequest,
     timeoutMs: number | undefined,
-    notificationId?: bigint,
+    match: Pick<Command, "notificationId" | "upToId" | "expect"> = {},
   ): Promise<unknown> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new ClosedError("this Subscriber is closed"));
@@ -258,35 +346,35 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
           clearTimeout(timer);
           f(v);
         };
-      const command: Command = { kind, request, resolve: settle(resolve), reject: settle(reject) };
-      if (notificationId !== undefined) command.notificationId = notificationId;
+      const command: Command = { kind, request, writes: 0, resolve: settle(resolve), reject: settle(reject), ...match };
       this.pending.push(command);
-      this.requests?.push(request);
+      if (this.requests !== undefined) {
+        this.requests.push(request);
+        command.writes += 1;
+      }
     });
   }
 
-  private answer(kind: "error" | "markRead" | "subscription" | "refreshed", value: unknown): void {
+  /** An answer-shaped message arrived: settle the head command if it is its answer. */
+  private answer(kind: "error" | "event" | "subscription" | "refreshed" | "counts", value: unknown): void {
     const head = this.pending[0];
     if (head === undefined) return;
-    if (kind === "refreshed") {
-      if (head.kind === "refresh") {
-        this.pending.shift();
-        head.resolve(undefined);
-      }
-    } else if (kind === "error") {
+    if (kind === "error") {
       this.pending.shift();
       const [code, message] = value as [string, string];
-      head.reject(new CommandError(code, message));
-    } else if (kind === "markRead") {
-      // Another device's mark-read echo may name a different id: not our answer.
-      if (head.kind === "markRead" && head.notificationId === value) {
-        this.pending.shift();
-        head.resolve(undefined);
-      }
-    } else if (head.kind === "subscribe" || head.kind === "unsubscribe") {
-      this.pending.shift();
-      head.resolve(value);
+      // A delete written on an earlier connection too: the first one went through.
+      if (head.kind === "delete" && head.writes > 1 && code === "not_found") head.resolve(undefined);
+      else head.reject(new CommandError(code, message));
+      return;
     }
+    const answered =
+      (kind === "refreshed" && head.kind === "refresh") ||
+      (kind === "subscription" && (head.kind === "subscribe" || head.kind === "unsubscribe")) ||
+      (kind === "counts" && head.kind === "getCounts") ||
+      (kind === "event" && answers(head, value as InboxEvent));
+    if (!answered) return;
+    this.pending.shift();
+    head.resolve(kind === "event" ? resultOf(value as InboxEvent) : value);
   }
 
   private failPending(error: unknown): void {
@@ -395,7 +483,10 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
           // This connection carries a fresh token already: pending refreshes are moot.
           for (const command of this.pending.filter((c) => c.kind === "refresh")) command.resolve(undefined);
           this.pending.splice(0, this.pending.length, ...this.pending.filter((c) => c.kind !== "refresh"));
-          for (const command of this.pending) requests.push(command.request);
+          for (const command of this.pending) {
+            requests.push(command.request);
+            command.writes += 1;
+          }
           this.requests = requests;
           const interval = this.info.heartbeatInterval;
           silenceMs = interval > 0 ? DEAD_AFTER_HEARTBEATS * interval * 1000 : undefined;
@@ -496,8 +587,20 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
         return undefined;
       }
       case "notificationMarkedRead":
-        this.answer("markRead", kind.value.notificationId);
-        this.options.onMarkedRead?.(kind.value.notificationId);
+      case "notificationsSeen":
+      case "notificationsMarkedRead":
+      case "notificationArchived":
+      case "notificationUnarchived":
+      case "notificationDeleted":
+      case "preferencesUpdated": {
+        const event = inboxEventFromPb(message)!;
+        this.answer("event", event);
+        if (event.kind === "markedRead") this.callBack(this.options.onMarkedRead, event.notificationId);
+        this.callBack(this.options.onEvent, event);
+        return undefined;
+      }
+      case "counts":
+        this.answer("counts", countsFromPb(kind.value));
         return undefined;
       case "subscriptionUpdated":
         this.answer("subscription", subscriptionFromPb(kind.value));
@@ -528,11 +631,58 @@ export class Subscriber implements AsyncIterable<Notification>, AsyncIterator<No
     for (const waiter of this.connectedWaiters.splice(0)) waiter.reject(error);
   }
 
+  private callBack<T>(callback: ((value: T) => void) | undefined, value: T): void {
+    try {
+      callback?.(value);
+    } catch (err) {
+      console.error("a Subscriber callback threw", err);
+    }
+  }
+
   private emit(event: StateEvent): void {
     try {
       this.options.onState?.(event);
     } catch (err) {
       console.error("a Subscriber onState callback threw", err);
     }
+  }
+}
+
+/** Whether the inbox event answers the command: events name what they did, so another
+ * session's echo is told apart by its ids; a mark "up to the newest" takes any mark of
+ * its kind. */
+function answers(head: Command, event: InboxEvent): boolean {
+  switch (event.kind) {
+    case "markedRead":
+      return head.kind === "markRead" && head.notificationId === event.notificationId;
+    case "archived":
+      return head.kind === "archive" && head.notificationId === event.notificationId;
+    case "unarchived":
+      return head.kind === "unarchive" && head.notificationId === event.notificationId;
+    case "deleted":
+      return head.kind === "delete" && head.notificationId === event.notificationId;
+    case "seen":
+      return head.kind === "markSeen" && (head.upToId === 0n || head.upToId === event.upToId);
+    case "allMarkedRead":
+      return (
+        head.kind === "markAllRead" &&
+        head.expect === event.notificationType &&
+        (head.upToId === 0n || head.upToId === event.upToId)
+      );
+    case "preferencesUpdated":
+      return head.kind === "updatePreferences" && head.expect === JSON.stringify(event.mutedTypes);
+  }
+}
+
+/** What a command's call resolves with, from its answer. */
+function resultOf(event: InboxEvent): unknown {
+  switch (event.kind) {
+    case "seen":
+    case "allMarkedRead":
+      return event.upToId;
+    case "preferencesUpdated":
+      return event.mutedTypes;
+    default:
+      return undefined;
   }
 }

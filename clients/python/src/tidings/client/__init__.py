@@ -1,4 +1,4 @@
-"""Tidings for Python applications: a resuming ``Subscriber`` and a ``Publisher``.
+"""Tidings for Python applications: a resuming ``Subscriber``, an ``Inbox`` and a ``Publisher``.
 
 ::
 
@@ -27,16 +27,33 @@ from tidings.client.errors import (
     TidingsError,
     UnavailableError,
 )
+from tidings.client.events import (
+    InboxEvent,
+    InboxListener,
+    NotificationArchived,
+    NotificationDeleted,
+    NotificationMarkedRead,
+    NotificationsMarkedRead,
+    NotificationsSeen,
+    NotificationUnarchived,
+    PreferencesUpdated,
+)
+from tidings.client.inbox import Inbox
 from tidings.client.models import (
     ConnectionInfo,
     ConnectionStatus,
+    Counts,
     CreateResult,
+    MarkResult,
     NewNotification,
     NodeStats,
     Notification,
+    Page,
+    Preferences,
     Priority,
     Stats,
     Subscription,
+    TypeCounts,
 )
 from tidings.client.publisher import Publisher
 from tidings.client.states import (
@@ -64,15 +81,29 @@ __all__ = [
     "ConnectionInfo",
     "ConnectionState",
     "ConnectionStatus",
+    "Counts",
     "CreateResult",
     "DisconnectReason",
     "Disconnected",
+    "Inbox",
+    "InboxEvent",
+    "InboxListener",
     "InvalidArgumentError",
+    "MarkResult",
     "NewNotification",
     "NodeStats",
     "NotFoundError",
     "Notification",
+    "NotificationArchived",
+    "NotificationDeleted",
+    "NotificationMarkedRead",
+    "NotificationUnarchived",
+    "NotificationsMarkedRead",
+    "NotificationsSeen",
+    "Page",
     "PermissionDeniedError",
+    "Preferences",
+    "PreferencesUpdated",
     "Priority",
     "Publisher",
     "RandomSource",
@@ -88,6 +119,7 @@ __all__ = [
     "TidingsError",
     "TokenProvider",
     "TokenSource",
+    "TypeCounts",
     "UnavailableError",
     "full_jitter",
 ]

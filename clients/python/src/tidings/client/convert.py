@@ -8,14 +8,26 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tidings.client.events import (
+    InboxEvent,
+    NotificationArchived,
+    NotificationDeleted,
+    NotificationMarkedRead,
+    NotificationsMarkedRead,
+    NotificationsSeen,
+    NotificationUnarchived,
+    PreferencesUpdated,
+)
 from tidings.client.models import (
     ConnectionInfo,
     ConnectionStatus,
+    Counts,
     NodeStats,
     Notification,
     Priority,
     Stats,
     Subscription,
+    TypeCounts,
 )
 from tidings.v1 import admin_pb2, notification_pb2, stream_pb2
 
@@ -38,6 +50,15 @@ def priority_from_pb(value: int) -> Priority:
 
 def _time(ts: Timestamp) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    """A protobuf Timestamp for an aware datetime (a naive one is refused: whose zone?)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("timestamps must be timezone-aware datetimes")
+    ts = Timestamp()
+    ts.FromDatetime(moment.astimezone(UTC))
+    return ts
 
 
 def parse_data(data_json: str) -> dict[str, Any]:
@@ -71,7 +92,45 @@ def notification(msg: notification_pb2.Notification) -> Notification:
         created_at=_time(msg.created_at) if msg.HasField("created_at") else None,
         read=msg.read,
         read_at=_time(msg.read_at) if msg.HasField("read_at") else None,
+        seen=msg.seen,
+        seen_at=_time(msg.seen_at) if msg.HasField("seen_at") else None,
+        archived=msg.archived,
+        archived_at=_time(msg.archived_at) if msg.HasField("archived_at") else None,
+        expires_at=_time(msg.expires_at) if msg.HasField("expires_at") else None,
+        ignore_mutes=msg.ignore_mutes,
     )
+
+
+def counts(msg: stream_pb2.GetCountsResponse | stream_pb2.CountsEvent) -> Counts:
+    return Counts(
+        unread=msg.unread,
+        unseen=msg.unseen,
+        by_type={
+            name: TypeCounts(unread=c.unread, unseen=c.unseen)
+            for name, c in sorted(msg.by_type.items())
+        },
+    )
+
+
+def inbox_event(message: stream_pb2.ConnectResponse) -> InboxEvent | None:
+    """The inbox event a live-session message carries, or None for any other message."""
+    kind = message.WhichOneof("kind")
+    if kind == "notification_marked_read":
+        return NotificationMarkedRead(message.notification_marked_read.notification_id)
+    if kind == "notifications_seen":
+        return NotificationsSeen(message.notifications_seen.up_to_id)
+    if kind == "notifications_marked_read":
+        marked = message.notifications_marked_read
+        return NotificationsMarkedRead(marked.up_to_id, marked.notification_type or None)
+    if kind == "notification_archived":
+        return NotificationArchived(message.notification_archived.notification_id)
+    if kind == "notification_unarchived":
+        return NotificationUnarchived(message.notification_unarchived.notification_id)
+    if kind == "notification_deleted":
+        return NotificationDeleted(message.notification_deleted.notification_id)
+    if kind == "preferences_updated":
+        return PreferencesUpdated(tuple(message.preferences_updated.muted_types))
+    return None
 
 
 def connection_info(msg: stream_pb2.ConnectionEstablished) -> ConnectionInfo:

@@ -1,61 +1,311 @@
-"""The buffer between a Subscriber's network reader and the application's iterator."""
+"""The Inbox: one user's stored notifications, through the unary calls of NotificationStream.
+
+A live ``Subscriber`` receives; an ``Inbox`` looks back and acts: list with filters,
+counts for the badge, mark seen, mark (all) read, archive, delete, and the preferences
+(muted types). Every change is told to every live session of the user as an inbox event
+(``tidings.client.events``), whichever node it runs on.
+
+Each call has a deadline (``timeout``, covering all its attempts) and UNAVAILABLE is
+retried with backoff, at most ``retries`` times, except for ``delete``: a retried delete
+whose first attempt went through would fail with ``NotFoundError``, which would hide
+that it worked. Every other call may be repeated without harm (marks and archive are
+idempotent; ``update_preferences`` replaces the whole set).
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
-from tidings.client.models import Notification
+import grpc
+
+from tidings.client import convert
+from tidings.client.backoff import Backoff, BackoffPolicy
+from tidings.client.calls import call_with_retries
+from tidings.client.channel import DEFAULT_TARGET, Identity, TokenSource, open_channel
+from tidings.client.errors import ClosedError
+from tidings.client.models import (
+    Counts,
+    MarkResult,
+    Notification,
+    Page,
+    Preferences,
+    Priority,
+)
+from tidings.v1 import stream_pb2, stream_pb2_grpc
+
+T = TypeVar("T")
 
 
 class Inbox:
-    """Received, not yet handed out notifications; then an end (a clean stop or an error).
+    """The caller's own inbox.
 
-    The reader never waits here: it must keep reading, or heartbeats and command answers
-    would go unheard while the application is busy. The Subscriber watches ``len`` and
-    pauses the stream itself when the application falls too far behind.
+    ::
+
+        async with Inbox("127.0.0.1:50051", token=jwt) as inbox:
+            counts = await inbox.counts()              # the badge
+            page = await inbox.list(types=["comment"], read=False)
+            await inbox.mark_seen()                    # the bell was opened
+            await inbox.archive(page.notifications[0].id)
+            await inbox.update_preferences(muted_types=["digest"])
+
+    Give ``token`` in secure mode, or ``user`` against a server in insecure development
+    mode. An id that is not the caller's raises ``NotFoundError``; a bad argument
+    ``InvalidArgumentError`` whose ``field`` names it, and changes nothing.
     """
 
-    def __init__(self) -> None:
-        self._items: deque[Notification] = deque()
-        self._end: BaseException | None = None
-        self._changed = asyncio.Event()
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        token: TokenSource | None = None,
+        user: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: BackoffPolicy | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must not be negative")
+        self._identity = Identity(token=token, user=user)
+        self._timeout = timeout
+        self._retries = retries
+        self._backoff: BackoffPolicy = backoff or Backoff(base=0.1, cap=2.0)
+        self._channel = open_channel(
+            target,
+            credentials=channel_credentials,
+            options=channel_options,
+            interceptors=interceptors,
+        )
+        self._stub = stream_pb2_grpc.NotificationStreamStub(self._channel)
+        self._closed = False
 
-    def __len__(self) -> int:
-        return len(self._items)
+    async def __aenter__(self) -> Self:
+        return self
 
-    @property
-    def ended(self) -> bool:
-        return self._end is not None
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
-    def put(self, notification: Notification) -> None:
-        if self._end is None:
-            self._items.append(notification)
-            self._changed.set()
+    async def close(self) -> None:
+        """Close the channel; calls still running are cancelled."""
+        if not self._closed:
+            self._closed = True
+            await self._channel.close()
 
-    def end(self, error: BaseException | None = None, *, discard: bool = False) -> None:
-        """No more items: the iterator stops (``error`` None) or raises ``error``, once the
-        buffered items are handed out (unless ``discard``)."""
-        if self._end is None:
-            self._end = error if error is not None else StopAsyncIteration()
-        if discard:
-            self._items.clear()
-        self._changed.set()
+    # --- reading -----------------------------------------------------------------------
 
-    async def get(self) -> Notification:
-        while not self._items:
-            if self._end is not None:
-                if isinstance(self._end, StopAsyncIteration):
-                    raise StopAsyncIteration
-                raise self._end
-            self._changed.clear()
-            await self._changed.wait()
-        item = self._items.popleft()
-        self._changed.set()
-        return item
+    async def list(
+        self,
+        *,
+        types: Iterable[str] = (),
+        read: bool | None = None,
+        seen: bool | None = None,
+        archived: bool = False,
+        priorities: Iterable[Priority | str] = (),
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        unread_only: bool = False,
+        limit: int = 0,
+        before_id: int | None = None,
+        timeout: float | None = None,
+    ) -> Page:
+        """One page of the caller's notifications, newest first.
 
-    async def wait_until_at_most(self, size: int) -> None:
-        """Return once at most ``size`` items are buffered, or the inbox has ended."""
-        while len(self._items) > size and self._end is None:
-            self._changed.clear()
-            await self._changed.wait()
+        Filters combine: ``types`` and ``priorities`` (any of them; empty: all),
+        ``read`` / ``seen`` (only true or only false ones; None: both), ``archived``
+        (only archived ones; by default only the others), ``created_after`` /
+        ``created_before`` (strict, aware datetimes). ``limit`` is 1–200 (0: 50). The
+        next page is ``before_id=page.next_before_id``; the cursor stays put while new
+        notifications arrive. Muted types are listed; expired ones are not.
+        """
+        request = stream_pb2.ListNotificationsRequest(
+            unread_only=unread_only,
+            limit=limit,
+            before_id=before_id or 0,
+            types=list(types),
+            archived=archived,
+            priorities=[convert.priority_to_pb(p) for p in priorities],
+        )
+        if read is not None:
+            request.read = read
+        if seen is not None:
+            request.seen = seen
+        if created_after is not None:
+            request.created_after.CopyFrom(convert.timestamp(created_after))
+        if created_before is not None:
+            request.created_before.CopyFrom(convert.timestamp(created_before))
+        response = await self._call(
+            lambda remaining: self._stub.ListNotifications(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+        )
+        return Page(
+            notifications=tuple(convert.notification(n) for n in response.notifications),
+            has_more=response.has_more,
+        )
+
+    async def counts(self, *, timeout: float | None = None) -> Counts:
+        """Unread and unseen, in total (muted types left out) and per type."""
+        response = await self._call(
+            lambda remaining: self._stub.GetCounts(
+                stream_pb2.GetCountsRequest(),
+                timeout=remaining,
+                metadata=self._identity.metadata(),
+            ),
+            timeout,
+        )
+        return convert.counts(response)
+
+    async def unread_count(self, *, timeout: float | None = None) -> int:
+        """How many are unread (the same as ``counts().unread``)."""
+        response = await self._call(
+            lambda remaining: self._stub.GetUnreadCount(
+                stream_pb2.GetUnreadCountRequest(),
+                timeout=remaining,
+                metadata=self._identity.metadata(),
+            ),
+            timeout,
+        )
+        return response.unread
+
+    async def preferences(self, *, timeout: float | None = None) -> Preferences:
+        """The caller's stored preferences."""
+        response = await self._call(
+            lambda remaining: self._stub.GetPreferences(
+                stream_pb2.GetPreferencesRequest(),
+                timeout=remaining,
+                metadata=self._identity.metadata(),
+            ),
+            timeout,
+        )
+        return Preferences(muted_types=tuple(response.muted_types))
+
+    # --- acting ------------------------------------------------------------------------
+
+    async def mark_read(
+        self, notification_id: int, *, timeout: float | None = None
+    ) -> Notification:
+        """Mark one notification read; returns it as stored now."""
+        request = stream_pb2.MarkReadRequest(notification_id=notification_id)
+        response = await self._call(
+            lambda remaining: self._stub.MarkRead(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+        )
+        return convert.notification(response.notification)
+
+    async def mark_seen(
+        self, up_to_id: int | None = None, *, timeout: float | None = None
+    ) -> MarkResult:
+        """Mark every notification up to ``up_to_id`` (None: the newest) seen: the badge
+        clears. Already seen ones keep their ``seen_at``."""
+        request = stream_pb2.MarkSeenRequest(up_to_id=up_to_id or 0)
+        response = await self._call(
+            lambda remaining: self._stub.MarkSeen(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+        )
+        return MarkResult(up_to_id=response.up_to_id, changed=response.seen)
+
+    async def mark_all_read(
+        self,
+        notification_type: str | None = None,
+        *,
+        up_to_id: int | None = None,
+        timeout: float | None = None,
+    ) -> MarkResult:
+        """Mark every unread notification read (archived ones too): of
+        ``notification_type`` only when given, up to ``up_to_id`` when given. Every live
+        session hears one ``NotificationsMarkedRead``, not one event per notification."""
+        request = stream_pb2.MarkAllReadRequest(
+            notification_type=notification_type or "", up_to_id=up_to_id or 0
+        )
+        response = await self._call(
+            lambda remaining: self._stub.MarkAllRead(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+        )
+        return MarkResult(up_to_id=response.up_to_id, changed=response.read)
+
+    async def archive(self, notification_id: int, *, timeout: float | None = None) -> Notification:
+        """Move one notification out of the default list and the counts (again: no-op)."""
+        request = stream_pb2.ArchiveNotificationRequest(notification_id=notification_id)
+        response = await self._call(
+            lambda remaining: self._stub.ArchiveNotification(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+        )
+        return convert.notification(response.notification)
+
+    async def unarchive(
+        self, notification_id: int, *, timeout: float | None = None
+    ) -> Notification:
+        """Bring an archived notification back to the default list."""
+        request = stream_pb2.UnarchiveNotificationRequest(notification_id=notification_id)
+        response = await self._call(
+            lambda remaining: self._stub.UnarchiveNotification(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+        )
+        return convert.notification(response.notification)
+
+    async def delete(self, notification_id: int, *, timeout: float | None = None) -> None:
+        """Delete one notification for good: gone from every list, count and replay.
+        Not retried (see the module doc)."""
+        request = stream_pb2.DeleteNotificationRequest(notification_id=notification_id)
+        await self._call(
+            lambda remaining: self._stub.DeleteNotification(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+            retry=False,
+        )
+
+    async def update_preferences(
+        self, *, muted_types: Iterable[str], timeout: float | None = None
+    ) -> Preferences:
+        """Replace the caller's muted types (at most 256, each 1–64 characters); returns
+        them as stored (sorted, unique). Muted types are still stored and listed, but not
+        pushed to live sessions, replayed or counted in the totals."""
+        request = stream_pb2.UpdatePreferencesRequest(muted_types=list(muted_types))
+        response = await self._call(
+            lambda remaining: self._stub.UpdatePreferences(
+                request, timeout=remaining, metadata=self._identity.metadata()
+            ),
+            timeout,
+        )
+        return Preferences(muted_types=tuple(response.muted_types))
+
+    # --- retries -----------------------------------------------------------------------
+
+    async def _call(
+        self,
+        attempt: Callable[[float], Awaitable[T]],
+        timeout: float | None,
+        *,
+        retry: bool = True,
+    ) -> T:
+        if self._closed:
+            raise ClosedError("this Inbox is closed")
+        return await call_with_retries(
+            attempt,
+            timeout=self._timeout if timeout is None else timeout,
+            retries=self._retries,
+            backoff=self._backoff,
+            retry=retry,
+        )

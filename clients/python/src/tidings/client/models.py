@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -33,6 +33,16 @@ class Notification:
     created_at: datetime | None = None
     read: bool = False
     read_at: datetime | None = None
+    #: The user has looked at the list up to here (the badge no longer counts it).
+    seen: bool = False
+    seen_at: datetime | None = None
+    #: Out of the default list and the counts; ``Inbox.list(archived=True)`` shows it.
+    archived: bool = False
+    archived_at: datetime | None = None
+    #: After this instant it is never delivered, listed or counted again.
+    expires_at: datetime | None = None
+    #: Delivered and counted even when the user muted its type.
+    ignore_mutes: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The JSON of docs/PROTOCOL.md §3 (timestamps: ISO-8601 UTC, milliseconds, ``Z``)."""
@@ -47,6 +57,12 @@ class Notification:
             "created_at": iso(self.created_at),
             "read": self.read,
             "read_at": iso(self.read_at),
+            "seen": self.seen,
+            "seen_at": iso(self.seen_at),
+            "archived": self.archived,
+            "archived_at": iso(self.archived_at),
+            "expires_at": iso(self.expires_at),
+            "ignore_mutes": self.ignore_mutes,
         }
 
 
@@ -70,6 +86,10 @@ class NewNotification:
     #: A retry with the same key and user returns the first notification; when ``None``,
     #: ``create_many`` makes one up per item (reused by that call's own retries).
     idempotency_key: str | None = None
+    #: An aware datetime in the future; after it the notification is gone for the user.
+    expires_at: datetime | None = None
+    #: Deliver and count it even when the user muted ``type`` (e.g. a security alert).
+    ignore_mutes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,3 +179,55 @@ class ConnectionStatus:
     user_id: str
     connected: bool
     connection_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of ``Inbox.list``, newest first; pass ``next_before_id`` for the next."""
+
+    notifications: tuple[Notification, ...]
+    has_more: bool
+
+    @property
+    def next_before_id(self) -> int | None:
+        """The cursor of the next page (``before_id``), or None on the last page."""
+        if not self.has_more or not self.notifications:
+            return None
+        return self.notifications[-1].id
+
+
+@dataclass(frozen=True, slots=True)
+class MarkResult:
+    """The answer to a mark seen / mark all read: how far it went and how many changed."""
+
+    #: The id the mark went up to (the newest one when the call said 0 / None).
+    up_to_id: int
+    #: How many notifications changed (already seen / read ones are not counted).
+    changed: int
+
+
+@dataclass(frozen=True, slots=True)
+class TypeCounts:
+    """Unread and unseen notifications of one type."""
+
+    unread: int = 0
+    unseen: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """The badge figures: archived and expired ones never count; muted types count only
+    in ``by_type`` (unless a notification was sent with ``ignore_mutes``)."""
+
+    unread: int = 0
+    unseen: int = 0
+    #: Every type with a nonzero unread or unseen count, muted ones included.
+    by_type: Mapping[str, TypeCounts] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """A user's stored preferences."""
+
+    #: Types whose notifications are stored but not pushed, replayed or counted.
+    muted_types: tuple[str, ...] = ()

@@ -12,10 +12,9 @@ have been delivered.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -23,8 +22,9 @@ import grpc
 
 from tidings.client import convert
 from tidings.client.backoff import Backoff, BackoffPolicy
+from tidings.client.calls import call_with_retries
 from tidings.client.channel import DEFAULT_TARGET, Identity, TokenSource, open_channel
-from tidings.client.errors import ClosedError, error_from_rpc
+from tidings.client.errors import ClosedError
 from tidings.client.models import (
     ConnectionStatus,
     CreateResult,
@@ -108,21 +108,30 @@ class Publisher:
         data: dict[str, Any] | None = None,
         priority: Priority | str = Priority.NORMAL,
         idempotency_key: str | None = None,
+        expires_at: datetime | None = None,
+        ignore_mutes: bool = False,
         timeout: float | None = None,
     ) -> CreateResult:
         """Create one notification for ``user_id``; committed before anyone is told.
 
         ``idempotency_key`` defaults to a fresh UUID, reused by this call's retries; pass
         your own to make retries of *your* operation (e.g. a job re-run) safe as well.
+        ``expires_at`` (an aware datetime, in the future, else ``InvalidArgumentError``
+        with field ``expires_at``) ends its life: never delivered, listed or counted
+        after it. ``ignore_mutes`` delivers it even to users who muted ``type``.
         """
-        request = admin_pb2.CreateNotificationRequest(
-            user_id=str(user_id),
-            type=type,
-            title=title,
-            message=message,
-            data_json=convert.data_to_json(data),
-            priority=convert.priority_to_pb(priority),
-            idempotency_key=idempotency_key or str(uuid.uuid4()),
+        request = _create_request(
+            NewNotification(
+                user_id=user_id,
+                type=type,
+                title=title,
+                message=message,
+                data=data,
+                priority=priority,
+                idempotency_key=idempotency_key,
+                expires_at=expires_at,
+                ignore_mutes=ignore_mutes,
+            )
         )
         response = await self._call(
             lambda remaining: self._stub.CreateNotification(
@@ -145,18 +154,7 @@ class Publisher:
         ``notifications[3].title``.
         """
         request = admin_pb2.CreateNotificationsRequest(
-            notifications=[
-                admin_pb2.CreateNotificationRequest(
-                    user_id=str(item.user_id),
-                    type=item.type,
-                    title=item.title,
-                    message=item.message,
-                    data_json=convert.data_to_json(item.data),
-                    priority=convert.priority_to_pb(item.priority),
-                    idempotency_key=item.idempotency_key or str(uuid.uuid4()),
-                )
-                for item in items
-            ]
+            notifications=[_create_request(item) for item in items]
         )
         response = await self._call(
             lambda remaining: self._stub.CreateNotifications(
@@ -180,10 +178,13 @@ class Publisher:
         message: str = "",
         data: dict[str, Any] | None = None,
         priority: Priority | str = Priority.NORMAL,
+        expires_at: datetime | None = None,
+        ignore_mutes: bool = False,
         timeout: float | None = None,
     ) -> int:
         """One notification per recipient (``user_ids``, or every known user with
-        ``all_users``); returns how many were created. Not retried (see the module doc)."""
+        ``all_users``); returns how many were created. Not retried (see the module doc).
+        ``expires_at`` and ``ignore_mutes`` as in ``create``."""
         if not all_users and not user_ids:
             raise ValueError("give user_ids or set all_users")
         request = admin_pb2.BroadcastNotificationRequest(
@@ -194,7 +195,10 @@ class Publisher:
             message=message,
             data_json=convert.data_to_json(data),
             priority=convert.priority_to_pb(priority),
+            ignore_mutes=ignore_mutes,
         )
+        if expires_at is not None:
+            request.expires_at.CopyFrom(convert.timestamp(expires_at))
         response = await self._call(
             lambda remaining: self._stub.BroadcastNotification(
                 request, timeout=remaining, metadata=self._identity.metadata()
@@ -252,23 +256,28 @@ class Publisher:
         *,
         retry: bool,
     ) -> T:
-        """Run ``attempt(remaining seconds)`` until it succeeds, the deadline passes, or it
-        fails with anything but UNAVAILABLE (or retries are used up)."""
         if self._closed:
             raise ClosedError("this Publisher is closed")
-        deadline = time.monotonic() + (self._timeout if timeout is None else timeout)
-        failures = 0
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                return await attempt(max(remaining, 0.001))
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or not retry:
-                    raise error_from_rpc(exc) from exc
-                if failures >= self._retries:
-                    raise error_from_rpc(exc) from exc
-                delay = self._backoff.delay(failures)
-                if time.monotonic() + delay >= deadline:
-                    raise error_from_rpc(exc) from exc
-                failures += 1
-                await asyncio.sleep(delay)
+        return await call_with_retries(
+            attempt,
+            timeout=self._timeout if timeout is None else timeout,
+            retries=self._retries,
+            backoff=self._backoff,
+            retry=retry,
+        )
+
+
+def _create_request(item: NewNotification) -> admin_pb2.CreateNotificationRequest:
+    request = admin_pb2.CreateNotificationRequest(
+        user_id=str(item.user_id),
+        type=item.type,
+        title=item.title,
+        message=item.message,
+        data_json=convert.data_to_json(item.data),
+        priority=convert.priority_to_pb(item.priority),
+        idempotency_key=item.idempotency_key or str(uuid.uuid4()),
+        ignore_mutes=item.ignore_mutes,
+    )
+    if item.expires_at is not None:
+        request.expires_at.CopyFrom(convert.timestamp(item.expires_at))
+    return request

@@ -22,9 +22,19 @@ The rules it keeps (docs/CLIENTS.md states them for every client):
 
 Commands on the live stream are answered in order (the server handles one at a time):
 each ``mark_read`` by ``notification_marked_read`` or an ``error``, each subscribe or
-unsubscribe by ``subscription_updated`` or an ``error``. The Subscriber keeps its
-unanswered commands in a FIFO, matches answers to its head, and sends the FIFO again
-after a reconnect (all three commands are idempotent).
+unsubscribe by ``subscription_updated``, ``mark_seen`` by ``notifications_seen``,
+``mark_all_read`` by ``notifications_marked_read``, ``archive`` / ``unarchive`` /
+``delete`` by ``notification_archived`` / ``_unarchived`` / ``_deleted``,
+``get_counts`` by ``counts`` and ``update_preferences`` by ``preferences_updated`` —
+or an ``error``. The Subscriber keeps its unanswered commands in a FIFO, matches answers
+to its head, and sends the FIFO again after a reconnect. Every command may be sent
+twice without harm, but a ``delete`` the server carried out before the connection broke
+is answered ``not_found`` the second time: the Subscriber takes that as done.
+
+The events of the user's other sessions and calls (another device archiving, a script
+muting a type) arrive on the same stream; they answer no command of this Subscriber
+unless they match its head exactly, and every one of them (and every answer) reaches
+``on_event`` as a typed ``InboxEvent``.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ import grpc
 from tidings import metadata as keys
 from tidings.client import convert
 from tidings.client.backoff import Backoff, BackoffPolicy
+from tidings.client.buffer import Buffer
 from tidings.client.channel import (
     AUTHORIZATION_KEY,
     DEFAULT_TARGET,
@@ -62,8 +73,18 @@ from tidings.client.errors import (
     TidingsError,
     error_from_rpc,
 )
-from tidings.client.inbox import Inbox
-from tidings.client.models import ConnectionInfo, Notification, Subscription
+from tidings.client.events import (
+    InboxEvent,
+    InboxListener,
+    NotificationArchived,
+    NotificationDeleted,
+    NotificationMarkedRead,
+    NotificationsMarkedRead,
+    NotificationsSeen,
+    NotificationUnarchived,
+    PreferencesUpdated,
+)
+from tidings.client.models import ConnectionInfo, Counts, Notification, Subscription
 from tidings.client.states import (
     Connected,
     Connecting,
@@ -95,7 +116,19 @@ _FATAL = {
     grpc.StatusCode.UNIMPLEMENTED,
 }
 
-_CommandKind = Literal["mark_read", "subscribe", "unsubscribe", "refresh"]
+_CommandKind = Literal[
+    "mark_read",
+    "subscribe",
+    "unsubscribe",
+    "refresh",
+    "mark_seen",
+    "mark_all_read",
+    "archive",
+    "unarchive",
+    "delete",
+    "get_counts",
+    "update_preferences",
+]
 #: A callable giving a fresh JWT (plain or async), asked before every connection and
 #: whenever the server says the session's token is expiring.
 TokenProvider = Callable[[], str | Awaitable[str]]
@@ -108,6 +141,11 @@ class _Command:
     request: stream_pb2.ConnectRequest
     future: asyncio.Future[Any]
     notification_id: int = 0
+    #: What an answer must say to be this command's (see ``Subscriber._matches``).
+    expect: Any = None
+    #: How many connections it was written on (a ``delete`` written twice and answered
+    #: ``not_found`` was done by the first).
+    writes: int = 0
 
 
 class _Ended(Exception):
@@ -151,6 +189,8 @@ class Subscriber:
     asked for a fresh token before each connection and whenever the server warns that
     the token is about to expire. ``since`` resumes after an
     id the application stored; ``types`` is the initial filter ("only these types").
+    ``on_event`` hears every inbox event of the user (``tidings.client.events``): marks,
+    archive, delete and preference changes made by any session or call.
     """
 
     def __init__(
@@ -165,6 +205,7 @@ class Subscriber:
         backoff: BackoffPolicy | None = None,
         on_state: StateListener | None = None,
         on_marked_read: Callable[[int], None] | None = None,
+        on_event: InboxListener | None = None,
         connect_timeout: float = 10.0,
         command_timeout: float = 10.0,
         buffer_size: int = 1000,
@@ -183,6 +224,7 @@ class Subscriber:
         self._backoff: BackoffPolicy = backoff or Backoff()
         self._on_state = on_state
         self._on_marked_read = on_marked_read
+        self._on_event = on_event
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._buffer_size = buffer_size
@@ -190,7 +232,7 @@ class Subscriber:
         self._channel_options = tuple(channel_options)
 
         self._subscription = Subscription().subscribe(types) if types else Subscription()
-        self._inbox = Inbox()
+        self._buffer = Buffer()
         self._seen = RecentIds(max(10_000, 4 * buffer_size))
         self._handed: Notification | None = None
         self._last_processed: int | None = None
@@ -232,7 +274,7 @@ class Subscriber:
         if self._closed:
             return
         self._closed = True
-        self._inbox.end(discard=True)
+        self._buffer.end(discard=True)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -255,7 +297,7 @@ class Subscriber:
         if self._handed is not None:
             self._last_processed = self._handed.id
             self._handed = None
-        notification = await self._inbox.get()
+        notification = await self._buffer.get()
         self._handed = notification
         return notification
 
@@ -333,6 +375,78 @@ class Subscriber:
         result: Subscription = await self._command("unsubscribe", request, timeout)
         return result
 
+    async def mark_seen(self, up_to_id: int | None = None, *, timeout: float | None = None) -> int:
+        """Mark the user's notifications seen up to ``up_to_id`` (None: the newest); returns
+        the id the mark went up to once the server confirmed. Every session of the user
+        hears ``NotificationsSeen``."""
+        request = stream_pb2.ConnectRequest(
+            mark_seen=stream_pb2.MarkSeenCommand(up_to_id=up_to_id or 0)
+        )
+        result: int = await self._command("mark_seen", request, timeout, expect=up_to_id or 0)
+        return result
+
+    async def mark_all_read(
+        self,
+        notification_type: str | None = None,
+        *,
+        up_to_id: int | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Mark the user's unread notifications read (of ``notification_type`` only, up to
+        ``up_to_id`` when given); returns the id the mark went up to. Every session of the
+        user hears one ``NotificationsMarkedRead``."""
+        request = stream_pb2.ConnectRequest(
+            mark_all_read=stream_pb2.MarkAllReadCommand(
+                notification_type=notification_type or "", up_to_id=up_to_id or 0
+            )
+        )
+        expect = (notification_type or None, up_to_id or 0)
+        result: int = await self._command("mark_all_read", request, timeout, expect=expect)
+        return result
+
+    async def archive(self, notification_id: int, *, timeout: float | None = None) -> None:
+        """Archive one notification; raises ``CommandError`` ``not_found`` for an id that
+        is not the user's."""
+        request = stream_pb2.ConnectRequest(
+            archive=stream_pb2.ArchiveCommand(notification_id=notification_id)
+        )
+        await self._command("archive", request, timeout, notification_id=notification_id)
+
+    async def unarchive(self, notification_id: int, *, timeout: float | None = None) -> None:
+        """Bring an archived notification back to the default list."""
+        request = stream_pb2.ConnectRequest(
+            unarchive=stream_pb2.UnarchiveCommand(notification_id=notification_id)
+        )
+        await self._command("unarchive", request, timeout, notification_id=notification_id)
+
+    async def delete(self, notification_id: int, *, timeout: float | None = None) -> None:
+        """Delete one notification for good; raises ``CommandError`` ``not_found`` for an
+        id that is not the user's (or already deleted)."""
+        request = stream_pb2.ConnectRequest(
+            delete=stream_pb2.DeleteCommand(notification_id=notification_id)
+        )
+        await self._command("delete", request, timeout, notification_id=notification_id)
+
+    async def get_counts(self, *, timeout: float | None = None) -> Counts:
+        """The user's unread and unseen counts, in total and per type (as ``Inbox.counts``)."""
+        request = stream_pb2.ConnectRequest(get_counts=stream_pb2.GetCountsCommand())
+        result: Counts = await self._command("get_counts", request, timeout)
+        return result
+
+    async def update_preferences(
+        self, muted_types: Iterable[str], *, timeout: float | None = None
+    ) -> tuple[str, ...]:
+        """Replace the user's muted types; returns them as stored (sorted). Raises
+        ``CommandError`` ``invalid_message`` for a bad list (nothing changes)."""
+        names = list(muted_types)
+        request = stream_pb2.ConnectRequest(
+            update_preferences=stream_pb2.UpdatePreferencesCommand(muted_types=names)
+        )
+        result: tuple[str, ...] = await self._command(
+            "update_preferences", request, timeout, expect=tuple(sorted(set(names)))
+        )
+        return result
+
     async def refresh(self, token: str | None = None, *, timeout: float | None = None) -> None:
         """Send the live session a fresh token (``token``, or the ``token_provider``'s);
         returns once the server accepted it. Raises ``CommandError`` (``unauthorized``)
@@ -375,6 +489,7 @@ class Subscriber:
         timeout: float | None,
         *,
         notification_id: int = 0,
+        expect: Any = None,
     ) -> Any:
         if self._failure is not None:
             raise self._failure
@@ -385,9 +500,11 @@ class Subscriber:
         future.add_done_callback(_retrieve)
         async with self._write_lock:
             # Appended and written under one lock, so the FIFO order is the wire order.
-            self._pending.append(_Command(kind, request, future, notification_id))
+            command = _Command(kind, request, future, notification_id, expect)
+            self._pending.append(command)
             if self._call is not None:
                 await self._write(self._call, request)
+                command.writes += 1
         async with asyncio.timeout(self._command_timeout if timeout is None else timeout):
             return await asyncio.shield(future)
 
@@ -400,28 +517,23 @@ class Subscriber:
             log.debug("write failed: %s", exc)
 
     def _answer(self, kind: str, value: Any) -> None:
+        """An answer-shaped message arrived: settle the head command if it is its answer."""
         if not self._pending:
             return
         head = self._pending[0]
         if kind == "error":
+            code, message = value
+            self._pending.popleft()
+            if head.future.done():
+                return
+            if head.kind == "delete" and head.writes > 1 and code == "not_found":
+                head.future.set_result(None)  # the first attempt went through
+            else:
+                head.future.set_exception(CommandError(code, message))
+        elif _matches(head, kind, value):
             self._pending.popleft()
             if not head.future.done():
-                head.future.set_exception(CommandError(*value))
-        elif kind == "token_refreshed":
-            if head.kind == "refresh":
-                self._pending.popleft()
-                if not head.future.done():
-                    head.future.set_result(value)
-        elif kind == "mark_read":
-            # Another device's mark-read echo may name a different id: not our answer.
-            if head.kind == "mark_read" and head.notification_id == value:
-                self._pending.popleft()
-                if not head.future.done():
-                    head.future.set_result(None)
-        elif head.kind in ("subscribe", "unsubscribe"):
-            self._pending.popleft()
-            if not head.future.done():
-                head.future.set_result(value)
+                head.future.set_result(_result_of(value))
 
     def _fail_pending(self, error: BaseException) -> None:
         while self._pending:
@@ -453,7 +565,7 @@ class Subscriber:
                 if ended.reason is DisconnectReason.BUFFER_FULL:
                     # Not a failure: wait until the application has caught up, then resume.
                     self._emit(Disconnected(ended.reason, ended.detail))
-                    await self._inbox.wait_until_at_most(self._buffer_size // 2)
+                    await self._buffer.wait_until_at_most(self._buffer_size // 2)
                     continue
                 limit = self._backoff.max_attempts
                 if limit is not None and failures >= limit:
@@ -477,7 +589,7 @@ class Subscriber:
         self._failure = error
         self._state = ConnectionState.CLOSED
         self._emit(Disconnected(ended.reason, ended.detail, ended.status, will_reconnect=False))
-        self._inbox.end(error)
+        self._buffer.end(error)
         self._fail_pending(error)
 
     async def _connection(self, address: str) -> _Ended:
@@ -502,6 +614,7 @@ class Subscriber:
                 self._drop_refreshes()  # this connection carries a fresh token already
                 for command in list(self._pending):
                     await self._write(call, command.request)
+                    command.writes += 1
                 self._call = call
             self._state = ConnectionState.CONNECTED
             self._connected.set()
@@ -599,13 +712,18 @@ class Subscriber:
         kind = message.WhichOneof("kind")
         if kind == "notification":
             self._receive(convert.notification(message.notification.notification))
-        elif kind == "notification_marked_read":
-            notification_id = message.notification_marked_read.notification_id
-            self._answer("mark_read", notification_id)
-            if self._on_marked_read is not None:
-                self._call_back(self._on_marked_read, notification_id)
+            return
+        event = convert.inbox_event(message)
+        if event is not None:
+            self._answer("event", event)
+            if isinstance(event, NotificationMarkedRead) and self._on_marked_read is not None:
+                self._call_back(self._on_marked_read, event.notification_id)
+            if self._on_event is not None:
+                self._call_back(self._on_event, event)
         elif kind == "subscription_updated":
             self._answer("subscription_updated", convert.subscription(message.subscription_updated))
+        elif kind == "counts":
+            self._answer("counts", convert.counts(message.counts))
         elif kind == "error":
             self._answer("error", (message.error.code, message.error.message))
         elif kind == "token_expiring":
@@ -620,11 +738,11 @@ class Subscriber:
         self._seen.add(notification.id)
         if self._first_received is None:
             self._first_received = notification.id
-        self._inbox.put(notification)
-        if len(self._inbox) >= self._buffer_size:
+        self._buffer.put(notification)
+        if len(self._buffer) >= self._buffer_size:
             raise _Ended(
                 DisconnectReason.BUFFER_FULL,
-                f"{len(self._inbox)} notifications wait for the application; resuming later",
+                f"{len(self._buffer)} notifications wait for the application; resuming later",
             )
 
     # --- callbacks ---------------------------------------------------------------------
@@ -638,3 +756,49 @@ class Subscriber:
             callback(value)
         except Exception:
             log.exception("a Subscriber callback raised")
+
+
+def _matches(head: _Command, kind: str, value: Any) -> bool:
+    """Whether the message ``kind`` (carrying ``value``) answers the command ``head``.
+
+    Events name what they did, so the echo of another session's mark, archive or
+    preference change, arriving while ``head`` waits, is told apart by its ids; a
+    ``mark_seen`` or ``mark_all_read`` "up to the newest" takes any mark of its kind.
+    """
+    if kind != "event":
+        return (kind, head.kind) in _PLAIN_ANSWERS
+    match value:
+        case NotificationMarkedRead(notification_id=n):
+            return head.kind == "mark_read" and n == head.notification_id
+        case NotificationArchived(notification_id=n):
+            return head.kind == "archive" and n == head.notification_id
+        case NotificationUnarchived(notification_id=n):
+            return head.kind == "unarchive" and n == head.notification_id
+        case NotificationDeleted(notification_id=n):
+            return head.kind == "delete" and n == head.notification_id
+        case NotificationsSeen(up_to_id=n):
+            return head.kind == "mark_seen" and head.expect in (0, n)
+        case NotificationsMarkedRead(up_to_id=n, notification_type=t):
+            return head.kind == "mark_all_read" and head.expect[0] == t and head.expect[1] in (0, n)
+        case PreferencesUpdated(muted_types=muted):
+            return head.kind == "update_preferences" and muted == head.expect
+    return False
+
+
+_PLAIN_ANSWERS = {
+    ("token_refreshed", "refresh"),
+    ("subscription_updated", "subscribe"),
+    ("subscription_updated", "unsubscribe"),
+    ("counts", "get_counts"),
+}
+
+
+def _result_of(value: Any) -> Any:
+    """What the command's call returns, from its answer."""
+    if isinstance(value, NotificationsSeen | NotificationsMarkedRead):
+        return value.up_to_id
+    if isinstance(value, PreferencesUpdated):
+        return value.muted_types
+    if isinstance(value, InboxEvent):
+        return None
+    return value
