@@ -84,6 +84,10 @@ class SessionLink(Protocol):
         """Pass one client command on; False once the session has ended."""
         ...
 
+    def ready(self) -> bool:
+        """Whether a message is waiting: ``receive`` returns it without suspending."""
+        ...
+
     def reject(self, code: str, message: str) -> None:
         """Report a client message that could not be decoded; the engine answers it with
         error ``code`` (or ``rate_limited``: it counts against the rate limit)."""
@@ -288,6 +292,9 @@ class RelaySessionLink:
         message = stream_pb2.ConnectResponse.FromString(frame)
         self._established = True
         return message
+
+    def ready(self) -> bool:
+        return self._head < len(self._frames)
 
     @property
     def ended(self) -> StreamEnded | None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, cast
 
 import grpc
@@ -27,6 +29,7 @@ from bridge.outcomes import ApiError, CloseCode, Ending, ending_for
 from bridge.responses import error_response
 from bridge.state import BridgeState, bridge_state
 from bridge.upstream import SessionLink, StreamEnded
+from bridge.wswrite import BatchingWebsocket
 
 log = logging.getLogger("tidings.bridge")
 
@@ -144,14 +147,35 @@ async def _settled(*tasks: asyncio.Task[Any]) -> None:
             await _first_of(task)
 
 
+#: At most this many messages, or about this many characters, go in one write.
+BATCH_MESSAGES = 128
+BATCH_CHARS = 1 << 16
+
+
 async def _downstream(
     ws: Websocket, link: SessionLink, frames: FrameCache, metrics: BridgeMetrics
 ) -> Ending:
-    """Engine → browser until the engine ends the session."""
-    send = ws.send
+    """Engine → browser until the engine ends the session.
+
+    Whatever is waiting for the socket when its turn comes is written at once
+    (``BatchingWebsocket.send_many``, up to ``BATCH_MESSAGES``): one JSON text message
+    per event as ever, one write for all of them. On a server that cannot take
+    batches, one by one.
+    """
+    if isinstance(ws, BatchingWebsocket):
+        write = ws.send_many
+        ready = link.ready
+    else:
+        write = partial(_one_by_one, ws.send)
+        ready = _never
     observe = metrics.delivery_latency.observe
     count = metrics.ws_messages_sent.inc
     clock = time.time
+    texts: list[str] = []
+    kinds: list[str] = []
+    created: list[float] = []  # of the notifications among them
+    errors: list[str] = []
+    size = 0
     while True:
         try:
             message = await link.receive()
@@ -161,20 +185,45 @@ async def _downstream(
             return ending_for(None)
         if message.WhichOneof("kind") == "notification":
             notification = message.notification.notification
-            await send(frames.frame(notification))
-            created = notification.created_at
-            age = clock() - created.seconds - created.nanos * 1e-9
+            text = frames.frame(notification)
+            ts = notification.created_at
+            created.append(ts.seconds + ts.nanos * 1e-9)
+            kinds.append("notification")
+        else:
+            framed = event_frame(message, frames)
+            if framed is None:
+                text = ""
+            else:
+                kind, text = framed
+                kinds.append(kind)
+                if kind == "error":
+                    errors.append(message.error.code)
+        if text:
+            texts.append(text)
+            size += len(text)
+        if ready() and len(texts) < BATCH_MESSAGES and size < BATCH_CHARS:
+            continue
+        if not texts:
+            continue
+        await write(texts)
+        now = clock()
+        for at in created:
+            age = now - at
             observe(age if age > 0.0 else 0.0)
-            count("notification")
-            continue
-        framed = event_frame(message, frames)
-        if framed is None:
-            continue
-        kind, text = framed
+        for kind in kinds:
+            count(kind)
+        for code in errors:
+            metrics.error("ws", code)
+        texts, kinds, created, errors, size = [], [], [], [], 0
+
+
+async def _one_by_one(send: Callable[[str], Awaitable[None]], texts: list[str]) -> None:
+    for text in texts:
         await send(text)
-        if kind == "error":
-            metrics.error("ws", message.error.code)
-        count(kind)
+
+
+def _never() -> bool:
+    return False
 
 
 async def _upstream(ws: Websocket, link: SessionLink, max_bytes: int) -> Ending:
