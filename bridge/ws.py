@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any, cast
 
 import grpc
@@ -92,7 +90,7 @@ def _error(code: str, message: str) -> str:
 
 async def _relay(ws: Websocket, link: SessionLink, state: BridgeState) -> Ending:
     """Run both directions until one ends or the bridge drains; how the socket should close."""
-    down = asyncio.create_task(_downstream(ws, link, state.frames, state.metrics))
+    down = asyncio.create_task(_downstream(ws, link, state))
     up = asyncio.create_task(_upstream(ws, link, state.max_message_bytes))
     try:
         # The session may end while ``down`` is stuck writing to a browser that stopped
@@ -152,30 +150,86 @@ BATCH_MESSAGES = 128
 BATCH_CHARS = 1 << 16
 
 
-async def _downstream(
-    ws: Websocket, link: SessionLink, frames: FrameCache, metrics: BridgeMetrics
-) -> Ending:
-    """Engine → browser until the engine ends the session.
-
-    Whatever is waiting for the socket when its turn comes is written at once
-    (``BatchingWebsocket.send_many``, up to ``BATCH_MESSAGES``): one JSON text message
-    per event as ever, one write for all of them. On a server that cannot take
-    batches, one by one.
-    """
+async def _downstream(ws: Websocket, link: SessionLink, state: BridgeState) -> Ending:
+    """Engine → browser until the engine ends the session."""
     if isinstance(ws, BatchingWebsocket):
-        write = ws.send_many
-        ready = link.ready
-    else:
-        write = partial(_one_by_one, ws.send)
-        ready = _never
+        return await _downstream_batched(ws, link, state)
+    return await _downstream_one_by_one(ws, link, state.frames, state.metrics)
+
+
+async def _downstream_batched(
+    ws: BatchingWebsocket, link: SessionLink, state: BridgeState
+) -> Ending:
+    """Engine → browser, writing whatever waits for the socket when its turn comes at
+    once (``BatchingWebsocket.send_many``, up to ``BATCH_MESSAGES``): one JSON text
+    message per event as ever, one write for all of them.
+
+    A notification's frame is made from the relayed bytes (``DeliveryFrames``) without
+    parsing them; other events are parsed and encoded as before.
+    """
+    frames, deliveries, metrics = state.frames, state.deliveries, state.metrics
+    receive, ready, write = link.receive_frame, link.ready, ws.send_many
     observe = metrics.delivery_latency.observe
     count = metrics.ws_messages_sent.inc
     clock = time.time
     texts: list[str] = []
-    kinds: list[str] = []
     created: list[float] = []  # of the notifications among them
-    errors: list[str] = []
+    others: list[tuple[str, str | None]] = []  # other events: type, error code
     size = 0
+    while True:
+        try:
+            data = await receive()
+        except StreamEnded as ended:
+            return ending_for(ended)
+        if data is None:
+            return ending_for(None)
+        delivery = deliveries.frame(data)
+        if delivery is not None:
+            text, at = delivery
+            created.append(at)
+        else:
+            message = stream_pb2.ConnectResponse.FromString(data)
+            if message.WhichOneof("kind") == "notification":
+                notification = message.notification.notification
+                text = frames.frame(notification)
+                ts = notification.created_at
+                created.append(ts.seconds + ts.nanos * 1e-9)
+            else:
+                framed = event_frame(message, frames)
+                if framed is None:
+                    text = ""
+                else:
+                    kind, text = framed
+                    others.append((kind, message.error.code if kind == "error" else None))
+        if text:
+            texts.append(text)
+            size += len(text)
+        if ready() and len(texts) < BATCH_MESSAGES and size < BATCH_CHARS:
+            continue
+        if not texts:
+            continue
+        await write(texts)
+        if created:
+            now = clock()
+            for at in created:
+                age = now - at
+                observe(age if age > 0.0 else 0.0)
+            count("notification", len(created))
+        for kind, code in others:
+            count(kind)
+            if code is not None:
+                metrics.error("ws", code)
+        texts, created, others, size = [], [], [], 0
+
+
+async def _downstream_one_by_one(
+    ws: Websocket, link: SessionLink, frames: FrameCache, metrics: BridgeMetrics
+) -> Ending:
+    """Engine → browser, one ``send`` per event (on a server that takes no batches)."""
+    send = ws.send
+    observe = metrics.delivery_latency.observe
+    count = metrics.ws_messages_sent.inc
+    clock = time.time
     while True:
         try:
             message = await link.receive()
@@ -185,45 +239,20 @@ async def _downstream(
             return ending_for(None)
         if message.WhichOneof("kind") == "notification":
             notification = message.notification.notification
-            text = frames.frame(notification)
-            ts = notification.created_at
-            created.append(ts.seconds + ts.nanos * 1e-9)
-            kinds.append("notification")
-        else:
-            framed = event_frame(message, frames)
-            if framed is None:
-                text = ""
-            else:
-                kind, text = framed
-                kinds.append(kind)
-                if kind == "error":
-                    errors.append(message.error.code)
-        if text:
-            texts.append(text)
-            size += len(text)
-        if ready() and len(texts) < BATCH_MESSAGES and size < BATCH_CHARS:
-            continue
-        if not texts:
-            continue
-        await write(texts)
-        now = clock()
-        for at in created:
-            age = now - at
+            await send(frames.frame(notification))
+            created = notification.created_at
+            age = clock() - created.seconds - created.nanos * 1e-9
             observe(age if age > 0.0 else 0.0)
-        for kind in kinds:
-            count(kind)
-        for code in errors:
-            metrics.error("ws", code)
-        texts, kinds, created, errors, size = [], [], [], [], 0
-
-
-async def _one_by_one(send: Callable[[str], Awaitable[None]], texts: list[str]) -> None:
-    for text in texts:
+            count("notification")
+            continue
+        framed = event_frame(message, frames)
+        if framed is None:
+            continue
+        kind, text = framed
         await send(text)
-
-
-def _never() -> bool:
-    return False
+        if kind == "error":
+            metrics.error("ws", message.error.code)
+        count(kind)
 
 
 async def _upstream(ws: Websocket, link: SessionLink, max_bytes: int) -> Ending:

@@ -24,6 +24,7 @@ from wsproto.frame_protocol import CloseReason
 from bridge import ws, wsguard
 from bridge.jsonwire import FrameCache
 from bridge.metrics import BridgeMetrics
+from bridge.relayframes import DeliveryFrames
 from bridge.runner import StatelessDeflate
 from bridge.wswrite import SEND_MANY, BatchingWebsocket
 
@@ -172,18 +173,19 @@ async def test_nothing_follows_the_close_frame_of_a_message_too_big() -> None:
 
 
 class QueuedLink:
-    """A session link with ``messages`` waiting, then nothing."""
+    """A session link with ``frames`` (serialized messages) waiting, then nothing."""
 
-    def __init__(self, messages: list[Any]) -> None:
-        self._messages = messages
+    def __init__(self, frames: list[bytes]) -> None:
+        self._frames = frames
 
-    async def receive(self) -> Any:
-        if self._messages:
-            return self._messages.pop(0)
+    async def receive_frame(self) -> bytes | None:
+        if self._frames:
+            return self._frames.pop(0)
         await asyncio.Event().wait()
+        return None
 
     def ready(self) -> bool:
-        return bool(self._messages)
+        return bool(self._frames)
 
 
 class RecordingSocket(BatchingWebsocket):
@@ -200,21 +202,23 @@ class RecordingSocket(BatchingWebsocket):
             self.all_sent.set()
 
 
+class State:
+    def __init__(self) -> None:
+        self.frames = FrameCache()
+        self.deliveries = DeliveryFrames()
+        self.metrics = BridgeMetrics(CollectorRegistry())
+
+
 async def test_the_handler_hands_over_what_waits_at_once_within_the_bounds() -> None:
     count = ws.BATCH_MESSAGES + 3
-    messages = [stream_pb2.ConnectResponse(pong=stream_pb2.PongEvent()) for _ in range(count)]
+    pong = stream_pb2.ConnectResponse(pong=stream_pb2.PongEvent()).SerializeToString()
     socket = RecordingSocket(count)
-    task = asyncio.create_task(
-        ws._downstream(
-            socket,
-            QueuedLink(messages),  # type: ignore[arg-type]
-            FrameCache(),
-            BridgeMetrics(CollectorRegistry()),
-        )
-    )
+    link = QueuedLink([pong] * count)
+    task = asyncio.create_task(ws._downstream(socket, link, State()))  # type: ignore[arg-type]
     try:
         async with asyncio.timeout(5):
             await socket.all_sent.wait()
     finally:
         task.cancel()
     assert [len(batch) for batch in socket.batches] == [ws.BATCH_MESSAGES, 3]
+    assert all(text.startswith('{"type":"pong"') for text in socket.batches[0])
