@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any, cast
 
 import grpc
@@ -150,11 +151,14 @@ BATCH_MESSAGES = 128
 BATCH_CHARS = 1 << 16
 
 
-async def _downstream(ws: Websocket, link: SessionLink, state: BridgeState) -> Ending:
-    """Engine → browser until the engine ends the session."""
+def _downstream(
+    ws: Websocket, link: SessionLink, state: BridgeState
+) -> Coroutine[Any, Any, Ending]:
+    """Engine → browser until the engine ends the session (one coroutine, no wrapper:
+    every idle socket holds it)."""
     if isinstance(ws, BatchingWebsocket):
-        return await _downstream_batched(ws, link, state)
-    return await _downstream_one_by_one(ws, link, state.frames, state.metrics)
+        return _downstream_batched(ws, link, state)
+    return _downstream_one_by_one(ws, link, state.frames, state.metrics)
 
 
 async def _downstream_batched(
@@ -167,22 +171,20 @@ async def _downstream_batched(
     A notification's frame is made from the relayed bytes (``DeliveryFrames``) without
     parsing them; other events are parsed and encoded as before.
     """
+    # No bound methods kept across the wait: an idle socket would hold each of them.
     frames, deliveries, metrics = state.frames, state.deliveries, state.metrics
-    receive, ready, write = link.receive_frame, link.ready, ws.send_many
-    observe = metrics.delivery_latency.observe
-    count = metrics.ws_messages_sent.inc
-    clock = time.time
-    texts: list[str] = []
-    created: list[float] = []  # of the notifications among them
-    others: list[tuple[str, str | None]] = []  # other events: type, error code
-    size = 0
+    size = 0  # characters in the batch being made; 0: none begun
     while True:
         try:
-            data = await receive()
+            data = await link.receive_frame()
         except StreamEnded as ended:
             return ending_for(ended)
         if data is None:
             return ending_for(None)
+        if size == 0:  # a batch begins (its lists made here: an idle socket holds none)
+            texts: list[str] = []
+            created: list[float] = []  # of the notifications among them
+            others: list[tuple[str, str | None]] = []  # other events: type, error code
         delivery = deliveries.frame(data)
         if delivery is not None:
             text, at = delivery
@@ -204,22 +206,23 @@ async def _downstream_batched(
         if text:
             texts.append(text)
             size += len(text)
-        if ready() and len(texts) < BATCH_MESSAGES and size < BATCH_CHARS:
+        if link.ready() and len(texts) < BATCH_MESSAGES and size < BATCH_CHARS:
             continue
         if not texts:
             continue
-        await write(texts)
+        await ws.send_many(texts)
         if created:
-            now = clock()
+            observe = metrics.delivery_latency.observe
+            now = time.time()
             for at in created:
                 age = now - at
                 observe(age if age > 0.0 else 0.0)
-            count("notification", len(created))
+            metrics.ws_messages_sent.inc("notification", len(created))
         for kind, code in others:
-            count(kind)
+            metrics.ws_messages_sent.inc(kind)
             if code is not None:
                 metrics.error("ws", code)
-        texts, created, others, size = [], [], [], 0
+        size = 0
 
 
 async def _downstream_one_by_one(

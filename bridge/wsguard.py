@@ -81,14 +81,20 @@ def sends_plain(extension: Extension) -> bool:
     return not extension.enabled() or bool(getattr(extension, "sends_uncompressed", False))
 
 
+#: What the extension's scope entry says (nothing; one dict shared by every socket).
+_NO_OPTIONS: Final[dict[str, Any]] = {}
+
+
 class _Advertising:
     """hypercorn's task group for one stream, adding ``SEND_MANY`` to the app's scope."""
+
+    __slots__ = ("_group",)
 
     def __init__(self, group: TaskGroup) -> None:
         self._group = group
 
     async def spawn_app(self, app: Any, config: Any, scope: Any, send: Any) -> Any:
-        scope.setdefault("extensions", {})[SEND_MANY] = {}
+        scope.setdefault("extensions", {})[SEND_MANY] = _NO_OPTIONS
         return await self._group.spawn_app(app, config, scope, send)
 
     def spawn(self, func: Callable[..., Any], *args: Any) -> None:
@@ -100,13 +106,14 @@ class GuardedWSStream(WSStream):
 
     #: Told the code of every close this stream decides on (``install`` sets it).
     on_close: ClassVar[staticmethod[[int], None]] = staticmethod(lambda code: None)
+    #: Whether messages can be framed here (no extension alters them); set on the
+    #: instance by its first batch (an idle socket holds no attribute for it).
+    _plain: bool | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._gone = asyncio.Event()
         self.task_group = _Advertising(self.task_group)  # type: ignore[assignment]
-        #: Whether frames can be framed here (no extension alters them); known once sent.
-        self._plain: bool | None = None
 
     async def handle(self, event: Event) -> None:
         if isinstance(event, Data) and self._connection_state() is ConnectionState.CLOSED:

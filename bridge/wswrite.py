@@ -16,7 +16,6 @@ the messages one by one, as Quart would.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Final
 
 from quart.asgi import ASGIWebsocketConnection
@@ -27,30 +26,31 @@ SEND_MANY: Final = "tidings.websocket.send_many"
 
 
 class BatchingWebsocket(Websocket):
-    """Quart's ``Websocket`` that can send several text messages in one write."""
+    """Quart's ``Websocket`` that can send several text messages in one write.
 
-    #: The server's ASGI ``send``, when it takes ``SEND_MANY`` (set by the connection).
-    asgi_send: Any = None
+    Served by ``BatchingWebsocketConnection`` (``create_app`` sets both).
+    """
 
-    async def send_many(self, texts: Sequence[str]) -> None:
+    async def send_many(self, texts: list[str]) -> None:
         """Send each of ``texts`` as one text message, in order, written at once.
 
         Call only once accepted (the bridge accepts first).
         """
-        send = self.asgi_send
-        if send is not None:
-            await send({"type": SEND_MANY, "texts": texts})
-            return
-        for text in texts:
-            await self._send(text)
+        await self._send(texts)
 
 
 class BatchingWebsocketConnection(ASGIWebsocketConnection):
-    """Builds ``BatchingWebsocket``s that know the server's ``send`` if it takes batches."""
+    """Quart's ASGI side of a WebSocket, taking a list of texts as one batch.
 
-    def _create_websocket_from_scope(self, send: Any) -> Websocket:
-        websocket = super()._create_websocket_from_scope(send)
-        extensions = self.scope.get("extensions") or {}
-        if isinstance(websocket, BatchingWebsocket) and SEND_MANY in extensions:
-            websocket.asgi_send = send
-        return websocket
+    Nothing is kept per socket: whether the server takes ``SEND_MANY`` is read from
+    the scope when a batch is sent.
+    """
+
+    async def send_data(self, send: Any, data: str | bytes | list[str]) -> None:
+        if not isinstance(data, list):
+            await super().send_data(send, data)
+        elif SEND_MANY in (self.scope.get("extensions") or {}):
+            await send({"type": SEND_MANY, "texts": data})
+        else:
+            for text in data:
+                await super().send_data(send, text)

@@ -26,7 +26,7 @@ from bridge.jsonwire import FrameCache
 from bridge.metrics import BridgeMetrics
 from bridge.relayframes import DeliveryFrames
 from bridge.runner import StatelessDeflate
-from bridge.wswrite import SEND_MANY, BatchingWebsocket
+from bridge.wswrite import SEND_MANY, BatchingWebsocket, BatchingWebsocketConnection
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -222,3 +222,28 @@ async def test_the_handler_hands_over_what_waits_at_once_within_the_bounds() -> 
         task.cancel()
     assert [len(batch) for batch in socket.batches] == [ws.BATCH_MESSAGES, 3]
     assert all(text.startswith('{"type":"pong"') for text in socket.batches[0])
+
+
+@pytest.mark.parametrize("advertised", [True, False], ids=["advertised", "not advertised"])
+async def test_the_app_sends_a_batch_only_to_a_server_that_takes_one(advertised: bool) -> None:
+    extensions: dict[str, Any] = {"websocket.http.response": {}}
+    if advertised:
+        extensions[SEND_MANY] = {}
+    scope: Any = {"extensions": extensions}
+    connection = BatchingWebsocketConnection(None, scope)  # type: ignore[arg-type]
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await connection.send_data(send, ["a", "b"])
+    await connection.send_data(send, "c")
+    if advertised:
+        assert sent[0] == {"type": SEND_MANY, "texts": ["a", "b"]}
+        assert [m.get("text") for m in sent[1:]] == ["c"]
+    else:
+        assert [(m["type"], m.get("text")) for m in sent] == [
+            ("websocket.send", "a"),
+            ("websocket.send", "b"),
+            ("websocket.send", "c"),
+        ]
