@@ -689,7 +689,7 @@ def append_docs(markdown: str, meta: dict[str, Any]) -> None:
 CATEGORIES: list[tuple[str, str]] = [
     ("store (server/store, SQLAlchemy, aiosqlite, sqlite3, asyncpg)",
      r"server/store/|sqlalchemy|aiosqlite|sqlite3|asyncpg"),
-    ("bridge JSON (bridge/jsonwire)", r"bridge/jsonwire"),
+    ("bridge JSON (bridge/jsonwire, bridge/relayframes)", r"bridge/jsonwire|bridge/relayframes"),
     ("bridge WS/REST handlers (bridge/, other)", r"\(bridge/"),
     ("hypercorn / wsproto / h11 / Quart", r"hypercorn/|wsproto/|h11/|quart/|quart_schema/"),
     ("relay stream (server/rpc/relay)", r"server/rpc/relay"),

@@ -24,6 +24,7 @@ from bridge.responses import error_response
 from bridge.rest import api, caller_refused, ops
 from bridge.state import EXTENSION_KEY, BridgeState
 from bridge.ws import sockets
+from bridge.wswrite import BatchingWebsocket, BatchingWebsocketConnection
 from server.rpc.inprocess import InProcessStubs
 
 #: REST bodies are small; anything larger is refused with 413 before it is read.
@@ -87,6 +88,8 @@ def create_app(
     to ``registry`` (served at ``/metrics``; default: a registry of the app's own)."""
     app = Quart(__name__, static_folder="static", static_url_path="/static")
     app.request_class = BridgeRequest
+    app.websocket_class = BatchingWebsocket
+    app.asgi_websocket_class = BatchingWebsocketConnection
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     QuartSchema(
         app,

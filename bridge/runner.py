@@ -42,6 +42,9 @@ class StatelessDeflate(PerMessageDeflate):
       right after it.
     """
 
+    #: Outgoing frames stay as they are (``bridge.wsguard`` may frame them itself).
+    sends_uncompressed = True
+
     def __init__(
         self,
         client_no_context_takeover: bool = True,

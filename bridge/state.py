@@ -11,6 +11,7 @@ from quart import Quart, current_app
 from bridge.jsonwire import FrameCache
 from bridge.metrics import BridgeMetrics
 from bridge.origin import OriginPolicy
+from bridge.relayframes import DeliveryFrames
 from bridge.upstream import Upstream
 from server.rpc.inprocess import InProcessStubs
 
@@ -37,6 +38,8 @@ class BridgeState:
         self.max_message_bytes = max_message_bytes
         #: Notification frames shared by every socket (one encode per notification).
         self.frames = FrameCache()
+        #: Relayed notifications → frame texts, one parse per content (``bridge.relayframes``).
+        self.deliveries = DeliveryFrames()
         #: The bridge's metrics, in ``registry`` (default: a registry of this app's own).
         self.metrics = BridgeMetrics(registry if registry is not None else CollectorRegistry())
         self._upstream: Upstream | None = None

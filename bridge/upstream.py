@@ -81,8 +81,16 @@ class SessionLink(Protocol):
         """
         ...
 
+    async def receive_frame(self) -> bytes | None:
+        """``receive``, serialized: the caller parses what it needs of it."""
+        ...
+
     async def send(self, request: stream_pb2.ConnectRequest) -> bool:
         """Pass one client command on; False once the session has ended."""
+        ...
+
+    def ready(self) -> bool:
+        """Whether a message is waiting: ``receive`` returns it without suspending."""
         ...
 
     def reject(self, code: str, message: str) -> None:
@@ -269,6 +277,10 @@ class RelaySessionLink:
     # --- SessionLink ---
 
     async def receive(self) -> stream_pb2.ConnectResponse | None:
+        frame = await self.receive_frame()
+        return None if frame is None else stream_pb2.ConnectResponse.FromString(frame)
+
+    async def receive_frame(self) -> bytes | None:
         while self._head == len(self._frames):
             if self._ended is not None:
                 if self._ended.status is grpc.StatusCode.OK:
@@ -286,9 +298,11 @@ class RelaySessionLink:
             self._frames.clear()
             self._ids.clear()
             self._head = 0
-        message = stream_pb2.ConnectResponse.FromString(frame)
         self._established = True
-        return message
+        return frame
+
+    def ready(self) -> bool:
+        return self._head < len(self._frames)
 
     @property
     def ended(self) -> StreamEnded | None:

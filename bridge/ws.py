@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any, cast
 
 import grpc
@@ -27,6 +28,7 @@ from bridge.outcomes import ApiError, CloseCode, Ending, ending_for
 from bridge.responses import error_response
 from bridge.state import BridgeState, bridge_state
 from bridge.upstream import SessionLink, StreamEnded
+from bridge.wswrite import BatchingWebsocket
 
 log = logging.getLogger("tidings.bridge")
 
@@ -89,7 +91,7 @@ def _error(code: str, message: str) -> str:
 
 async def _relay(ws: Websocket, link: SessionLink, state: BridgeState) -> Ending:
     """Run both directions until one ends or the bridge drains; how the socket should close."""
-    down = asyncio.create_task(_downstream(ws, link, state.frames, state.metrics))
+    down = asyncio.create_task(_downstream(ws, link, state))
     up = asyncio.create_task(_upstream(ws, link, state.max_message_bytes))
     try:
         # The session may end while ``down`` is stuck writing to a browser that stopped
@@ -144,10 +146,89 @@ async def _settled(*tasks: asyncio.Task[Any]) -> None:
             await _first_of(task)
 
 
-async def _downstream(
+#: At most this many messages, or about this many characters, go in one write.
+BATCH_MESSAGES = 128
+BATCH_CHARS = 1 << 16
+
+
+def _downstream(
+    ws: Websocket, link: SessionLink, state: BridgeState
+) -> Coroutine[Any, Any, Ending]:
+    """Engine → browser until the engine ends the session (one coroutine, no wrapper:
+    every idle socket holds it)."""
+    if isinstance(ws, BatchingWebsocket):
+        return _downstream_batched(ws, link, state)
+    return _downstream_one_by_one(ws, link, state.frames, state.metrics)
+
+
+async def _downstream_batched(
+    ws: BatchingWebsocket, link: SessionLink, state: BridgeState
+) -> Ending:
+    """Engine → browser, writing whatever waits for the socket when its turn comes at
+    once (``BatchingWebsocket.send_many``, up to ``BATCH_MESSAGES``): one JSON text
+    message per event as ever, one write for all of them.
+
+    A notification's frame is made from the relayed bytes (``DeliveryFrames``) without
+    parsing them; other events are parsed and encoded as before.
+    """
+    # No bound methods kept across the wait: an idle socket would hold each of them.
+    frames, deliveries, metrics = state.frames, state.deliveries, state.metrics
+    size = 0  # characters in the batch being made; 0: none begun
+    while True:
+        try:
+            data = await link.receive_frame()
+        except StreamEnded as ended:
+            return ending_for(ended)
+        if data is None:
+            return ending_for(None)
+        if size == 0:  # a batch begins (its lists made here: an idle socket holds none)
+            texts: list[str] = []
+            created: list[float] = []  # of the notifications among them
+            others: list[tuple[str, str | None]] = []  # other events: type, error code
+        delivery = deliveries.frame(data)
+        if delivery is not None:
+            text, at = delivery
+            created.append(at)
+        else:
+            message = stream_pb2.ConnectResponse.FromString(data)
+            if message.WhichOneof("kind") == "notification":
+                notification = message.notification.notification
+                text = frames.frame(notification)
+                ts = notification.created_at
+                created.append(ts.seconds + ts.nanos * 1e-9)
+            else:
+                framed = event_frame(message, frames)
+                if framed is None:
+                    text = ""
+                else:
+                    kind, text = framed
+                    others.append((kind, message.error.code if kind == "error" else None))
+        if text:
+            texts.append(text)
+            size += len(text)
+        if link.ready() and len(texts) < BATCH_MESSAGES and size < BATCH_CHARS:
+            continue
+        if not texts:
+            continue
+        await ws.send_many(texts)
+        if created:
+            observe = metrics.delivery_latency.observe
+            now = time.time()
+            for at in created:
+                age = now - at
+                observe(age if age > 0.0 else 0.0)
+            metrics.ws_messages_sent.inc("notification", len(created))
+        for kind, code in others:
+            metrics.ws_messages_sent.inc(kind)
+            if code is not None:
+                metrics.error("ws", code)
+        size = 0
+
+
+async def _downstream_one_by_one(
     ws: Websocket, link: SessionLink, frames: FrameCache, metrics: BridgeMetrics
 ) -> Ending:
-    """Engine → browser until the engine ends the session."""
+    """Engine → browser, one ``send`` per event (on a server that takes no batches)."""
     send = ws.send
     observe = metrics.delivery_latency.observe
     count = metrics.ws_messages_sent.inc

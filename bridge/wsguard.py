@@ -26,29 +26,79 @@ Here, in both cases:
 
 The app's own closes keep hypercorn's way: the connection is dropped when the app
 returns (``bridge.ws`` bounds the close itself).
+
+It also takes ``bridge.wswrite.SEND_MANY`` (advertised in the scope): several text
+messages framed here and written to the connection at once, one ``write`` instead of
+one per message.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any, ClassVar, Final
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Final, cast
 
 import hypercorn.protocol.h2
 import hypercorn.protocol.h11
 from hypercorn.protocol.events import Data, Event, StreamClosed
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError, WSStream
-from hypercorn.typing import ASGISendEvent
+from hypercorn.typing import ASGISendEvent, TaskGroup
+from hypercorn.utils import UnexpectedMessageError
 from wsproto.connection import ConnectionState
-from wsproto.events import CloseConnection, Message, Ping
+from wsproto.events import CloseConnection, Message, Ping, TextMessage
+from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason
 
 from bridge import ws
+from bridge.wswrite import SEND_MANY
 
 #: Seconds a client gets to answer our close frame before its connection is dropped.
 CLOSE_TIMEOUT: Final = ws.CLOSE_TIMEOUT
 #: Close reasons are at most 123 bytes (RFC 6455 §5.5).
 REASON_MAX: Final = 120
+
+#: A final text frame's first byte (FIN, no RSV bits, opcode 1), then the payload length
+#: in 7 bits, or 126 and 16 bits, or 127 and 64 bits (RFC 6455 §5.2; server frames are
+#: not masked).
+_TEXT: Final = 0x81
+_LENGTH_16: Final = struct.Struct("!BBH")
+_LENGTH_64: Final = struct.Struct("!BBQ")
+
+
+def text_frame_header(length: int) -> bytes:
+    """The header of an unmasked, unfragmented, uncompressed text frame of ``length`` bytes."""
+    if length < 126:
+        return bytes((_TEXT, length))
+    if length < 1 << 16:
+        return _LENGTH_16.pack(_TEXT, 126, length)
+    return _LENGTH_64.pack(_TEXT, 127, length)
+
+
+def sends_plain(extension: Extension) -> bool:
+    """Whether ``extension`` leaves outgoing frames as they are: not negotiated, or one
+    that says so (``sends_uncompressed``, as ``bridge.runner.StatelessDeflate``)."""
+    return not extension.enabled() or bool(getattr(extension, "sends_uncompressed", False))
+
+
+#: What the extension's scope entry says (nothing; one dict shared by every socket).
+_NO_OPTIONS: Final[dict[str, Any]] = {}
+
+
+class _Advertising:
+    """hypercorn's task group for one stream, adding ``SEND_MANY`` to the app's scope."""
+
+    __slots__ = ("_group",)
+
+    def __init__(self, group: TaskGroup) -> None:
+        self._group = group
+
+    async def spawn_app(self, app: Any, config: Any, scope: Any, send: Any) -> Any:
+        scope.setdefault("extensions", {})[SEND_MANY] = _NO_OPTIONS
+        return await self._group.spawn_app(app, config, scope, send)
+
+    def spawn(self, func: Callable[..., Any], *args: Any) -> None:
+        self._group.spawn(func, *args)
 
 
 class GuardedWSStream(WSStream):
@@ -56,10 +106,14 @@ class GuardedWSStream(WSStream):
 
     #: Told the code of every close this stream decides on (``install`` sets it).
     on_close: ClassVar[staticmethod[[int], None]] = staticmethod(lambda code: None)
+    #: Whether messages can be framed here (no extension alters them); set on the
+    #: instance by its first batch (an idle socket holds no attribute for it).
+    _plain: bool | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._gone = asyncio.Event()
+        self.task_group = _Advertising(self.task_group)  # type: ignore[assignment]
 
     async def handle(self, event: Event) -> None:
         if isinstance(event, Data) and self._connection_state() is ConnectionState.CLOSED:
@@ -69,6 +123,14 @@ class GuardedWSStream(WSStream):
             self._gone.set()
 
     async def app_send(self, message: ASGISendEvent | None) -> None:
+        batch = cast(dict[str, Any] | None, message)  # SEND_MANY is not an ASGI type
+        if batch is not None and batch["type"] == SEND_MANY:
+            if self.closed:
+                return  # as hypercorn does for any message once the connection is gone
+            if self.state is not ASGIWebsocketState.CONNECTED:
+                raise UnexpectedMessageError(self.state, SEND_MANY)
+            await self._send_texts(batch["texts"])
+            return
         if (
             message is None
             and not self.closed
@@ -85,6 +147,27 @@ class GuardedWSStream(WSStream):
                 await self.send(StreamClosed(stream_id=self.stream_id))
             return
         await super().app_send(message)
+
+    async def _send_texts(self, texts: Sequence[str]) -> None:
+        """Each of ``texts`` as a text message of its own, all in one write."""
+        connection = self.connection
+        if connection.state is not ConnectionState.OPEN:
+            return  # closing: hypercorn drops what the app sends then (LocalProtocolError)
+        plain = self._plain
+        if plain is None:
+            extensions = getattr(getattr(connection, "_proto", None), "extensions", None)
+            plain = self._plain = extensions is not None and all(map(sends_plain, extensions))
+        parts: list[bytes] = []
+        if plain:
+            header = text_frame_header
+            for text in texts:
+                payload = text.encode()
+                parts.append(header(len(payload)))
+                parts.append(payload)
+        else:  # an extension transforms frames (compression): wsproto frames each message
+            for text in texts:
+                parts.append(connection.send(TextMessage(data=text)))
+        await self.send(Data(stream_id=self.stream_id, data=b"".join(parts)))
 
     async def _handle_events(self) -> None:
         for event in self.connection.events():

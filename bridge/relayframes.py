@@ -1,0 +1,130 @@
+"""A relayed notification → its §5 frame text, without parsing protobuf per recipient.
+
+The engine writes a delivery as ``ConnectResponse{notification{id, user_id, rest}}``
+with ``id`` and ``user_id`` first and ``rest`` (type … created_at, read state) byte for
+byte the same for every recipient of one content (``server.rpc.convert.delivery_bytes``;
+protobuf's canonical field order puts them first for any serializer). A broadcast to
+N users is N such frames that differ only in their first bytes.
+
+``DeliveryFrames`` reads the two length prefixes, the id and the user id off the
+front itself, and keeps the JSON of ``rest`` by its bytes: ``rest`` is parsed and
+encoded once per content, and each recipient's frame is that text plus its id and
+user id — the same text ``bridge.jsonwire`` makes. A frame of any other shape (fields
+out of order, a read notification written differently) is not recognised: the caller
+parses it as before.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import orjson
+from google.protobuf.message import DecodeError
+from tidings.v1 import notification_pb2
+
+from bridge.jsonwire import INT64_MAX, notification_object
+
+#: Keys of the fields read here (field number << 3 | wire type).
+_CONNECT_RESPONSE_NOTIFICATION: Final = 0x12  # ConnectResponse.notification = 2
+_NOTIFICATION_EVENT_NOTIFICATION: Final = 0x0A  # NotificationEvent.notification = 1
+_ID: Final = 0x08  # Notification.id = 1, varint
+_USER_ID: Final = 0x12  # Notification.user_id = 2, length-delimited
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it; ``IndexError`` if cut short."""
+    byte = data[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    value, shift = 0, 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint too long")
+
+
+class DeliveryFrames:
+    """The JSON of recent notification contents, shared by every socket of one bridge.
+
+    Two bounded maps, each starting over when full: the encoded ``rest`` of a content
+    (with its creation time), and the JSON string of a user id.
+    """
+
+    __slots__ = ("_rests", "_users", "rests_size", "users_size")
+
+    def __init__(self, rests_size: int = 512, users_size: int = 4096) -> None:
+        self._rests: dict[bytes, tuple[str, float]] = {}
+        self._users: dict[bytes, str] = {}
+        self.rests_size = rests_size
+        self.users_size = users_size
+
+    def frame(self, data: bytes) -> tuple[str, float] | None:
+        """``(frame text, created_at as a POSIX timestamp)`` for the serialized
+        ``ConnectResponse`` ``data`` if it is a notification of the expected shape, else
+        None."""
+        try:
+            if data[0] != _CONNECT_RESPONSE_NOTIFICATION:
+                return None
+            size, pos = _varint(data, 1)
+            if pos + size != len(data) or data[pos] != _NOTIFICATION_EVENT_NOTIFICATION:
+                return None
+            size, pos = _varint(data, pos + 1)
+            if pos + size != len(data):
+                return None
+            nid = 0
+            if data[pos] == _ID:
+                nid, pos = _varint(data, pos + 1)
+            user = b""
+            if pos < len(data) and data[pos] == _USER_ID:
+                size, pos = _varint(data, pos + 1)
+                user = data[pos : pos + size]
+                pos += size
+        except IndexError:
+            return None
+        if nid > INT64_MAX or pos > len(data):
+            return None
+        rest = data[pos:]
+        known = self._rests.get(rest)
+        if known is None:
+            known = self._encode(rest)
+            if known is None:
+                return None
+        user_json = self._users.get(user)
+        if user_json is None:
+            try:
+                user_json = orjson.dumps(user.decode()).decode()
+            except UnicodeDecodeError:
+                return None
+            users = self._users
+            if len(users) >= self.users_size:
+                users.clear()
+            users[user] = user_json
+        tail, created = known
+        return (
+            f'{{"type":"notification","notification":{{"id":{nid},"user_id":{user_json},{tail}}}',
+            created,
+        )
+
+    def _encode(self, rest: bytes) -> tuple[str, float] | None:
+        """The JSON after ``user_id`` for the fields ``rest``; None if they hold an id or
+        a user id after all (not the expected shape) or do not parse."""
+        try:
+            n = notification_pb2.Notification.FromString(rest)
+        except DecodeError:
+            return None
+        if n.id or n.user_id:
+            return None
+        obj = notification_object(n)
+        del obj["id"], obj["user_id"]
+        ts = n.created_at
+        known = orjson.dumps(obj).decode()[1:], ts.seconds + ts.nanos * 1e-9
+        rests = self._rests
+        if len(rests) >= self.rests_size:
+            rests.clear()
+        rests[rest] = known
+        return known

@@ -1,0 +1,56 @@
+"""Several WebSocket messages in one write: the app's side of ``SEND_MANY``.
+
+Each message Quart sends costs a trip through its ``Websocket.send`` (a yield to the
+loop, a signal), the ASGI call, hypercorn's stream and protocol objects, wsproto's
+framing and a locked ``write`` + ``drain``: about what a whole delivery costs a plain
+Quart server (docs/BENCHMARKS.md, "Comparison suite"). When a socket has several
+notifications waiting, the bridge hands them over at once instead, and the server
+writes them in one go. The protocol does not change: every notification is still one
+text message of its own; only the writing is shared.
+
+``SEND_MANY`` is an ASGI extension: the server advertises it in the scope's
+``extensions`` (``bridge.wsguard`` does, for hypercorn), and the app sends
+``{"type": SEND_MANY, "texts": [...]}``. Served by anything else, ``send_many`` sends
+the messages one by one, as Quart would.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from quart.asgi import ASGIWebsocketConnection
+from quart.wrappers import Websocket
+
+#: The ASGI extension (scope key and message type) of a batch of text messages.
+SEND_MANY: Final = "tidings.websocket.send_many"
+
+
+class BatchingWebsocket(Websocket):
+    """Quart's ``Websocket`` that can send several text messages in one write.
+
+    Served by ``BatchingWebsocketConnection`` (``create_app`` sets both).
+    """
+
+    async def send_many(self, texts: list[str]) -> None:
+        """Send each of ``texts`` as one text message, in order, written at once.
+
+        Call only once accepted (the bridge accepts first).
+        """
+        await self._send(texts)
+
+
+class BatchingWebsocketConnection(ASGIWebsocketConnection):
+    """Quart's ASGI side of a WebSocket, taking a list of texts as one batch.
+
+    Nothing is kept per socket: whether the server takes ``SEND_MANY`` is read from
+    the scope when a batch is sent.
+    """
+
+    async def send_data(self, send: Any, data: str | bytes | list[str]) -> None:
+        if not isinstance(data, list):
+            await super().send_data(send, data)
+        elif SEND_MANY in (self.scope.get("extensions") or {}):
+            await send({"type": SEND_MANY, "texts": data})
+        else:
+            for text in data:
+                await super().send_data(send, text)
