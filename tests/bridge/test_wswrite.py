@@ -146,8 +146,13 @@ async def test_each_text_is_a_message_of_its_own_and_all_leave_in_one_write(
         assert wire.writes[0][0] == 0x81
 
 
-async def test_a_deflate_that_compresses_gets_frames_it_can_read() -> None:
-    """hypercorn's own permessage-deflate (not ``StatelessDeflate``): wsproto compresses."""
+async def test_a_deflate_that_compresses_gets_frames_it_can_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """wsproto's own permessage-deflate (not ``StatelessDeflate``): wsproto compresses."""
+    # A server started in this process (bridge.runner) swaps hypercorn's deflate for
+    # StatelessDeflate for good; put wsproto's back for this test, whatever ran before.
+    monkeypatch.setattr("hypercorn.protocol.ws_stream.PerMessageDeflate", PerMessageDeflate)
     stream, _, wire = await accepted(DEFLATE_OFFER)
     texts = ['{"type":"notification","n":' + str(i) + "}" * 50 for i in range(5)]
     await stream.app_send(send_many(texts))
