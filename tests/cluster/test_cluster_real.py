@@ -129,6 +129,43 @@ async def test_same_user_on_both_nodes_and_mark_read_crosses(cluster: Cluster) -
         assert event.notification_id == made
 
 
+async def test_inbox_changes_on_a_reach_b_and_b_honours_them(cluster: Cluster) -> None:
+    """Seen, delete and mutes made through node A, seen by node B over the real broker."""
+    a, b = await cluster.node(), await cluster.node()
+    on_b = await cluster.connect(b, "u")
+    kept, gone = await cluster.create(a, "u"), await cluster.create(a, "u")
+    assert await within(1.0, on_b.notifications(2)) == [kept, gone]
+    users_a = stream_pb2_grpc.NotificationStreamStub(cluster.channel(a))
+    await users_a.MarkSeen(stream_pb2.MarkSeenRequest(up_to_id=kept), metadata=as_user("u"))
+    assert (await within(1.0, on_b.recv_kind("notifications_seen"))).up_to_id == kept
+    await users_a.DeleteNotification(
+        stream_pb2.DeleteNotificationRequest(notification_id=gone), metadata=as_user("u")
+    )
+    assert (await within(1.0, on_b.recv_kind("notification_deleted"))).notification_id == gone
+    await users_a.UpdatePreferences(
+        stream_pb2.UpdatePreferencesRequest(muted_types=["m"]), metadata=as_user("u")
+    )
+    assert list((await within(1.0, on_b.recv_kind("preferences_updated"))).muted_types) == ["m"]
+    admin_a = admin_pb2_grpc.NotificationAdminServiceStub(cluster.channel(a))
+    muted = (  # stored, but neither pushed nor replayed
+        await admin_a.CreateNotification(
+            admin_pb2.CreateNotificationRequest(user_id="u", type="m", title="quiet"),
+            metadata=as_user("ops"),
+        )
+    ).notification.id
+    later = await cluster.connect(b, "u", since=0)  # opened after the mute, on the other node
+    replayed = [(await later.recv_kind("notification")).notification.id]
+    assert replayed == [kept]  # not the deleted one, not the muted one
+    await later.send(ping=stream_pb2.PingCommand())
+    await within(1.0, later.recv_kind("pong"))
+    await on_b.send(ping=stream_pb2.PingCommand())
+    await within(1.0, on_b.recv_kind("pong"))  # the muted one was not pushed before it
+    page = await users_a.ListNotifications(
+        stream_pb2.ListNotificationsRequest(), metadata=as_user("u")
+    )
+    assert [n.id for n in page.notifications] == [muted, kept]  # still in the inbox
+
+
 async def test_disconnect_through_a_closes_b_and_stats_show_the_cluster(cluster: Cluster) -> None:
     a, b, c = await cluster.node(), await cluster.node(), await cluster.node()
     on_b = await cluster.connect(b, "u")
