@@ -18,8 +18,12 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from hypercorn.typing import WebsocketScope
+from quart import Quart
 from quart.asgi import ASGIWebsocketConnection
 from quart.wrappers import Websocket
+
+from bridge.slim import SlimQueue
 
 #: The ASGI extension (scope key and message type) of a batch of text messages.
 SEND_MANY: Final = "tidings.websocket.send_many"
@@ -43,8 +47,13 @@ class BatchingWebsocketConnection(ASGIWebsocketConnection):
     """Quart's ASGI side of a WebSocket, taking a list of texts as one batch.
 
     Nothing is kept per socket: whether the server takes ``SEND_MANY`` is read from
-    the scope when a batch is sent.
+    the scope when a batch is sent. Received messages wait in a ``SlimQueue`` (Quart's
+    is an ``asyncio.Queue``, four deques that every idle socket would hold).
     """
+
+    def __init__(self, app: Quart, scope: WebsocketScope) -> None:
+        super().__init__(app, scope)
+        self.queue = SlimQueue()  # type: ignore[assignment]
 
     async def send_data(self, send: Any, data: str | bytes | list[str]) -> None:
         if not isinstance(data, list):
