@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bridge.slim import SlimEvent, SlimEventWrapper, SlimQueue
+from bridge.slim import SlimEvent, SlimEventWrapper, SlimQueue, first_of
 
 pytestmark = pytest.mark.timeout(5)
 
@@ -116,3 +116,27 @@ async def test_the_hypercorn_wrapper_speaks_its_async_interface() -> None:
     assert event.is_set()
     await event.clear()
     assert not event.is_set()
+
+
+async def test_first_of_returns_with_the_first_done_and_leaves_the_others_running() -> None:
+    loop = asyncio.get_running_loop()
+    slow: asyncio.Future[None] = loop.create_future()
+    fast: asyncio.Future[None] = loop.create_future()
+    waiting = asyncio.create_task(first_of(slow, fast))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    fast.set_result(None)
+    await waiting
+    assert not slow.done()  # neither cancelled nor waited for
+    slow.set_result(None)
+
+
+async def test_first_of_cancelled_leaves_the_futures_alone() -> None:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiting = asyncio.create_task(first_of(future))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not future.cancelled()
+    future.set_result(None)
