@@ -26,6 +26,7 @@ from bridge.metadata import BadMetadata, Metadata, ws_metadata, ws_params
 from bridge.metrics import BridgeMetrics
 from bridge.outcomes import ApiError, CloseCode, Ending, ending_for
 from bridge.responses import error_response
+from bridge.slim import first_of
 from bridge.state import BridgeState, bridge_state
 from bridge.upstream import SessionLink, StreamEnded
 from bridge.wswrite import BatchingWebsocket
@@ -117,26 +118,8 @@ async def _relay(ws: Websocket, link: SessionLink, state: BridgeState) -> Ending
     return DRAINED
 
 
-async def _first_of(*futures: asyncio.Future[Any]) -> None:
-    """Return once any of ``futures`` is done.
-
-    ``asyncio.wait`` would do, but allocates more sets and closures per call
-    (docs/BENCHMARKS.md, "Small costs"), and every idle socket sits in this call for
-    its whole life.
-    """
-    first = asyncio.get_running_loop().create_future()
-
-    def done(_: object) -> None:
-        if not first.done():
-            first.set_result(None)
-
-    for future in futures:
-        future.add_done_callback(done)
-    try:
-        await first
-    finally:
-        for future in futures:
-            future.remove_done_callback(done)
+#: Return once any of the futures given is done (``bridge.slim.first_of``).
+_first_of = first_of
 
 
 async def _settled(*tasks: asyncio.Task[Any]) -> None:

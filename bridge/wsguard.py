@@ -37,8 +37,11 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, ClassVar, Final, cast
 
+import hypercorn.asyncio.task_group
+import hypercorn.asyncio.worker_context
 import hypercorn.protocol.h2
 import hypercorn.protocol.h11
 from hypercorn.protocol.events import Data, Event, StreamClosed
@@ -51,6 +54,7 @@ from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason
 
 from bridge import ws
+from bridge.slim import SlimEvent, SlimEventWrapper, SlimQueue
 from bridge.wswrite import SEND_MANY
 
 #: Seconds a client gets to answer our close frame before its connection is dropped.
@@ -86,7 +90,12 @@ _NO_OPTIONS: Final[dict[str, Any]] = {}
 
 
 class _Advertising:
-    """hypercorn's task group for one stream, adding ``SEND_MANY`` to the app's scope."""
+    """hypercorn's task group for one stream, adding ``SEND_MANY`` to the app's scope.
+
+    It starts the app as hypercorn's ``TaskGroup.spawn_app`` does, with a ``SlimQueue``
+    for the queue of what the connection tells the app (same bound) instead of an
+    ``asyncio.Queue``: each idle socket holds that queue for its whole life.
+    """
 
     __slots__ = ("_group",)
 
@@ -95,7 +104,26 @@ class _Advertising:
 
     async def spawn_app(self, app: Any, config: Any, scope: Any, send: Any) -> Any:
         scope.setdefault("extensions", {})[SEND_MANY] = _NO_OPTIONS
-        return await self._group.spawn_app(app, config, scope, send)
+        group = self._group
+        loop = getattr(group, "_loop", None)
+        if not isinstance(group, hypercorn.asyncio.task_group.TaskGroup) or loop is None:
+            return await group.spawn_app(app, config, scope, send)  # pragma: no cover
+        app_queue: SlimQueue[Any] = SlimQueue(config.max_app_queue_size)
+
+        def call_soon(func: Callable[..., Any], *args: Any) -> Any:
+            return asyncio.run_coroutine_threadsafe(func(*args), loop).result()
+
+        group.spawn(
+            hypercorn.asyncio.task_group._handle,
+            app,
+            config,
+            scope,
+            app_queue.get,
+            send,
+            partial(loop.run_in_executor, None),
+            call_soon,
+        )
+        return app_queue.put
 
     def spawn(self, func: Callable[..., Any], *args: Any) -> None:
         self._group.spawn(func, *args)
@@ -112,7 +140,7 @@ class GuardedWSStream(WSStream):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._gone = asyncio.Event()
+        self._gone = SlimEvent()
         self.task_group = _Advertising(self.task_group)  # type: ignore[assignment]
 
     async def handle(self, event: Event) -> None:
@@ -227,5 +255,7 @@ def install(on_close: Callable[[int], None]) -> None:
     app the process serves.
     """
     GuardedWSStream.on_close = staticmethod(on_close)
+    # Each connection's ``can_read`` (and the worker's two events): see ``bridge.slim``.
+    hypercorn.asyncio.worker_context.WorkerContext.event_class = SlimEventWrapper
     hypercorn.protocol.h11.WSStream = GuardedWSStream  # type: ignore[attr-defined]
     hypercorn.protocol.h2.WSStream = GuardedWSStream  # type: ignore[attr-defined]

@@ -16,10 +16,16 @@ the messages one by one, as Quart would.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, WebsocketScope
+from quart import Quart
 from quart.asgi import ASGIWebsocketConnection
+from quart.utils import cancel_tasks, raise_task_exceptions
 from quart.wrappers import Websocket
+
+from bridge.slim import SlimQueue, first_of
 
 #: The ASGI extension (scope key and message type) of a batch of text messages.
 SEND_MANY: Final = "tidings.websocket.send_many"
@@ -43,8 +49,25 @@ class BatchingWebsocketConnection(ASGIWebsocketConnection):
     """Quart's ASGI side of a WebSocket, taking a list of texts as one batch.
 
     Nothing is kept per socket: whether the server takes ``SEND_MANY`` is read from
-    the scope when a batch is sent.
+    the scope when a batch is sent. Received messages wait in a ``SlimQueue`` (Quart's
+    is an ``asyncio.Queue``, four deques that every idle socket would hold).
     """
+
+    def __init__(self, app: Quart, scope: WebsocketScope) -> None:
+        super().__init__(app, scope)
+        self.queue = SlimQueue()  # type: ignore[assignment]
+
+    async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        """Quart's, waiting for the first of its two tasks with ``first_of`` rather than
+        ``asyncio.wait``: every idle socket waits there for its whole life."""
+        websocket = self._create_websocket_from_scope(send)
+        receiver_task = asyncio.ensure_future(self.handle_messages(receive))
+        handler_task = asyncio.ensure_future(self.handle_websocket(websocket, send))
+        await first_of(handler_task, receiver_task)
+        tasks = {handler_task, receiver_task}
+        done = {task for task in tasks if task.done()}
+        await cancel_tasks(tasks - done)
+        raise_task_exceptions(done)
 
     async def send_data(self, send: Any, data: str | bytes | list[str]) -> None:
         if not isinstance(data, list):

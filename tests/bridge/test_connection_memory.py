@@ -99,6 +99,13 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         await engine.stop()
 
 
+def _queues_and_events() -> Counter[str]:
+    """How many ``asyncio.Queue`` and ``asyncio.Event`` are alive, by class name."""
+    gc.collect()
+    alive = (o for o in gc.get_objects() if isinstance(o, asyncio.Queue | asyncio.Event))
+    return Counter(type(o).__name__ for o in alive)
+
+
 async def kind(call: Any) -> str | None:
     """The kind of the next message of a ``Connect`` call."""
     message = await call.read()
@@ -111,13 +118,18 @@ async def test_closed_sessions_and_connections_are_freed_without_a_full_collecti
 ) -> None:
     admin = admin_pb2_grpc.NotificationAdminServiceStub(node.channel)
     stream = stream_pb2_grpc.NotificationStreamStub(node.channel)
+    queues_and_events = _queues_and_events()
     browsers = [
         await websockets.connect(f"{node.ws_url}?user_id=mem-b{i}", compression=None)
         for i in range(SESSIONS)
     ]
-    calls = [stream.Connect(metadata=[("x-tidings-user", f"mem-g{i}")]) for i in range(SESSIONS)]
     for ws in browsers:
         assert orjson.loads(await ws.recv())["type"] == "connection_established"
+    # An idle browser socket holds no asyncio.Queue (four deques from the start) and no
+    # asyncio.Event (one): 7.6 KiB of each socket when hypercorn and Quart made theirs.
+    grown = _queues_and_events() - queues_and_events
+    assert grown["Queue"] < SESSIONS and grown["Event"] < SESSIONS, dict(grown)
+    calls = [stream.Connect(metadata=[("x-tidings-user", f"mem-g{i}")]) for i in range(SESSIONS)]
     for call in calls:
         assert await kind(call) == "connection_established"
     # Each session delivers something, as they do under traffic.
