@@ -84,6 +84,8 @@ PROBE_TIMEOUT = 2.0
 STOP_TIMEOUT = 2.0
 #: At most this many batches per expiry sweep: the rest waits for the next one.
 EXPIRY_SWEEP_BATCHES = 10
+#: Recipients per transaction of a broadcast (see ``Engine.broadcast``).
+BROADCAST_SLICE = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +100,15 @@ class EngineConfig:
     expiry_sweep_interval: float = 30.0
     #: Rows per batch of a sweep; a sweep runs at most ``EXPIRY_SWEEP_BATCHES`` batches.
     expiry_sweep_batch: int = 1000
+    #: Recipients per transaction of a broadcast: each slice is committed, then delivered,
+    #: before the next one is written (docs/PROTOCOL.md §4.7).
+    broadcast_slice: int = BROADCAST_SLICE
 
     def __post_init__(self) -> None:
         if self.max_offline_queue < 1:
             raise ValueError("max_offline_queue must be at least 1")
+        if self.broadcast_slice < 1:
+            raise ValueError("broadcast_slice must be at least 1")
         if self.expiry_sweep_interval <= 0 or self.expiry_sweep_batch < 1:
             raise ValueError("the expiry sweep needs a positive interval and batch size")
         if not self.node_id:
@@ -250,19 +257,34 @@ class Engine:
         return await self._writer.submit(items)
 
     async def broadcast(self, content: Content, user_ids: Sequence[str] | None) -> int:
-        """One notification per recipient; ``None`` means every known user. Returns how many."""
+        """One notification per recipient; ``None`` means every known user. Returns how many.
+
+        The recipients are committed in slices of ``broadcast_slice``, one transaction
+        each, in order; each slice is delivered to the sessions of its users as soon as it
+        is committed, and other work (creates, pings, other sessions) runs between slices,
+        so that a broadcast to a hundred thousand users neither holds every row in memory
+        nor stalls the node. Returns once every slice is committed. Should a slice fail
+        (the store went away, a shutdown), the call fails and the slices before it stay
+        committed and delivered: one row per recipient of those, none for the rest
+        (docs/PROTOCOL.md §4.7).
+        """
         self._ensure_running()
         check_expires_at(content.expires_at, self.clock.now())
         if user_ids is None:
             recipients = await self._store.known_users()
         else:
             recipients = list(dict.fromkeys(check_user_id(u, "user_ids") for u in user_ids))
-        if not recipients:
-            return 0
-        outcomes = await self._writer.submit(
-            [NewNotification(u, content, user_id_checked=True) for u in recipients]
-        )
-        return sum(1 for o in outcomes if o.created)
+        size = self.config.broadcast_slice
+        created = 0
+        for start in range(0, len(recipients), size):
+            outcomes = await self._writer.submit(
+                [
+                    NewNotification(u, content, user_id_checked=True)
+                    for u in recipients[start : start + size]
+                ]
+            )
+            created += sum(1 for o in outcomes if o.created)
+        return created
 
     # --- sessions ----------------------------------------------------------------------
 

@@ -1,0 +1,263 @@
+"""A broadcast to 100 000 known users, 1 000 of them online: commit, delivery, pauses, memory.
+
+Starts ``tidings serve --insecure`` (engine and bridge in one process) on a fresh SQLite
+file (``--postgres``: a fresh PostgreSQL database), makes ``--users`` users known with
+``CreateNotifications`` batches of 1 000 (one notification each, as a producer would),
+connects ``--online`` of them with ``NotificationStream.Connect`` (spread over the user
+range, ``--per-channel`` streams per HTTP/2 connection), and one *control* session in a
+separate process that pings every 25 ms (a session may send
+50 messages a second). Then ``POST /api/v1/notifications/broadcast
+{"all": true}`` and reports: time to the 201, time until every online session had the
+broadcast, the control session's largest ping round trip and largest gap between pongs
+while the broadcast ran, and the server's RSS before, right after, and ``--settle``
+seconds after (from /proc).
+
+    .venv/bin/python bench/broadcast_large.py [--users 100000] [--online 1000] [--postgres]
+
+Loopback only; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import multiprocessing
+import multiprocessing.connection
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+from tidings.v1 import admin_pb2, admin_pb2_grpc, stream_pb2, stream_pb2_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.harness import ServerProcess
+
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+TITLE = "the big one"
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+# --- the control session, in its own process so that the bench's readers cannot delay it ---
+
+
+def pinger(addr: str, every: float, conn: multiprocessing.connection.Connection) -> None:
+    asyncio.run(_ping(addr, every, conn))
+
+
+async def _ping(addr: str, every: float, conn: multiprocessing.connection.Connection) -> None:
+    """Ping until told to stop; send back ``[(sent, rtt), ...]`` (perf_counter seconds)."""
+    async with grpc.aio.insecure_channel(addr) as channel:
+        call: Any = stream_pb2_grpc.NotificationStreamStub(channel).Connect(
+            metadata=(("x-tidings-user", "zz-control"),)
+        )
+        hello = await call.read()
+        for _ in range(hello.connection_established.queued):
+            await call.read()
+        pongs: asyncio.Queue[float] = asyncio.Queue()
+
+        async def read() -> None:
+            while (message := await call.read()) is not grpc.aio.EOF:
+                if message.WhichOneof("kind") in ("pong", "error"):  # error: rate_limited
+                    pongs.put_nowait(time.perf_counter())
+
+        reader = asyncio.create_task(read())
+        conn.send("ready")
+        samples: list[tuple[float, float]] = []
+        ping = stream_pb2.ConnectRequest(ping=stream_pb2.PingCommand())
+        while not conn.poll():
+            sent = time.perf_counter()
+            await call.write(ping)
+            async with asyncio.timeout(30):
+                samples.append((sent, await pongs.get() - sent))
+            await asyncio.sleep(max(0.0, every - (time.perf_counter() - sent)))
+        reader.cancel()
+        call.cancel()
+        conn.send(samples)
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def post_broadcast(http_url: str) -> tuple[int, dict[str, Any]]:
+    body = json.dumps({"all": True, "type": "bench", "title": TITLE, "message": "m" * 200})
+    request = urllib.request.Request(
+        f"{http_url}/api/v1/notifications/broadcast",
+        data=body.encode(),
+        headers={"Content-Type": "application/json", "X-Tidings-User": "ops"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        return answer.status, json.loads(answer.read())
+
+
+async def register(addr: str, users: list[str], batch: int) -> None:
+    async with grpc.aio.insecure_channel(addr) as channel:
+        admin = admin_pb2_grpc.NotificationAdminServiceStub(channel)
+        chunks = [users[i : i + batch] for i in range(0, len(users), batch)]
+        lanes = asyncio.Semaphore(4)
+
+        async def send(chunk: list[str]) -> None:
+            async with lanes:
+                await admin.CreateNotifications(
+                    admin_pb2.CreateNotificationsRequest(
+                        notifications=[
+                            admin_pb2.CreateNotificationRequest(
+                                user_id=u, type="welcome", title="hello", message="m" * 50
+                            )
+                            for u in chunk
+                        ]
+                    ),
+                    timeout=120,
+                )
+
+        await asyncio.gather(*(send(c) for c in chunks))
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    database = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.postgres:
+            database = f"tidings_bench_{uuid.uuid4().hex[:12]}"
+            admin_conn = await asyncpg.connect(PG)
+            await admin_conn.execute(f'CREATE DATABASE "{database}"')
+            await admin_conn.close()
+            url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+        else:
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'tidings.db'}"
+        server = await ServerProcess("--insecure", database_url=url).start()
+        assert server.proc is not None
+        pid = server.proc.pid
+        channels: list[grpc.aio.Channel] = []
+        readers: list[asyncio.Task[None]] = []
+        control: multiprocessing.process.BaseProcess | None = None
+        try:
+            users = [f"u{i:06d}" for i in range(args.users)]
+            t = time.perf_counter()
+            await register(server.grpc_addr, users, args.batch)
+            register_s = time.perf_counter() - t
+
+            step = max(1, args.users // args.online)
+            online = users[::step][: args.online]
+            arrived: dict[str, float] = {}
+            all_arrived = asyncio.Event()
+
+            async def read(user: str, call: Any) -> None:
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+                    while (message := await call.read()) is not grpc.aio.EOF:
+                        kind = message.WhichOneof("kind")
+                        if kind == "notification" and (
+                            message.notification.notification.title == TITLE
+                        ):
+                            arrived[user] = time.perf_counter()
+                            if len(arrived) == len(online):
+                                all_arrived.set()
+
+            for i, user in enumerate(online):
+                if i % args.per_channel == 0:
+                    channels.append(grpc.aio.insecure_channel(server.grpc_addr))
+                call: Any = stream_pb2_grpc.NotificationStreamStub(channels[-1]).Connect(
+                    metadata=(("x-tidings-user", user),)
+                )
+                async with asyncio.timeout(30):
+                    hello = await call.read()
+                    for _ in range(hello.connection_established.queued):
+                        await call.read()
+                readers.append(asyncio.create_task(read(user, call)))
+
+            ctx = multiprocessing.get_context("spawn")
+            here, there = ctx.Pipe()
+            control = ctx.Process(target=pinger, args=(server.grpc_addr, args.every, there))
+            control.start()
+            async with asyncio.timeout(30):
+                assert await asyncio.to_thread(here.recv) == "ready"
+            await asyncio.sleep(1.0)  # a baseline of pings before the broadcast
+            rss_before = rss_mib(pid)
+
+            t0 = time.perf_counter()
+            status, answer = await asyncio.to_thread(post_broadcast, server.http_url)
+            t_201 = time.perf_counter() - t0
+            rss_after = rss_mib(pid)
+            async with asyncio.timeout(120):
+                await all_arrived.wait()
+            t_all = max(arrived.values()) - t0
+            t_first = min(arrived.values()) - t0
+            t_end = time.perf_counter()
+            await asyncio.sleep(0.5)
+            here.send("stop")
+            async with asyncio.timeout(30):
+                samples: list[tuple[float, float]] = await asyncio.to_thread(here.recv)
+            await asyncio.sleep(args.settle)
+            rss_settled = rss_mib(pid)
+        except BaseException:
+            print("\n".join(server.log[-40:]), file=sys.stderr)
+            raise
+        finally:
+            if control is not None:
+                control.join(10)
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            for channel in channels:
+                await channel.close()
+            await server.stop()
+            if database is not None:
+                admin_conn = await asyncpg.connect(PG)
+                await admin_conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                await admin_conn.close()
+
+    during = [(s, rtt) for s, rtt in samples if t0 - 0.01 <= s <= t_end]
+    before = [rtt for s, rtt in samples if s < t0]
+    pong_times = sorted(s + rtt for s, rtt in samples)
+    gaps = [b - a for a, b in itertools.pairwise(pong_times) if t0 <= b and a <= t_end]
+    return {
+        "store": "postgres" if args.postgres else "sqlite",
+        "known_users": args.users + 1,  # and the control session
+        "online": len(online),
+        "register_s": round(register_s, 1),
+        "status": status,
+        "created": answer.get("created"),
+        "to_201_ms": round(t_201 * 1e3),
+        "first_delivery_ms": round(t_first * 1e3),
+        "all_online_delivered_ms": round(t_all * 1e3),
+        "control_pings_during": len(during),
+        "control_rtt_ms_before_max": round(max(before, default=0.0) * 1e3, 1),
+        "control_rtt_ms_during_max": round(max((r for _, r in during), default=0.0) * 1e3, 1),
+        "control_pong_gap_ms_max": round(max(gaps, default=0.0) * 1e3, 1),
+        "rss_mib_before_after_settled": [rss_before, rss_after, rss_settled],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--online", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=1000, help="users per registering create")
+    parser.add_argument("--per-channel", type=int, default=100, help="streams per connection")
+    parser.add_argument(
+        "--every",
+        type=float,
+        default=0.025,
+        help="control ping interval (s); sessions may send 50 messages/s",
+    )
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds before the last RSS")
+    parser.add_argument("--postgres", action="store_true", help="a fresh PostgreSQL database")
+    print(json.dumps(asyncio.run(run(parser.parse_args()))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""A broadcast to many users commits in slices and delivers each slice as it commits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from datetime import datetime
+
+import pytest
+
+from server.engine import Engine, EngineConfig, Session, SessionLimits
+from server.engine.errors import StoreUnavailable
+from server.engine.events import ConnectionEstablished, Delivery, Ping, Pong
+from server.engine.models import Content, NewNotification
+from server.engine.store import CreateResult
+from server.store.memory import MemoryStore
+from tests.engine.fakes import FakeClock, take
+
+pytestmark = pytest.mark.timeout(10)
+
+USERS = [f"u{i}" for i in range(10)]
+
+
+class GatedStore(MemoryStore):
+    """Records the size of every create; holds the ``hold``-th until ``release`` is set,
+    or fails it when ``fail`` is set."""
+
+    def __init__(self, hold: int) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+        self.hold = hold
+        self.fail = False
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def create(
+        self,
+        items: Sequence[NewNotification],
+        *,
+        now: datetime,
+        queue_cap: int,
+        offline: Callable[[str], bool],
+        delivered: Collection[int] = (),
+    ) -> CreateResult:
+        self.sizes.append(len(items))
+        if len(self.sizes) == self.hold:
+            self.holding.set()
+            await self.release.wait()
+            if self.fail:
+                raise StoreUnavailable("the database went away")
+        return await super().create(
+            items, now=now, queue_cap=queue_cap, offline=offline, delivered=delivered
+        )
+
+
+@pytest.fixture
+async def gated() -> AsyncIterator[tuple[Engine, GatedStore]]:
+    # The users become known with one create (call 1); the broadcast's second slice is
+    # call 3: it waits until the test releases it.
+    store = GatedStore(hold=3)
+    config = EngineConfig(
+        node_id="n1", session=SessionLimits(heartbeat_interval=3600), broadcast_slice=4
+    )
+    engine = Engine(store, config, FakeClock())
+    await engine.start()
+    await engine.create_many([NewNotification(u, Content(type="t", title="hi")) for u in USERS])
+    try:
+        yield engine, store
+    finally:
+        store.release.set()
+        await engine.stop()
+
+
+async def connected(engine: Engine, user: str) -> Session:
+    """A session of ``user`` that has taken its greeting and its replayed backlog."""
+    session = await engine.connect(user)
+    (hello,) = await take(session, 1)
+    assert isinstance(hello, ConnectionEstablished)
+    await take(session, hello.queued)
+    return session
+
+
+def titles(events: object) -> list[str]:
+    assert isinstance(events, list)
+    return [e.notification.title for e in events if isinstance(e, Delivery)]
+
+
+async def test_a_large_broadcast_commits_in_slices_and_delivers_each_as_it_commits(
+    gated: tuple[Engine, GatedStore],
+) -> None:
+    engine, store = gated
+    # Known users, sorted: u0..u9, then "z-ops" (known by connecting): slices of 4.
+    early, late, ops = [await connected(engine, u) for u in ("u1", "u9", "z-ops")]
+    broadcast = asyncio.create_task(engine.broadcast(Content(type="news", title="all"), None))
+    async with asyncio.timeout(2):
+        await store.holding.wait()
+    assert store.sizes[1:] == [4, 4], "the first slice committed; the second is being written"
+    assert titles(await take(early, 1)) == ["all"], "delivered as its slice committed"
+    await ops.handle(Ping())
+    (pong,) = await take(ops, 1)
+    assert isinstance(pong, Pong), "other sessions are answered while slices are written"
+    assert not broadcast.done(), "the answer waits for every slice"
+
+    store.release.set()
+    assert await broadcast == len(USERS) + 1
+    assert store.sizes[1:] == [4, 4, 3]
+    assert titles(await take(late, 1)) == ["all"]
+    for user in [*USERS, "z-ops"]:
+        page = await engine.list_notifications(user)
+        assert [n.title for n in page.notifications].count("all") == 1, user
+    ids = [(await engine.list_notifications(u)).notifications[0].id for u in USERS]
+    assert ids == sorted(ids), "ids follow the order the slices were committed in"
+
+
+async def test_a_broadcast_that_fails_midway_keeps_the_slices_committed_before(
+    gated: tuple[Engine, GatedStore],
+) -> None:
+    engine, store = gated
+    first = await connected(engine, "u0")
+    broadcast = asyncio.create_task(engine.broadcast(Content(type="news", title="all"), None))
+    async with asyncio.timeout(2):
+        await store.holding.wait()
+    store.fail = True
+    store.release.set()
+    with pytest.raises(StoreUnavailable):
+        await broadcast
+    assert titles(await take(first, 1)) == ["all"], "the committed slice was delivered"
+    got = {
+        u: [n.title for n in (await engine.list_notifications(u)).notifications].count("all")
+        for u in USERS
+    }
+    assert got == {u: 1 if u in USERS[:4] else 0 for u in USERS}
+    assert store.sizes[1:] == [4, 4], "nothing is written after the slice that failed"
+
+
+async def test_a_broadcast_within_one_slice_is_one_transaction(
+    gated: tuple[Engine, GatedStore],
+) -> None:
+    engine, store = gated
+    assert await engine.broadcast(Content(type="news", title="few"), USERS[:4]) == 4
+    assert store.sizes[1:] == [4]
