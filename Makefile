@@ -80,7 +80,7 @@ run: setup ## start engine + bridge on SQLite (insecure development mode)
 	$(BIN)/tidings serve --insecure
 
 test: setup lint browser ## lint, then the whole test suite
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-ts
 
 # Debian's Chromium for the browser tests (Playwright cannot download its own here).
