@@ -14,18 +14,13 @@ idempotent; ``update_preferences`` replaces the whole set).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self, TypeVar
-
-import grpc
+from functools import cached_property
+from typing import TypeVar
 
 from tidings.client import convert
-from tidings.client.backoff import Backoff, BackoffPolicy
-from tidings.client.calls import call_with_retries
-from tidings.client.channel import DEFAULT_TARGET, Identity, TokenSource, open_channel
-from tidings.client.errors import ClosedError
+from tidings.client.calls import UnaryClient
 from tidings.client.models import (
     Counts,
     MarkResult,
@@ -39,7 +34,7 @@ from tidings.v1 import stream_pb2, stream_pb2_grpc
 T = TypeVar("T")
 
 
-class Inbox:
+class Inbox(UnaryClient):
     """The caller's own inbox.
 
     ::
@@ -56,50 +51,9 @@ class Inbox:
     ``InvalidArgumentError`` whose ``field`` names it, and changes nothing.
     """
 
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        *,
-        token: TokenSource | None = None,
-        user: str | None = None,
-        timeout: float = 10.0,
-        retries: int = 3,
-        backoff: BackoffPolicy | None = None,
-        channel_credentials: grpc.ChannelCredentials | None = None,
-        channel_options: Sequence[tuple[str, Any]] = (),
-        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
-    ) -> None:
-        if retries < 0:
-            raise ValueError("retries must not be negative")
-        self._identity = Identity(token=token, user=user)
-        self._timeout = timeout
-        self._retries = retries
-        self._backoff: BackoffPolicy = backoff or Backoff(base=0.1, cap=2.0)
-        self._channel = open_channel(
-            target,
-            credentials=channel_credentials,
-            options=channel_options,
-            interceptors=interceptors,
-        )
-        self._stub = stream_pb2_grpc.NotificationStreamStub(self._channel)
-        self._closed = False
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the channel; calls still running are cancelled."""
-        if not self._closed:
-            self._closed = True
-            await self._channel.close()
+    @cached_property
+    def _stub(self) -> stream_pb2_grpc.NotificationStreamAsyncStub:
+        return stream_pb2_grpc.NotificationStreamStub(self._channel)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -290,22 +244,3 @@ class Inbox:
             timeout,
         )
         return Preferences(muted_types=tuple(response.muted_types))
-
-    # --- retries -----------------------------------------------------------------------
-
-    async def _call(
-        self,
-        attempt: Callable[[float], Awaitable[T]],
-        timeout: float | None,
-        *,
-        retry: bool = True,
-    ) -> T:
-        if self._closed:
-            raise ClosedError("this Inbox is closed")
-        return await call_with_retries(
-            attempt,
-            timeout=self._timeout if timeout is None else timeout,
-            retries=self._retries,
-            backoff=self._backoff,
-            retry=retry,
-        )

@@ -13,18 +13,13 @@ have been delivered.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self, TypeVar
-
-import grpc
+from functools import cached_property
+from typing import Any, TypeVar
 
 from tidings.client import convert
-from tidings.client.backoff import Backoff, BackoffPolicy
-from tidings.client.calls import call_with_retries
-from tidings.client.channel import DEFAULT_TARGET, Identity, TokenSource, open_channel
-from tidings.client.errors import ClosedError
+from tidings.client.calls import UnaryClient
 from tidings.client.models import (
     ConnectionStatus,
     CreateResult,
@@ -37,7 +32,7 @@ from tidings.v1 import admin_pb2, admin_pb2_grpc
 T = TypeVar("T")
 
 
-class Publisher:
+class Publisher(UnaryClient):
     """Creates and broadcasts notifications, and asks or acts on connections.
 
     ::
@@ -51,50 +46,9 @@ class Publisher:
     needed (``user`` may pick the caller).
     """
 
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        *,
-        token: TokenSource | None = None,
-        user: str | None = None,
-        timeout: float = 10.0,
-        retries: int = 3,
-        backoff: BackoffPolicy | None = None,
-        channel_credentials: grpc.ChannelCredentials | None = None,
-        channel_options: Sequence[tuple[str, Any]] = (),
-        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
-    ) -> None:
-        if retries < 0:
-            raise ValueError("retries must not be negative")
-        self._identity = Identity(token=token, user=user)
-        self._timeout = timeout
-        self._retries = retries
-        self._backoff: BackoffPolicy = backoff or Backoff(base=0.1, cap=2.0)
-        self._channel = open_channel(
-            target,
-            credentials=channel_credentials,
-            options=channel_options,
-            interceptors=interceptors,
-        )
-        self._stub = admin_pb2_grpc.NotificationAdminServiceStub(self._channel)
-        self._closed = False
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the channel; calls still running are cancelled."""
-        if not self._closed:
-            self._closed = True
-            await self._channel.close()
+    @cached_property
+    def _stub(self) -> admin_pb2_grpc.NotificationAdminServiceAsyncStub:
+        return admin_pb2_grpc.NotificationAdminServiceStub(self._channel)
 
     # --- calls -------------------------------------------------------------------------
 
@@ -246,25 +200,6 @@ class Publisher:
             retry=True,
         )
         return response.disconnected
-
-    # --- retries -----------------------------------------------------------------------
-
-    async def _call(
-        self,
-        attempt: Callable[[float], Awaitable[T]],
-        timeout: float | None,
-        *,
-        retry: bool,
-    ) -> T:
-        if self._closed:
-            raise ClosedError("this Publisher is closed")
-        return await call_with_retries(
-            attempt,
-            timeout=self._timeout if timeout is None else timeout,
-            retries=self._retries,
-            backoff=self._backoff,
-            retry=retry,
-        )
 
 
 def _create_request(item: NewNotification) -> admin_pb2.CreateNotificationRequest:
