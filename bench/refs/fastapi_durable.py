@@ -3,7 +3,7 @@
     python -m bench.refs.fastapi_durable --db PATH --port 0 [--loop uvloop|asyncio]
 
 ``POST /api/v1/notifications`` validates the body (pydantic, the §3 limits), inserts one
-row and commits (one transaction per request, SQLite WAL, ``synchronous=NORMAL`` as
+row and commits (one transaction per request, SQLite WAL, ``synchronous=FULL`` as
 Tidings), then sends the notification as JSON to the user's open sockets
 (``/ws?user_id=ID``) and answers 201 with it. No group commit, no queue, no replay:
 durable before anyone is told, and nothing more.
@@ -57,7 +57,7 @@ by_user: defaultdict[str, set[WebSocket]] = defaultdict(set)
 async def lifespan(app: FastAPI) -> Any:
     state.db = await aiosqlite.connect(state.path)
     await state.db.execute("PRAGMA journal_mode=WAL")
-    await state.db.execute("PRAGMA synchronous=NORMAL")
+    await state.db.execute("PRAGMA synchronous=FULL")
     await state.db.executescript(SCHEMA)
     await state.db.commit()
     yield

@@ -19,15 +19,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from server.store.engines import SQLITE_PRAGMAS
+
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
-PRAGMAS = (
-    f"busy_timeout={BUSY_TIMEOUT_MS}",
-    "journal_mode=WAL",
-    "synchronous=NORMAL",
-    "foreign_keys=ON",
-)
+PRAGMAS = (f"busy_timeout={BUSY_TIMEOUT_MS}", *SQLITE_PRAGMAS)
 CHECKPOINT_EVERY = 1.0  # seconds between passive WAL checkpoints
 WAL_LIMIT = 16 * 2**20  # bytes: a larger WAL is reset between two commits
 RESET_WAIT_MS = 200  # how long a reset or an idle truncation waits for readers

@@ -459,11 +459,17 @@ async def test_migrations_match_the_models(database: Database) -> None:
 
 async def test_sqlite_connection_settings(tmp_path: Path) -> None:
     store = SqliteStore(f"sqlite:///{tmp_path / 'settings.db'}")
-    expected = {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000, "foreign_keys": 1}
+    # synchronous 2 = FULL: an acknowledged commit is on disk.
+    expected = {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 5000, "foreign_keys": 1}
     try:
         async with store.engine.connect() as conn:
             for pragma, value in expected.items():
                 assert (await conn.exec_driver_sql(f"PRAGMA {pragma}")).scalar() == value
+        await store._lite.open()  # the connection every create commits on
+        hot = await store._lite.transaction(
+            lambda conn: {p: conn.execute(f"PRAGMA {p}").fetchone()[0] for p in expected}
+        )
+        assert hot == expected
     finally:
         await store.close()
 
