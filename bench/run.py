@@ -557,9 +557,9 @@ class Report:
             )
         return [*lines, ""] if len(lines) > 4 else []
 
-    def _dps_ratio(self, a: str, b: str) -> float | None:
-        x = self.get(a, "plain", 1000, "broadcast", "deliveries_per_s")
-        y = self.get(b, "plain", 1000, "broadcast", "deliveries_per_s")
+    def _dps_ratio(self, a: str, b: str, n: int = 1000) -> float | None:
+        x = self.get(a, "plain", n, "broadcast", "deliveries_per_s")
+        y = self.get(b, "plain", n, "broadcast", "deliveries_per_s")
         ok = isinstance(x, int | float) and isinstance(y, int | float) and y
         return x / y if ok else None
 
@@ -570,24 +570,36 @@ class Report:
         def add(target: str, value: Any, shown: str, met: bool | None) -> None:
             items.append((target, value, shown, met if value is not None else None))
 
-        for ours, ref, floor, label in (
-            ("tidings-ws", "socketio", 1.5, "WS broadcast ≥ 1.5× python-socketio"),
-            ("tidings-ws", "quart", 0.9, "WS broadcast ≥ 0.9× Quart/hypercorn"),
-            ("tidings-grpc", "grpc-raw", 0.8, "gRPC broadcast ≥ 0.8× raw grpc.aio"),
+        for ours, ref, floor, label, sizes in (
+            ("tidings-ws", "socketio", 2.0, "WS broadcast ≥ 2× python-socketio", (1000, 5000)),
+            ("tidings-ws", "quart", 1.0, "WS broadcast ≥ 1.0× Quart/hypercorn", (1000, 5000)),
+            ("tidings-ws", "ws-raw", 0.5, "WS broadcast ≥ 0.5× raw websockets", (1000, 5000)),
+            ("tidings-grpc", "grpc-raw", 0.8, "gRPC broadcast ≥ 0.8× raw grpc.aio", (1000,)),
         ):
-            r = self._dps_ratio(ours, ref)
-            us = "server_us_per_delivery"
-            mine = self.get(ours, "plain", 1000, "broadcast", us)
-            theirs = self.get(ref, "plain", 1000, "broadcast", us)
-            cpu = _ratio(theirs, mine)
-            noisy = [
-                s for s in (ours, ref)
-                if (self.get(s, "plain", 1000, "broadcast", "foreign_cpu") or 0) > NOISY
-            ]  # fmt: skip
-            shown = f"{r or 0:.2f}× deliveries/s (CPU per delivery: {cpu}×)" + (
-                f" ⚠ others busy during {', '.join(noisy)}" if noisy else ""
-            )
-            add(f"{label} (N=1000)", r, shown, (r or 0) >= floor)
+            for n in sizes:
+                r = self._dps_ratio(ours, ref, n)
+                us = "server_us_per_delivery"
+                mine = self.get(ours, "plain", n, "broadcast", us)
+                theirs = self.get(ref, "plain", n, "broadcast", us)
+                cpu = _ratio(theirs, mine)
+                noisy = [
+                    s for s in (ours, ref)
+                    if (self.get(s, "plain", n, "broadcast", "foreign_cpu") or 0) > NOISY
+                ]  # fmt: skip
+                shown = f"{r or 0:.2f}× deliveries/s (CPU per delivery: {cpu}×)" + (
+                    f" ⚠ others busy during {', '.join(noisy)}" if noisy else ""
+                )
+                add(f"{label} (N={n})", r, shown, (r or 0) >= floor)
+        ours_last = self.get("tidings-ws", "plain", 5000, "fanout", "last_delivery_p50_ms")
+        fastapi_last = self.get("fastapi", "plain", 5000, "fanout", "last_delivery_p50_ms")
+        both = isinstance(ours_last, int | float) and isinstance(fastapi_last, int | float)
+        times = ours_last / fastapi_last if both and fastapi_last else None
+        add(
+            "one broadcast to all of 5 000: last delivery p50 ≤ 2× FastAPI's",
+            times,
+            f"{ours_last} ms vs {fastapi_last} ms ({times or 0:.2f}×)",
+            (times or 0) <= 2.0,
+        )
         for s in TIDINGS:
             p99 = next(
                 (row.get("latency_p99_ms") for k, row in self.index.items()
@@ -598,7 +610,7 @@ class Report:
         for s, variant, limit in (
             ("tidings-ws", "plain", 40),
             ("tidings-ws", "deflate", 64),
-            ("tidings-grpc", "plain", 30),
+            ("tidings-grpc", "plain", 25),
         ):
             kib = self.get(s, variant, 1000, "connect", "idle_kib_per_session")
             ext = self.get(s, variant, 1000, "connect", "extensions")
