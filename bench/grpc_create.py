@@ -11,7 +11,7 @@ grpc.aio server that parses each request and answers without storing anything) a
 reports Tidings' figures as ratios of it: the floor grpc.aio itself sets on this machine.
 
     .venv/bin/python bench/grpc_create.py [--clients 16] [--seconds 10] [--procs 2]
-        [--database postgres|sqlite] [--pg-url postgresql://postgres@127.0.0.1:5432/test]
+        [--database postgres|sqlite|memory] [--pg-url postgresql://postgres@127.0.0.1:5432/test]
         [--profile server.svg] [--reference]
 
 Loopback only; every wait is bounded.
@@ -54,6 +54,9 @@ def cpu_seconds(pid: int) -> float:
 @asynccontextmanager
 async def fresh_database(kind: str, pg_url: str) -> AsyncIterator[str]:
     """The URL of a new, empty database, dropped (or deleted) afterwards."""
+    if kind == "memory":  # the engine without a database: what the store adds, by difference
+        yield "memory://"
+        return
     if kind == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{Path(tmp) / 'tidings.db'}"
@@ -212,7 +215,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
-    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--database", choices=["postgres", "sqlite", "memory"], default="postgres")
     parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument(
         "--profile", metavar="FILE", help="py-spy record the server (.svg, .json or raw)"
