@@ -51,6 +51,7 @@ from server.store.rows import (
     SHARED_COLUMNS,
     SOURCE,
     Plan,
+    paged,
     plan_creates,
     same_content,
     valid_ids,
@@ -136,8 +137,10 @@ REPLAY_STATE = (
     "SELECT (SELECT dropped_since_connect FROM users WHERE user_id = $1), "
     "(SELECT max(id) FROM notifications WHERE user_id = $1 AND queued)"
 )
-FETCH_RANGE = (
-    f"SELECT {COLUMNS}, queued FROM {SOURCE} WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
+FETCH_RANGE = paged(
+    "SELECT * FROM notifications WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+    "id",
+    ", queued",
 )
 
 
@@ -286,8 +289,11 @@ class PostgresStore:
             if since is not None:
                 args.append(since)
             newest = await conn.fetch(
-                f"SELECT {COLUMNS} FROM {SOURCE} WHERE user_id = $1 AND {owed} "
-                f"AND {admitted} ORDER BY id DESC LIMIT ${len(args) + 2}",
+                paged(
+                    f"SELECT * FROM notifications WHERE user_id = $1 AND {owed} "
+                    f"AND {admitted} ORDER BY id DESC LIMIT ${len(args) + 2}",
+                    "id DESC",
+                ),
                 user_id,
                 *args,
                 cap + 1,
@@ -353,9 +359,9 @@ class PostgresStore:
             return f"${len(args)}"
 
         where = rows.inbox_where(query, now, param)
-        sql = (
-            f"SELECT {COLUMNS} FROM {SOURCE} WHERE user_id = $1 AND {where} "
-            "ORDER BY id DESC LIMIT $2"
+        sql = paged(
+            f"SELECT * FROM notifications WHERE user_id = $1 AND {where} ORDER BY id DESC LIMIT $2",
+            "id DESC",
         )
         async with self._connection() as conn:
             found = [_notification(row) for row in await conn.fetch(sql, *args)]
@@ -501,7 +507,7 @@ async def _delete(conn: Conn, statement: str, *args: Any) -> int:
     the delete's transaction, each could still see the other's uncommitted row and keep
     the content.) No create points a row at an existing content — each writes its own —
     so a content without rows stays so. A crash between the two leaves one content row
-    behind, never a row without its content (the foreign key).
+    behind, never a row without its content.
     """
     row = await conn.fetchrow(statement, *args)
     assert row is not None  # an aggregate: one row, always

@@ -40,6 +40,23 @@ def columns(table: str) -> str:
 
 #: The columns of a notification read from ``SOURCE``.
 COLUMNS = columns("notifications")
+
+
+def paged(rows: str, order: str, extra: str = "") -> str:
+    """The notifications ``rows`` selects (``SELECT * FROM notifications …`` with its own
+    ``ORDER BY`` and ``LIMIT``), each joined to its content afterwards, in ``order``:
+    ``COLUMNS`` and then ``extra`` columns.
+
+    The join comes after the limit so that the plan of ``rows`` stays that of one table:
+    PostgreSQL, not knowing yet how few rows a fresh broadcast joins, would otherwise
+    join the whole range and sort it before taking the first page.
+    """
+    return (
+        f"SELECT {COLUMNS}{extra} FROM ({rows}) AS notifications "
+        f"LEFT JOIN contents USING (content_id) ORDER BY {order}"
+    )
+
+
 #: How many columns ``COLUMNS`` names: a query's extra columns follow at this index.
 NCOLUMNS = 13
 #: The columns ``INSERT`` fills, in order (every new row is queued).

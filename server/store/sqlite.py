@@ -46,6 +46,7 @@ from server.store.rows import (
     SOURCE,
     Plan,
     chunks,
+    paged,
     plan_creates,
     same_content,
     valid_ids,
@@ -485,8 +486,11 @@ def replay(
         found = [
             notification(row)
             for row in conn.execute(
-                f"SELECT {COLUMNS} FROM {SOURCE} WHERE user_id = ? AND {owed} "
-                f"AND {admitted} ORDER BY id DESC LIMIT ?",
+                paged(
+                    f"SELECT * FROM notifications WHERE user_id = ? AND {owed} "
+                    f"AND {admitted} ORDER BY id DESC LIMIT ?",
+                    "id DESC",
+                ),
                 [user_id, *owed_args, *admitted_args, cap + 1],
             )
         ]
@@ -536,7 +540,11 @@ def fetch_range(
 ) -> list[tuple[Notification, bool]]:
     """See ``Store.fetch_range``."""
     rows = conn.execute(
-        f"SELECT {COLUMNS}, queued FROM {SOURCE} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+        paged(
+            "SELECT * FROM notifications WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            "id",
+            ", queued",
+        ),
         (after_id, upto_id, limit),
     )
     return [(notification(row), bool(row[NCOLUMNS])) for row in rows]
@@ -555,8 +563,11 @@ def inbox(conn: sqlite3.Connection, user_id: str, query: InboxQuery, now: dateti
     found = [
         notification(row)
         for row in conn.execute(
-            f"SELECT {COLUMNS} FROM {SOURCE} WHERE user_id = ? AND {where} "
-            "ORDER BY id DESC LIMIT ?",
+            paged(
+                f"SELECT * FROM notifications WHERE user_id = ? AND {where} "
+                "ORDER BY id DESC LIMIT ?",
+                "id DESC",
+            ),
             [*args, limit + 1],
         )
     ]

@@ -141,7 +141,9 @@ class NotificationRow(SQLModel, table=True):
     ignore_mutes: bool = Field(
         default=False, sa_type=Boolean, sa_column_kwargs={"server_default": false()}
     )
-    content_id: int | None = Field(default=None, sa_type=ID_TYPE, foreign_key="contents.content_id")
+    #: The ``contents`` row holding this row's title, message and data. Not a declared
+    #: foreign key (see migration 0003): the stores keep the reference whole.
+    content_id: int | None = Field(default=None, sa_type=ID_TYPE)
 
 
 class UserRow(SQLModel, table=True):
