@@ -3,14 +3,18 @@ every recipient still reads the whole notification; migration 0003 keeps every r
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from alembic import command as commands
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from server.engine import Engine, EngineConfig
 from server.engine.filters import TypeFilter
@@ -18,6 +22,7 @@ from server.engine.models import Content, InboxQuery, NewNotification, Notificat
 from server.store import Store
 from server.store.engines import make_engine
 from server.store.migrate import alembic_config, current_revision, head_revision, upgrade
+from server.store.rows import ORPHANS
 from server.store.tables import UtcDateTime
 from server.store.tables import contents as C
 from server.store.tables import notifications as N
@@ -298,3 +303,23 @@ async def _alembic(database: Database, command: str, revision: str) -> None:
             await conn.run_sync(run)
     finally:
         await engine.dispose()
+
+
+async def test_sqlite_plans_after_upgrading_from_0002(tmp_path: Path) -> None:
+    """The queue still reads its partial index once 0003 copied the table, and a content's
+    orphan check is one probe in ``ix_notifications_content_id``."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'plans.db'}"
+    await upgrade(url, revision="0002")
+    await upgrade(url)
+    queries = {
+        "ix_notifications_queued": str(
+            sa.select(sa.func.max(N.c.id))
+            .where(N.c.user_id == "a", N.c.queued)
+            .compile(dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True})
+        ),
+        "ix_notifications_content_id": f"DELETE FROM contents WHERE {ORPHANS.format(ids='1')}",
+    }
+    with contextlib.closing(sqlite3.connect(tmp_path / "plans.db")) as conn:
+        for index, query in queries.items():
+            plan = conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
+            assert index in str(plan), plan
