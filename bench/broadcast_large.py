@@ -9,8 +9,10 @@ separate process that pings every 25 ms (a session may send
 50 messages a second). Then ``POST /api/v1/notifications/broadcast
 {"all": true}`` and reports: time to the 201, time until every online session had the
 broadcast, the control session's largest ping round trip and largest gap between pongs
-while the broadcast ran, and the server's RSS before, right after, and ``--settle``
-seconds after (from /proc).
+while the broadcast ran, the server's RSS before, right after, and ``--settle``
+seconds after (from /proc), and what the broadcast added to the database per recipient
+(SQLite: pages in use, WAL included; PostgreSQL: the notification tables with their
+indexes and TOAST), measured before the broadcast and ``--settle`` seconds after.
 
     .venv/bin/python bench/broadcast_large.py [--users 100000] [--online 1000] [--postgres]
 
@@ -26,6 +28,7 @@ import itertools
 import json
 import multiprocessing
 import multiprocessing.connection
+import sqlite3
 import sys
 import tempfile
 import time
@@ -43,6 +46,31 @@ from tests.harness import ServerProcess
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 TITLE = "the big one"
+
+
+def sqlite_bytes(path: Path) -> int:
+    """Bytes of the pages in use (the WAL's newer pages included; free pages not)."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        pages, size, free = (
+            conn.execute(f"PRAGMA {pragma}").fetchone()[0]
+            for pragma in ("page_count", "page_size", "freelist_count")
+        )
+    return int((pages - free) * size)
+
+
+async def postgres_bytes(database: str) -> int:
+    """Bytes of the notification tables, indexes and TOAST included."""
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{database}")
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+                "WHERE c.relname IN ('notifications', 'contents') AND c.relkind = 'r' "
+                "AND c.relnamespace = 'public'::regnamespace"
+            )
+        )
+    finally:
+        await conn.close()
 
 
 def rss_mib(pid: int) -> float:
@@ -139,6 +167,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
         else:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'tidings.db'}"
+
+        async def db_bytes() -> int:
+            if database is not None:
+                return await postgres_bytes(database)
+            return await asyncio.to_thread(sqlite_bytes, Path(tmp) / "tidings.db")
+
         server = await ServerProcess("--insecure", database_url=url).start()
         assert server.proc is not None
         pid = server.proc.pid
@@ -187,6 +221,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 assert await asyncio.to_thread(here.recv) == "ready"
             await asyncio.sleep(1.0)  # a baseline of pings before the broadcast
             rss_before = rss_mib(pid)
+            bytes_before = await db_bytes()
 
             t0 = time.perf_counter()
             status, answer = await asyncio.to_thread(post_broadcast, server.http_url)
@@ -203,6 +238,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 samples: list[tuple[float, float]] = await asyncio.to_thread(here.recv)
             await asyncio.sleep(args.settle)
             rss_settled = rss_mib(pid)
+            bytes_added = await db_bytes() - bytes_before
         except BaseException:
             print("\n".join(server.log[-40:]), file=sys.stderr)
             raise
@@ -239,6 +275,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "control_rtt_ms_during_max": round(max((r for _, r in during), default=0.0) * 1e3, 1),
         "control_pong_gap_ms_max": round(max(gaps, default=0.0) * 1e3, 1),
         "rss_mib_before_after_settled": [rss_before, rss_after, rss_settled],
+        "db_bytes_per_recipient": round(bytes_added / max(1, answer.get("created") or 1), 1),
     }
 
 

@@ -47,7 +47,11 @@ from server.store.rows import (
     LIVE,
     MAX_ID,
     NCOLUMNS,
+    ORPHANS,
+    SHARED_COLUMNS,
+    SOURCE,
     Plan,
+    paged,
     plan_creates,
     same_content,
     valid_ids,
@@ -73,16 +77,25 @@ _ROWS = (
     "$9::timestamptz[], $10::boolean[]"
     ") WITH ORDINALITY AS i(u, t, ti, m, d, p, k, x, g, n) ORDER BY n"
 )
-#: A broadcast: one content for every row; only the recipient changes.
-_SAME_ROWS = (
-    "SELECT u, $2, $3, $4, $5, $6, $7, true, NULL, $8::timestamptz, $9::boolean "
+#: A broadcast: the content ($3, $4, $5) once, in ``contents``; then one narrow row per
+#: recipient pointing at it.
+_CONTENT = (
+    "content AS (INSERT INTO contents (title, message, data_json) VALUES ($3, $4, $5) "
+    "RETURNING content_id), "
+)
+_SHARED_ROWS = (
+    "SELECT u, $2, $6, $7, true, NULL, $8::timestamptz, $9::boolean, "
+    "(SELECT content_id FROM content) "
     "FROM unnest($1::text[]) WITH ORDINALITY AS i(u, n) ORDER BY n"
 )
 
 
-def _insert_statement(rows_query: str, params: int) -> str:
+def _insert_statement(
+    rows_query: str, params: int, *, columns: str = INSERT_COLUMNS, before: str = ""
+) -> str:
     """Insert (skipping rows whose idempotency key exists) and, in the same round trip,
     name the offline users (``$params+1``) the new rows put over the cap (``$params+2``).
+    ``before`` is a common table expression that ``rows_query`` may read.
 
     Rows ``(id, user_id, idempotency_key, over)``: a new row, or (``over``) a user
     whose queue the cap must trim.
@@ -95,7 +108,7 @@ def _insert_statement(rows_query: str, params: int) -> str:
         uncommitted=f"SELECT user_id FROM new WHERE user_id = ANY({away})",
     )
     return (
-        f"WITH new AS (INSERT INTO notifications ({INSERT_COLUMNS}) {rows_query} "
+        f"WITH {before}new AS (INSERT INTO notifications ({columns}) {rows_query} "
         f"ON CONFLICT (user_id, idempotency_key) WHERE {KEYED} DO NOTHING "
         "RETURNING id, user_id, idempotency_key) "
         "SELECT id, user_id, idempotency_key, false FROM new UNION ALL "
@@ -105,13 +118,13 @@ def _insert_statement(rows_query: str, params: int) -> str:
 
 
 INSERT = _insert_statement(_ROWS, 10)
-INSERT_SAME = _insert_statement(_SAME_ROWS, 9)
+INSERT_SHARED = _insert_statement(_SHARED_ROWS, 9, columns=SHARED_COLUMNS, before=_CONTENT)
 REGISTER = (
     "INSERT INTO users (user_id, first_seen, dropped_since_connect) "
     "SELECT u, $2, 0 FROM unnest($1::text[]) AS u ON CONFLICT (user_id) DO NOTHING"
 )
 BY_KEY = (
-    f"SELECT {COLUMNS}, idempotency_key FROM notifications WHERE idempotency_key IS NOT NULL "
+    f"SELECT {COLUMNS}, idempotency_key FROM {SOURCE} WHERE idempotency_key IS NOT NULL "
     "AND (user_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
 )
 DEQUEUE = "UPDATE notifications SET queued = false WHERE id = ANY($1::bigint[]) AND queued"
@@ -124,29 +137,49 @@ REPLAY_STATE = (
     "SELECT (SELECT dropped_since_connect FROM users WHERE user_id = $1), "
     "(SELECT max(id) FROM notifications WHERE user_id = $1 AND queued)"
 )
-FETCH_RANGE = (
-    f"SELECT {COLUMNS}, queued FROM notifications WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
+FETCH_RANGE = paged(
+    "SELECT * FROM notifications WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+    "id",
+    ", queued",
 )
-MARK_READ = (
+
+
+def _changed(update: str) -> str:
+    """``update`` (a statement ending in ``RETURNING *``), answered with the changed row as a
+    notification: RETURNING alone cannot read the content it shares."""
+    return (
+        f"WITH changed AS ({update}) "
+        f"SELECT {rows.columns('changed')} FROM changed LEFT JOIN contents USING (content_id)"
+    )
+
+
+MARK_READ = _changed(
     "UPDATE notifications SET read_at = $3 WHERE id = $1 AND user_id = $2 "
-    f"AND read_at IS NULL RETURNING {COLUMNS}"
+    "AND read_at IS NULL RETURNING *"
 )
-MINE = f"SELECT {COLUMNS} FROM notifications WHERE id = $1 AND user_id = $2"
-ARCHIVE = (
+MINE = f"SELECT {COLUMNS} FROM {SOURCE} WHERE id = $1 AND user_id = $2"
+ARCHIVE = _changed(
     "UPDATE notifications SET archived_at = $3 WHERE id = $1 AND user_id = $2 "
-    f"AND archived_at IS NULL RETURNING {COLUMNS}"
+    "AND archived_at IS NULL RETURNING *"
 )
-UNARCHIVE = (
+UNARCHIVE = _changed(
     "UPDATE notifications SET archived_at = NULL WHERE id = $1 AND user_id = $2 "
-    f"AND archived_at IS NOT NULL RETURNING {COLUMNS}"
+    "AND archived_at IS NOT NULL RETURNING *"
 )
-DELETE = "DELETE FROM notifications WHERE id = $1 AND user_id = $2"
+#: Rows ``(how many deleted, the contents they pointed at)`` (one row, always).
+_GONE = (
+    "WITH gone AS ({delete} RETURNING content_id) SELECT count(*), "
+    "coalesce(array_agg(DISTINCT content_id) FILTER (WHERE content_id IS NOT NULL), "
+    "'{{}}'::bigint[]) FROM gone"
+)
+DELETE = _GONE.format(delete="DELETE FROM notifications WHERE id = $1 AND user_id = $2")
 #: The expiry sweep's step: the soonest expired rows no other node is deleting.
-DELETE_EXPIRED = (
-    "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications "
+DELETE_EXPIRED = _GONE.format(
+    delete="DELETE FROM notifications WHERE id IN (SELECT id FROM notifications "
     "WHERE expires_at IS NOT NULL AND expires_at <= $1 ORDER BY expires_at LIMIT $2 "
     "FOR UPDATE SKIP LOCKED)"
 )
+DROP_ORPHANS = f"DELETE FROM contents WHERE {ORPHANS.format(ids='SELECT unnest($1::bigint[])')}"
 NEWEST = "SELECT coalesce(max(id), 0) FROM notifications WHERE user_id = $1"
 MUTED = "SELECT type FROM muted_types WHERE user_id = $1"
 COUNTS = rows.COUNTS.format(user="$1", now="$2")
@@ -256,8 +289,11 @@ class PostgresStore:
             if since is not None:
                 args.append(since)
             newest = await conn.fetch(
-                f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND {owed} "
-                f"AND {admitted} ORDER BY id DESC LIMIT ${len(args) + 2}",
+                paged(
+                    f"SELECT * FROM notifications WHERE user_id = $1 AND {owed} "
+                    f"AND {admitted} ORDER BY id DESC LIMIT ${len(args) + 2}",
+                    "id DESC",
+                ),
                 user_id,
                 *args,
                 cap + 1,
@@ -297,7 +333,7 @@ class PostgresStore:
         wanted = valid_ids(ids)
         if not wanted:
             return []
-        query = f"SELECT {COLUMNS} FROM notifications WHERE id = ANY($1::bigint[]) ORDER BY id"
+        query = f"SELECT {COLUMNS} FROM {SOURCE} WHERE id = ANY($1::bigint[]) ORDER BY id"
         async with self._connection() as conn:
             return [_notification(row) for row in await conn.fetch(query, wanted)]
 
@@ -323,9 +359,9 @@ class PostgresStore:
             return f"${len(args)}"
 
         where = rows.inbox_where(query, now, param)
-        sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND {where} "
-            "ORDER BY id DESC LIMIT $2"
+        sql = paged(
+            f"SELECT * FROM notifications WHERE user_id = $1 AND {where} ORDER BY id DESC LIMIT $2",
+            "id DESC",
         )
         async with self._connection() as conn:
             found = [_notification(row) for row in await conn.fetch(sql, *args)]
@@ -365,16 +401,15 @@ class PostgresStore:
         if not rows.valid_id(notification_id):
             raise NotFound(f"notification {notification_id} not found")
         async with self._connection() as conn:
-            status = await conn.execute(DELETE, notification_id, user_id)
-        if status == "DELETE 0":
+            gone = await _delete(conn, DELETE, notification_id, user_id)
+        if not gone:
             raise NotFound(f"notification {notification_id} not found")
 
     async def delete_expired(self, now: datetime, limit: int) -> int:
         if limit <= 0:
             return 0
         async with self._connection() as conn:
-            status = await conn.execute(DELETE_EXPIRED, now, limit)
-        return int(status.rsplit(" ", 1)[-1])
+            return await _delete(conn, DELETE_EXPIRED, now, limit)
 
     async def preferences(self, user_id: str) -> Preferences:
         async with self._connection() as conn:
@@ -462,6 +497,26 @@ class PostgresStore:
             await conn.execute(REGISTER, unknown, now)
 
 
+async def _delete(conn: Conn, statement: str, *args: Any) -> int:
+    """Run a ``_GONE`` statement, then drop the contents it left without rows: how many
+    rows it deleted.
+
+    Each runs on its own (autocommit), in that order, and that is what finds every
+    orphan: of two nodes deleting the last two rows of one content, the one checking
+    last does so after both deletes committed and sees no row left. (Were the check in
+    the delete's transaction, each could still see the other's uncommitted row and keep
+    the content.) No create points a row at an existing content — each writes its own —
+    so a content without rows stays so. A crash between the two leaves one content row
+    behind, never a row without its content.
+    """
+    row = await conn.fetchrow(statement, *args)
+    assert row is not None  # an aggregate: one row, always
+    gone, unlinked = row
+    if unlinked:
+        await conn.execute(DROP_ORPHANS, unlinked)
+    return int(gone)
+
+
 def _literal_dequeue(ids: Sequence[int]) -> str:
     """``DEQUEUE`` with its ids written in, to travel with ``BEGIN`` in one round trip
     (a statement with parameters cannot); they are integers: nothing to escape."""
@@ -493,10 +548,10 @@ async def _insert(
         return plan, [], []
     first = fresh[0]
     c = first.content
-    if same_content(fresh):
+    if len(fresh) > 1 and same_content(fresh):
         content = (c.type, c.title, c.message, c.data_json, c.priority.value)
         found = await conn.fetch(
-            INSERT_SAME,
+            INSERT_SHARED,
             [i.user_id for i in fresh],
             *content,
             now,

@@ -20,17 +20,60 @@ from server.engine.models import (
 
 T = TypeVar("T")
 
-#: The columns of a notification, in the order ``notification`` reads them.
-COLUMNS = (
-    "id, user_id, type, title, message, data_json, priority, created_at, read_at, "
-    "seen_at, archived_at, expires_at, ignore_mutes"
-)
+#: Where a notification is read from: its row, and the content it shares, if any
+#: (``tables``: the key's name is ``content_id`` on both sides, nothing else repeats).
+SOURCE = "notifications LEFT JOIN contents USING (content_id)"
+
+
+def columns(table: str) -> str:
+    """The columns of a notification read from ``table`` joined to ``contents`` (as in
+    ``SOURCE``), in the order ``notification`` reads them: the row's own title, message
+    and data, or its content's."""
+    shared = ", ".join(
+        f"coalesce({table}.{name}, contents.{name})" for name in ("title", "message", "data_json")
+    )
+    return (
+        f"id, user_id, type, {shared}, priority, created_at, read_at, "
+        "seen_at, archived_at, expires_at, ignore_mutes"
+    )
+
+
+#: The columns of a notification read from ``SOURCE``.
+COLUMNS = columns("notifications")
+
+
+def paged(rows: str, order: str, extra: str = "") -> str:
+    """The notifications ``rows`` selects (``SELECT * FROM notifications …`` with its own
+    ``ORDER BY`` and ``LIMIT``), each joined to its content afterwards, in ``order``:
+    ``COLUMNS`` and then ``extra`` columns.
+
+    The join comes after the limit so that the plan of ``rows`` stays that of one table:
+    PostgreSQL, not knowing yet how few rows a fresh broadcast joins, would otherwise
+    join the whole range and sort it before taking the first page.
+    """
+    return (
+        f"SELECT {COLUMNS}{extra} FROM ({rows}) AS notifications "
+        f"LEFT JOIN contents USING (content_id) ORDER BY {order}"
+    )
+
+
 #: How many columns ``COLUMNS`` names: a query's extra columns follow at this index.
 NCOLUMNS = 13
 #: The columns ``INSERT`` fills, in order (every new row is queued).
 INSERT_COLUMNS = (
     "user_id, type, title, message, data_json, priority, created_at, queued, idempotency_key, "
     "expires_at, ignore_mutes"
+)
+#: The columns a recipient's row of a shared content fills, in order.
+SHARED_COLUMNS = (
+    "user_id, type, priority, created_at, queued, idempotency_key, expires_at, ignore_mutes, "
+    "content_id"
+)
+#: Contents no row points at any more, among some just unlinked (the parameter); an
+#: index probe each (``ix_notifications_content_id``).
+ORPHANS = (
+    "content_id IN ({ids}) AND NOT EXISTS (SELECT 1 FROM notifications "
+    "WHERE notifications.content_id = contents.content_id)"
 )
 
 #: The largest id a column can hold: a larger one simply does not exist.
@@ -90,7 +133,9 @@ def new_rows(
 
 
 def same_content(items: Sequence[NewNotification]) -> bool:
-    """Whether the items differ by recipient only (a broadcast): one content, no keys."""
+    """Whether the items differ by recipient only (a broadcast): one content, no keys.
+
+    Such items share one ``contents`` row when there are two or more of them."""
     first = items[0]
     c, expires, ignore = first.content, first.expires_at, first.ignore_mutes
     return all(

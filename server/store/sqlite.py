@@ -41,14 +41,19 @@ from server.store.rows import (
     INSERT_COLUMNS,
     LIVE,
     NCOLUMNS,
+    ORPHANS,
+    SHARED_COLUMNS,
+    SOURCE,
     Plan,
     chunks,
+    paged,
     plan_creates,
     same_content,
     valid_ids,
 )
 from server.store.sqlite_connection import CHECKPOINT_EVERY, WAL_LIMIT, SqliteConnection
 from server.store.tables import QUEUED_SQLITE
+from server.store.tables import contents as C
 from server.store.tables import notifications as N
 from server.store.tables import users as U
 
@@ -58,10 +63,18 @@ MUTED = "SELECT type FROM muted_types WHERE user_id = ? ORDER BY type"
 #: The expiry sweep's step: the soonest expired rows, through the partial index.
 DELETE_EXPIRED = (
     "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications "
-    "WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)"
+    "WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?) "
+    "RETURNING content_id"
 )
 
 INSERT = f"INSERT INTO notifications ({INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_CONTENT = (
+    "INSERT INTO contents (title, message, data_json) VALUES (?, ?, ?) RETURNING content_id"
+)
+INSERT_SHARED = (
+    f"INSERT INTO notifications ({SHARED_COLUMNS}) VALUES (?, ?, ?, ?, 1, NULL, ?, ?, ?)"
+)
+MINE = f"SELECT {COLUMNS} FROM {SOURCE} WHERE id = ? AND user_id = ?"
 REGISTER = (
     "INSERT OR IGNORE INTO users (user_id, first_seen, dropped_since_connect) VALUES (?, ?, 0)"
 )
@@ -69,9 +82,9 @@ _FIELDS = (
     N.c.id,
     N.c.user_id,
     N.c.type,
-    N.c.title,
-    N.c.message,
-    N.c.data_json,
+    func.coalesce(N.c.title, C.c.title),
+    func.coalesce(N.c.message, C.c.message),
+    func.coalesce(N.c.data_json, C.c.data_json),
     N.c.priority,
     N.c.created_at,
     N.c.read_at,
@@ -188,7 +201,12 @@ class SqliteStore:
         found: list[Notification] = []
         async with self._engine.connect() as conn:
             for chunk in chunks(valid_ids(ids), CHUNK):
-                query = select(*_FIELDS).where(N.c.id.in_(chunk)).order_by(N.c.id)
+                query = (
+                    select(*_FIELDS)
+                    .select_from(N.outerjoin(C, C.c.content_id == N.c.content_id))
+                    .where(N.c.id.in_(chunk))
+                    .order_by(N.c.id)
+                )
                 found.extend(_notification(row) for row in await conn.execute(query))
         return found
 
@@ -344,7 +362,7 @@ def create(
     for chunk in chunks(keys, CHUNK):
         pairs = ", ".join("(?, ?)" for _ in chunk)
         query = (
-            f"SELECT {COLUMNS}, idempotency_key FROM notifications WHERE idempotency_key "
+            f"SELECT {COLUMNS}, idempotency_key FROM {SOURCE} WHERE idempotency_key "
             f"IS NOT NULL AND (user_id, idempotency_key) IN (VALUES {pairs})"
         )
         for row in conn.execute(query, [v for pair in chunk for v in pair]):
@@ -366,20 +384,19 @@ def _insert(
     users = [i.user_id for i in items]
     first = items[0]
     c = first.content
-    if same_content(items):
-        # A broadcast: one content for every row; only the recipient changes.
+    insert = INSERT
+    if len(items) > 1 and same_content(items):
+        # A broadcast: the content once, then a narrow row per recipient pointing at it.
+        (content_id,) = conn.execute(INSERT_CONTENT, (c.title, c.message, c.data_json)).fetchone()
+        insert = INSERT_SHARED
         values: Iterable[tuple[Any, ...]] = zip(
             users,
             repeat(c.type),
-            repeat(c.title),
-            repeat(c.message),
-            repeat(c.data_json),
             repeat(c.priority.value),
             repeat(created_at),
-            repeat(True),
-            repeat(None),
             repeat(None if first.expires_at is None else stamp(first.expires_at)),
             repeat(first.ignore_mutes),
+            repeat(content_id),
         )
     else:
         values = [
@@ -403,7 +420,7 @@ def _insert(
         ids: Iterable[int] = [conn.execute(INSERT + " RETURNING id", row).fetchone()[0]]
     else:
         # One writer, AUTOINCREMENT: the new ids are consecutive, ending at the last rowid.
-        conn.executemany(INSERT, values)
+        conn.executemany(insert, values)
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         ids = range(last - len(items) + 1, last + 1)
     return rows.new_rows(list(ids), items, now)
@@ -469,8 +486,11 @@ def replay(
         found = [
             notification(row)
             for row in conn.execute(
-                f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND {owed} "
-                f"AND {admitted} ORDER BY id DESC LIMIT ?",
+                paged(
+                    f"SELECT * FROM notifications WHERE user_id = ? AND {owed} "
+                    f"AND {admitted} ORDER BY id DESC LIMIT ?",
+                    "id DESC",
+                ),
                 [user_id, *owed_args, *admitted_args, cap + 1],
             )
         ]
@@ -505,17 +525,11 @@ def mark_read(
     conn: sqlite3.Connection, user_id: str, notification_id: int, now: datetime
 ) -> Notification:
     """See ``Store.mark_read``."""
-    row = (
-        conn.execute(
-            f"UPDATE notifications SET read_at = ? WHERE id = ? AND user_id = ? "
-            f"AND read_at IS NULL RETURNING {COLUMNS}",
-            (stamp(now), notification_id, user_id),
-        ).fetchone()
-        or conn.execute(
-            f"SELECT {COLUMNS} FROM notifications WHERE id = ? AND user_id = ?",
-            (notification_id, user_id),
-        ).fetchone()
+    conn.execute(
+        "UPDATE notifications SET read_at = ? WHERE id = ? AND user_id = ? AND read_at IS NULL",
+        (stamp(now), notification_id, user_id),
     )
+    row = conn.execute(MINE, (notification_id, user_id)).fetchone()
     if row is None:
         raise NotFound(f"notification {notification_id} not found")
     return notification(row)
@@ -526,7 +540,11 @@ def fetch_range(
 ) -> list[tuple[Notification, bool]]:
     """See ``Store.fetch_range``."""
     rows = conn.execute(
-        f"SELECT {COLUMNS}, queued FROM notifications WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+        paged(
+            "SELECT * FROM notifications WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            "id",
+            ", queued",
+        ),
         (after_id, upto_id, limit),
     )
     return [(notification(row), bool(row[NCOLUMNS])) for row in rows]
@@ -545,8 +563,11 @@ def inbox(conn: sqlite3.Connection, user_id: str, query: InboxQuery, now: dateti
     found = [
         notification(row)
         for row in conn.execute(
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND {where} "
-            "ORDER BY id DESC LIMIT ?",
+            paged(
+                f"SELECT * FROM notifications WHERE user_id = ? AND {where} "
+                "ORDER BY id DESC LIMIT ?",
+                "id DESC",
+            ),
             [*args, limit + 1],
         )
     ]
@@ -600,17 +621,11 @@ def set_archived(
     value, unchanged = (
         (stamp(now), "archived_at IS NULL") if archived else (None, "archived_at IS NOT NULL")
     )
-    row = (
-        conn.execute(
-            f"UPDATE notifications SET archived_at = ? WHERE id = ? AND user_id = ? "
-            f"AND {unchanged} RETURNING {COLUMNS}",
-            (value, notification_id, user_id),
-        ).fetchone()
-        or conn.execute(
-            f"SELECT {COLUMNS} FROM notifications WHERE id = ? AND user_id = ?",
-            (notification_id, user_id),
-        ).fetchone()
+    conn.execute(
+        f"UPDATE notifications SET archived_at = ? WHERE id = ? AND user_id = ? AND {unchanged}",
+        (value, notification_id, user_id),
     )
+    row = conn.execute(MINE, (notification_id, user_id)).fetchone()
     if row is None:
         raise NotFound(f"notification {notification_id} not found")
     return notification(row)
@@ -619,15 +634,27 @@ def set_archived(
 def delete(conn: sqlite3.Connection, user_id: str, notification_id: int) -> None:
     """See ``Store.delete``."""
     gone = conn.execute(
-        "DELETE FROM notifications WHERE id = ? AND user_id = ?", (notification_id, user_id)
-    ).rowcount
+        "DELETE FROM notifications WHERE id = ? AND user_id = ? RETURNING content_id",
+        (notification_id, user_id),
+    ).fetchall()
     if not gone:
         raise NotFound(f"notification {notification_id} not found")
+    drop_orphans(conn, gone)
 
 
 def delete_expired(conn: sqlite3.Connection, now: datetime, limit: int) -> int:
     """See ``Store.delete_expired``."""
-    return conn.execute(DELETE_EXPIRED, (stamp(now), limit)).rowcount
+    gone = conn.execute(DELETE_EXPIRED, (stamp(now), limit)).fetchall()
+    drop_orphans(conn, gone)
+    return len(gone)
+
+
+def drop_orphans(conn: sqlite3.Connection, unlinked: Iterable[Sequence[Any]]) -> None:
+    """Delete the contents that rows just deleted (``(content_id,)`` each) pointed at,
+    unless another row still does: a content lives as long as one of its recipients."""
+    ids = sorted({content_id for (content_id,) in unlinked if content_id is not None})
+    for chunk in chunks(ids, CHUNK):
+        conn.execute(f"DELETE FROM contents WHERE {ORPHANS.format(ids=_marks(len(chunk)))}", chunk)
 
 
 def preferences(conn: sqlite3.Connection, user_id: str) -> Preferences:

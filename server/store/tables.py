@@ -1,4 +1,14 @@
-"""The SQL schema: SQLModel table models for notifications and known users.
+"""The SQL schema: SQLModel table models for notifications, their shared contents and
+known users.
+
+A notification row holds what queries filter or sort on (user, type, priority, times,
+read/seen/archived/queued state, idempotency key) and, for a single create, its
+title, message and data inline. A broadcast writes its title, message and data once,
+in a ``contents`` row, and one narrow row per recipient that points at it
+(``content_id``, the heavy columns NULL); reads take the row's own column or the
+content's (``rows.COLUMNS``). The content's key is named ``content_id`` in both tables
+so that ``notifications LEFT JOIN contents USING (content_id)`` leaves every other
+column name (``id`` above all) unambiguous.
 
 The schema itself is created by the Alembic migrations in ``server/migrations``; these
 models describe it for queries (and for the test that checks the two agree).
@@ -12,6 +22,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Index,
     Integer,
@@ -34,6 +45,12 @@ KEYED = "idempotency_key IS NOT NULL"
 QUEUED_SQLITE = "queued = 1"
 QUEUED_POSTGRESQL = "queued"
 EXPIRING = "expires_at IS NOT NULL"
+SHARED = "content_id IS NOT NULL"
+#: Each row has its content inline, or a ``content_id``.
+HAS_CONTENT = (
+    "content_id IS NOT NULL OR (title IS NOT NULL AND message IS NOT NULL "
+    "AND data_json IS NOT NULL)"
+)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -55,8 +72,22 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class ContentRow(SQLModel, table=True):
+    """What the recipients of one broadcast share (one row per create transaction)."""
+
+    __tablename__ = "contents"
+
+    content_id: int | None = Field(default=None, primary_key=True, sa_type=ID_TYPE)
+    title: str = Field(sa_type=String(200))
+    message: str = Field(sa_type=Text)
+    data_json: str = Field(sa_type=Text)
+
+
 class NotificationRow(SQLModel, table=True):
-    """One notification of one user; ``queued`` while it waits in the offline queue."""
+    """One notification of one user; ``queued`` while it waits in the offline queue.
+
+    ``title``, ``message`` and ``data_json`` are NULL when ``content_id`` names a
+    ``contents`` row that holds them (a broadcast's recipient)."""
 
     __tablename__ = "notifications"
     __table_args__ = (
@@ -82,15 +113,23 @@ class NotificationRow(SQLModel, table=True):
             sqlite_where=text(EXPIRING),
             postgresql_where=text(EXPIRING),
         ),
+        # Whether a content still has recipients, without scanning (orphan removal).
+        Index(
+            "ix_notifications_content_id",
+            "content_id",
+            sqlite_where=text(SHARED),
+            postgresql_where=text(SHARED),
+        ),
+        CheckConstraint(HAS_CONTENT, name="ck_notifications_content"),
         {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=ID_TYPE)
     user_id: str = Field(sa_type=String(128))
     type: str = Field(sa_type=String(64))
-    title: str = Field(sa_type=String(200))
-    message: str = Field(sa_type=Text)
-    data_json: str = Field(sa_type=Text)
+    title: str | None = Field(default=None, sa_type=String(200))
+    message: str | None = Field(default=None, sa_type=Text)
+    data_json: str | None = Field(default=None, sa_type=Text)
     priority: str = Field(sa_type=String(16))
     created_at: datetime = Field(sa_type=UtcDateTime)
     read_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
@@ -102,6 +141,9 @@ class NotificationRow(SQLModel, table=True):
     ignore_mutes: bool = Field(
         default=False, sa_type=Boolean, sa_column_kwargs={"server_default": false()}
     )
+    #: The ``contents`` row holding this row's title, message and data. Not a declared
+    #: foreign key (see migration 0003): the stores keep the reference whole.
+    content_id: int | None = Field(default=None, sa_type=ID_TYPE)
 
 
 class UserRow(SQLModel, table=True):
@@ -126,5 +168,6 @@ class MutedTypeRow(SQLModel, table=True):
 
 
 notifications: Table = NotificationRow.__table__  # type: ignore[attr-defined]
+contents: Table = ContentRow.__table__  # type: ignore[attr-defined]
 users: Table = UserRow.__table__  # type: ignore[attr-defined]
 muted_types: Table = MutedTypeRow.__table__  # type: ignore[attr-defined]

@@ -32,6 +32,7 @@ from server.store.engines import make_engine, normalise_url
 from server.store.migrate import current_revision, head_revision, upgrade
 from server.store.postgres import PostgresStore, dsn
 from server.store.sqlite import SqliteStore
+from server.store.tables import contents as C
 from server.store.tables import muted_types as M
 from server.store.tables import notifications as N
 from server.store.tables import users as U
@@ -564,7 +565,7 @@ async def test_ids_follow_commit_order_across_processes(
 
 
 def _schema_diff(connection: Connection) -> list[Any]:
-    ours = {N.name, U.name, M.name}
+    ours = {N.name, U.name, M.name, C.name}
 
     def include(name: str | None, type_: str, _parent: Any) -> bool:
         return type_ != "table" or name in ours
