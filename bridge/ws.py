@@ -2,8 +2,11 @@
 
 The handler checks the Origin (403 before the upgrade), accepts, opens a
 ``SessionLink`` with the caller's metadata, and relays with two tasks, one per
-direction. Whichever ends first decides how the socket closes (see
-``bridge.outcomes``); the other is cancelled. The bridge draining (shutdown) ends
+direction. Notifications that arrive while the downstream task waits idle are written
+by the relay itself where the server allows it (``SessionLink.write_directly``); the
+task writes the rest, waits out backpressure and ends the socket. Whichever direction
+ends first decides how the socket closes (see ``bridge.outcomes``); the other is
+cancelled. The bridge draining (shutdown) ends
 the relay too, with 1001. The link is torn down whenever the socket goes, and the
 socket whenever the link does.
 """
@@ -14,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any, cast
 
 import grpc
@@ -76,6 +80,10 @@ async def notifications() -> Response | None:
         await ws.accept()
         state.metrics.ws_connections.inc()
         try:
+            # Notifications that find the handler idle go to the socket from the relay's
+            # turn, without waking the handler (``bridge.wswrite.DirectDeliveries``).
+            if isinstance(ws, BatchingWebsocket) and (write := await ws.direct_writer()):
+                link.write_directly(partial(state.direct.write, write))
             ending = await _relay(ws, link, state)
             if ending is not LOST:
                 await _finish(ws, ending, state)

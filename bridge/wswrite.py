@@ -12,11 +12,19 @@ text message of its own; only the writing is shared.
 ``extensions`` (``bridge.wsguard`` does, for hypercorn), and the app sends
 ``{"type": SEND_MANY, "texts": [...]}``. Served by anything else, ``send_many`` sends
 the messages one by one, as Quart would.
+
+``WRITE_NOW`` goes further, for a broadcast's deliveries: the server hands the app a
+plain function that writes text messages at once when the connection can take them
+without waiting (``{"type": WRITE_NOW, "attach": DirectAttach()}``; the server sets
+``attach.write``), so the relay writes to an idle socket from its own turn instead of
+waking the socket's handler task (``DirectDeliveries``, ``bridge.upstream.DirectWrite``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, WebsocketScope
@@ -25,10 +33,27 @@ from quart.asgi import ASGIWebsocketConnection
 from quart.utils import cancel_tasks, raise_task_exceptions
 from quart.wrappers import Websocket
 
+from bridge.metrics import BridgeMetrics
+from bridge.relayframes import DeliveryFrames
 from bridge.slim import SlimQueue, first_of
 
 #: The ASGI extension (scope key and message type) of a batch of text messages.
 SEND_MANY: Final = "tidings.websocket.send_many"
+#: The ASGI extension (scope key and message type) that hands the app ``write_now``.
+WRITE_NOW: Final = "tidings.websocket.write_now"
+
+#: Writes UTF-8 payloads as text messages now, in one write; False: wrote none (the
+#: connection cannot take them without waiting).
+WriteNow = Callable[[Sequence[bytes]], bool]
+
+
+class DirectAttach:
+    """What the app sends with ``WRITE_NOW``: the server puts its ``write_now`` here."""
+
+    __slots__ = ("write",)
+
+    def __init__(self) -> None:
+        self.write: WriteNow | None = None
 
 
 class BatchingWebsocket(Websocket):
@@ -43,6 +68,15 @@ class BatchingWebsocket(Websocket):
         Call only once accepted (the bridge accepts first).
         """
         await self._send(texts)
+
+    async def direct_writer(self) -> WriteNow | None:
+        """The server's ``write_now`` for this socket, or None where it has none.
+
+        Call only once accepted.
+        """
+        attach = DirectAttach()
+        await self._send(attach)
+        return attach.write
 
 
 class BatchingWebsocketConnection(ASGIWebsocketConnection):
@@ -69,11 +103,52 @@ class BatchingWebsocketConnection(ASGIWebsocketConnection):
         await cancel_tasks(tasks - done)
         raise_task_exceptions(done)
 
-    async def send_data(self, send: Any, data: str | bytes | list[str]) -> None:
-        if not isinstance(data, list):
+    async def send_data(self, send: Any, data: str | bytes | list[str] | DirectAttach) -> None:
+        if isinstance(data, DirectAttach):
+            if WRITE_NOW in (self.scope.get("extensions") or {}):
+                await send({"type": WRITE_NOW, "attach": data})
+        elif not isinstance(data, list):
             await super().send_data(send, data)
         elif SEND_MANY in (self.scope.get("extensions") or {}):
             await send({"type": SEND_MANY, "texts": data})
         else:
             for text in data:
                 await super().send_data(send, text)
+
+
+class DirectDeliveries:
+    """Relayed notifications written straight to a socket (``bridge.upstream.DirectWrite``
+    with the socket's ``write_now``), counted as the handler counts what it writes.
+
+    One per bridge, shared by every socket: a socket holds only ``partial(write, its
+    write_now)``.
+    """
+
+    __slots__ = ("_deliveries", "_metrics")
+
+    def __init__(self, deliveries: DeliveryFrames, metrics: BridgeMetrics) -> None:
+        self._deliveries = deliveries
+        self._metrics = metrics
+
+    def write(self, write_now: WriteNow, frames: list[bytes], start: int) -> int:
+        """Write the notifications at the head of ``frames[start:]`` (up to the first
+        other event) with ``write_now``; how many were written."""
+        payload = self._deliveries.payload
+        payloads: list[bytes] = []
+        created: list[float] = []
+        for index in range(start, len(frames)):
+            got = payload(frames[index])
+            if got is None:
+                break
+            payloads.append(got[0])
+            created.append(got[1])
+        if not payloads or not write_now(payloads):
+            return 0
+        metrics = self._metrics
+        observe = metrics.delivery_latency.observe
+        now = time.time()
+        for at in created:
+            age = now - at
+            observe(age if age > 0.0 else 0.0)
+        metrics.ws_messages_sent.inc("notification", len(created))
+        return len(created)
