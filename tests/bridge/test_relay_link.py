@@ -355,6 +355,7 @@ async def test_what_the_socket_cannot_take_wakes_the_handler_and_goes_back_on_cl
     bridge.call.send(notification(1, 6), notification(1, 7))
     async with asyncio.timeout(5):
         first = await waiting
+    assert first is not None
     assert stream_pb2.ConnectResponse.FromString(first).notification.notification.id == 6
     link.close()
     await bridge.call.wait_written(2)

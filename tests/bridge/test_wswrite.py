@@ -384,7 +384,8 @@ async def test_the_app_gets_write_now_only_from_a_server_that_offers_it() -> Non
     await connection.send_data(stream.app_send, attach)
     assert attach.write is not None and attach.write([b"hi"])
     assert received(transport.writes[0], deflate=False) == ["hi"]
-    plain = BatchingWebsocketConnection(None, {"extensions": {}})  # type: ignore[arg-type]
+    scope: Any = {"extensions": {}}
+    plain = BatchingWebsocketConnection(None, scope)  # type: ignore[arg-type]
     sent: list[Any] = []
 
     async def send(message: Any) -> None:
