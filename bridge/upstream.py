@@ -486,7 +486,11 @@ class RelayStream:
                     sid = frame.session_id
                     link = self._links.get(sid)
                     if link is not None:
-                        if frame.HasField("end"):
+                        nid = frame.notification_id
+                        if nid:  # a notification (the hot path): no end, no allowance
+                            if link.deliver(frame.event, nid):
+                                touched.append(link)
+                        elif frame.HasField("end"):
                             del self._links[sid]
                             link.end(_ended(frame.end))
                         else:
