@@ -17,7 +17,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from functools import partial
 from typing import Any, cast
 
 import grpc
@@ -33,7 +32,7 @@ from bridge.responses import error_response
 from bridge.slim import first_of
 from bridge.state import BridgeState, bridge_state
 from bridge.upstream import SessionLink, StreamEnded
-from bridge.wswrite import BatchingWebsocket
+from bridge.wswrite import BatchingWebsocket, DirectWriter
 
 log = logging.getLogger("tidings.bridge")
 
@@ -82,8 +81,10 @@ async def notifications() -> Response | None:
         try:
             # Notifications that find the handler idle go to the socket from the relay's
             # turn, without waking the handler (``bridge.wswrite.DirectDeliveries``).
-            if isinstance(ws, BatchingWebsocket) and (write := await ws.direct_writer()):
-                link.write_directly(partial(state.direct.write, write))
+            if isinstance(ws, BatchingWebsocket):
+                writer = DirectWriter(state.direct)
+                if await ws.attach(writer):
+                    link.write_directly(writer)
             ending = await _relay(ws, link, state)
             if ending is not LOST:
                 await _finish(ws, ending, state)

@@ -29,11 +29,12 @@ returns (``bridge.ws`` bounds the close itself).
 
 It also takes ``bridge.wswrite.SEND_MANY`` (advertised in the scope): several text
 messages framed here and written to the connection at once, one ``write`` instead of
-one per message. And ``bridge.wswrite.WRITE_NOW``: it hands the app ``write_now``, a
-plain function that frames and writes text messages from any code on the loop (the
-relay's own turn) when the connection can take them without waiting — over HTTP/1.1,
-nothing else writing or waiting to, the transport's buffer under ``DIRECT_MAX`` — and
-otherwise writes nothing and says so, leaving the app's usual path to wait.
+one per message. And ``bridge.wswrite.WRITE_NOW``: it hands itself to the app as the
+socket's ``DirectTarget``, whose ``write_now`` frames and writes text messages from any
+code on the loop (the relay's own turn) when the connection can take them without
+waiting — over HTTP/1.1, nothing else writing or waiting to, the transport's buffer
+under ``DIRECT_MAX`` — and otherwise writes nothing and says so, leaving the app's
+usual path to wait.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from wsproto.frame_protocol import CloseReason
 
 from bridge import ws
 from bridge.slim import SlimEvent, SlimEventWrapper, SlimQueue
-from bridge.wswrite import SEND_MANY, WRITE_NOW, DirectAttach
+from bridge.wswrite import SEND_MANY, WRITE_NOW, DirectWriter
 
 #: Seconds a client gets to answer our close frame before its connection is dropped.
 CLOSE_TIMEOUT: Final = ws.CLOSE_TIMEOUT
@@ -173,8 +174,8 @@ class GuardedWSStream(WSStream):
             return
         if batch is not None and batch["type"] == WRITE_NOW:
             attach = batch["attach"]
-            if isinstance(attach, DirectAttach):
-                attach.write = self.write_now
+            if isinstance(attach, DirectWriter):
+                attach.target = self
             return
         if (
             message is None

@@ -13,19 +13,20 @@ text message of its own; only the writing is shared.
 ``{"type": SEND_MANY, "texts": [...]}``. Served by anything else, ``send_many`` sends
 the messages one by one, as Quart would.
 
-``WRITE_NOW`` goes further, for a broadcast's deliveries: the server hands the app a
-plain function that writes text messages at once when the connection can take them
-without waiting (``{"type": WRITE_NOW, "attach": DirectAttach()}``; the server sets
-``attach.write``), so the relay writes to an idle socket from its own turn instead of
-waking the socket's handler task (``DirectDeliveries``, ``bridge.upstream.DirectWrite``).
+``WRITE_NOW`` goes further, for a broadcast's deliveries: the app sends
+``{"type": WRITE_NOW, "attach": DirectWriter(...)}`` once, and the server sets
+``attach.target`` to an object whose ``write_now`` writes text messages at once when the
+connection can take them without waiting (``DirectTarget``). The relay then writes to
+an idle socket from its own turn instead of waking the socket's handler task
+(``DirectWriter`` is the socket's ``bridge.upstream.DirectWrite``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
 
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, WebsocketScope
 from quart import Quart
@@ -39,21 +40,17 @@ from bridge.slim import SlimQueue, first_of
 
 #: The ASGI extension (scope key and message type) of a batch of text messages.
 SEND_MANY: Final = "tidings.websocket.send_many"
-#: The ASGI extension (scope key and message type) that hands the app ``write_now``.
+#: The ASGI extension (scope key and message type) that gives the app a ``DirectTarget``.
 WRITE_NOW: Final = "tidings.websocket.write_now"
 
-#: Writes UTF-8 payloads as text messages now, in one write; False: wrote none (the
-#: connection cannot take them without waiting).
-WriteNow = Callable[[Sequence[bytes]], bool]
 
+class DirectTarget(Protocol):
+    """The server's side of one socket, for writes that do not wait."""
 
-class DirectAttach:
-    """What the app sends with ``WRITE_NOW``: the server puts its ``write_now`` here."""
-
-    __slots__ = ("write",)
-
-    def __init__(self) -> None:
-        self.write: WriteNow | None = None
+    def write_now(self, payloads: Sequence[bytes]) -> bool:
+        """Write UTF-8 ``payloads`` as text messages now, in one write; False: wrote none
+        (the connection cannot take them without waiting)."""
+        ...
 
 
 class BatchingWebsocket(Websocket):
@@ -69,14 +66,11 @@ class BatchingWebsocket(Websocket):
         """
         await self._send(texts)
 
-    async def direct_writer(self) -> WriteNow | None:
-        """The server's ``write_now`` for this socket, or None where it has none.
-
-        Call only once accepted.
-        """
-        attach = DirectAttach()
-        await self._send(attach)
-        return attach.write
+    async def attach(self, writer: DirectWriter) -> bool:
+        """Have the server set ``writer.target`` to this socket's ``DirectTarget``;
+        whether it did (a server without ``WRITE_NOW`` does not). Call once accepted."""
+        await self._send(writer)
+        return writer.target is not None
 
 
 class BatchingWebsocketConnection(ASGIWebsocketConnection):
@@ -103,8 +97,8 @@ class BatchingWebsocketConnection(ASGIWebsocketConnection):
         await cancel_tasks(tasks - done)
         raise_task_exceptions(done)
 
-    async def send_data(self, send: Any, data: str | bytes | list[str] | DirectAttach) -> None:
-        if isinstance(data, DirectAttach):
+    async def send_data(self, send: Any, data: str | bytes | list[str] | DirectWriter) -> None:
+        if isinstance(data, DirectWriter):
             if WRITE_NOW in (self.scope.get("extensions") or {}):
                 await send({"type": WRITE_NOW, "attach": data})
         elif not isinstance(data, list):
@@ -117,12 +111,8 @@ class BatchingWebsocketConnection(ASGIWebsocketConnection):
 
 
 class DirectDeliveries:
-    """Relayed notifications written straight to a socket (``bridge.upstream.DirectWrite``
-    with the socket's ``write_now``), counted as the handler counts what it writes.
-
-    One per bridge, shared by every socket: a socket holds only ``partial(write, its
-    write_now)``.
-    """
+    """Relayed notifications written straight to sockets, counted as the handler counts
+    what it writes. One per bridge, shared by every socket's ``DirectWriter``."""
 
     __slots__ = ("_deliveries", "_metrics")
 
@@ -130,9 +120,9 @@ class DirectDeliveries:
         self._deliveries = deliveries
         self._metrics = metrics
 
-    def write(self, write_now: WriteNow, frames: list[bytes], start: int) -> int:
+    def write(self, target: DirectTarget, frames: list[bytes], start: int) -> int:
         """Write the notifications at the head of ``frames[start:]`` (up to the first
-        other event) with ``write_now``; how many were written."""
+        other event) to ``target``; how many were written."""
         payload = self._deliveries.payload
         payloads: list[bytes] = []
         created: list[float] = []
@@ -142,7 +132,7 @@ class DirectDeliveries:
                 break
             payloads.append(got[0])
             created.append(got[1])
-        if not payloads or not write_now(payloads):
+        if not payloads or not target.write_now(payloads):
             return 0
         metrics = self._metrics
         observe = metrics.delivery_latency.observe
@@ -152,3 +142,21 @@ class DirectDeliveries:
             observe(age if age > 0.0 else 0.0)
         metrics.ws_messages_sent.inc("notification", len(created))
         return len(created)
+
+
+class DirectWriter:
+    """One socket's ``bridge.upstream.DirectWrite``: its relayed notifications, written to
+    ``target`` (set by the server, ``BatchingWebsocket.attach``) by ``DirectDeliveries``.
+
+    The one object a socket holds for it (an idle socket holds it for hours).
+    """
+
+    __slots__ = ("_deliveries", "target")
+
+    def __init__(self, deliveries: DirectDeliveries) -> None:
+        self._deliveries = deliveries
+        self.target: DirectTarget | None = None
+
+    def __call__(self, frames: list[bytes], start: int) -> int:
+        target = self.target
+        return 0 if target is None else self._deliveries.write(target, frames, start)

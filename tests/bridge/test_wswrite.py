@@ -33,8 +33,8 @@ from bridge.wswrite import (
     WRITE_NOW,
     BatchingWebsocket,
     BatchingWebsocketConnection,
-    DirectAttach,
     DirectDeliveries,
+    DirectWriter,
 )
 
 pytestmark = pytest.mark.timeout(10)
@@ -376,14 +376,20 @@ async def test_a_stream_not_over_http11_has_no_direct_writes() -> None:
     assert len(wire.writes) == handshake
 
 
-async def test_the_app_gets_write_now_only_from_a_server_that_offers_it() -> None:
+async def test_the_app_gets_the_socket_only_from_a_server_that_offers_it() -> None:
     stream, group, _, transport = await over_http11()
     assert WRITE_NOW in group.scope["extensions"]
     connection = BatchingWebsocketConnection(None, group.scope)  # type: ignore[arg-type]
-    attach = DirectAttach()
-    await connection.send_data(stream.app_send, attach)
-    assert attach.write is not None and attach.write([b"hi"])
-    assert received(transport.writes[0], deflate=False) == ["hi"]
+    state = State()
+    writer = DirectWriter(DirectDeliveries(state.deliveries, state.metrics))
+    await connection.send_data(stream.app_send, writer)
+    assert writer.target is stream
+    notification = stream_pb2.ConnectResponse()
+    notification.notification.notification.id = 3
+    assert writer([notification.SerializeToString()], 0) == 1  # through the stream
+    expected = state.deliveries.frame(notification.SerializeToString())
+    assert expected is not None
+    assert received(transport.writes[-1], deflate=False) == [expected[0]]
     scope: Any = {"extensions": {}}
     plain = BatchingWebsocketConnection(None, scope)  # type: ignore[arg-type]
     sent: list[Any] = []
@@ -391,9 +397,10 @@ async def test_the_app_gets_write_now_only_from_a_server_that_offers_it() -> Non
     async def send(message: Any) -> None:
         sent.append(message)
 
-    other = DirectAttach()
+    other = DirectWriter(DirectDeliveries(state.deliveries, state.metrics))
     await plain.send_data(send, other)
-    assert other.write is None and sent == []
+    assert other.target is None and sent == []
+    assert other([b"\x12"], 0) == 0  # no target: the handler writes
 
 
 async def test_direct_deliveries_write_the_notifications_at_the_head_and_count_them() -> None:
@@ -405,19 +412,25 @@ async def test_direct_deliveries_write_the_notifications_at_the_head_and_count_t
     notification.notification.notification.title = "T"
     pong = stream_pb2.ConnectResponse(pong=stream_pb2.PongEvent())
     frames = [pong.SerializeToString(), notification.SerializeToString()] * 2
-    written: list[list[bytes]] = []
 
-    def write_now(payloads: Any) -> bool:
-        written.append(list(payloads))
-        return True
+    class Target:
+        def __init__(self, takes: bool) -> None:
+            self.takes = takes
+            self.written: list[list[bytes]] = []
 
-    assert direct.write(write_now, frames, 0) == 0  # a pong first: the handler's
-    assert direct.write(write_now, frames, 1) == 1  # up to the next pong
+        def write_now(self, payloads: Any) -> bool:
+            if self.takes:
+                self.written.append(list(payloads))
+            return self.takes
+
+    target = Target(True)
+    assert direct.write(target, frames, 0) == 0  # a pong first: the handler's
+    assert direct.write(target, frames, 1) == 1  # up to the next pong
     expected = state.deliveries.frame(frames[1])
     assert expected is not None
-    assert written == [[expected[0].encode()]]
+    assert target.written == [[expected[0].encode()]]
     registry = state.metrics.registry
     sent = {"type": "notification"}
     assert registry.get_sample_value("tidings_bridge_ws_messages_sent_total", sent) == 1
     assert registry.get_sample_value("tidings_bridge_delivery_latency_seconds_count") == 1
-    assert direct.write(lambda payloads: False, frames, 3) == 0  # the socket cannot take it
+    assert direct.write(Target(False), frames, 3) == 0  # the socket cannot take it
