@@ -6,9 +6,8 @@ direction. Notifications that arrive while the downstream task waits idle are wr
 by the relay itself where the server allows it (``SessionLink.write_directly``); the
 task writes the rest, waits out backpressure and ends the socket. Whichever direction
 ends first decides how the socket closes (see ``bridge.outcomes``); the other is
-cancelled. The bridge draining (shutdown) ends
-the relay too, with 1001. The link is torn down whenever the socket goes, and the
-socket whenever the link does.
+cancelled. The bridge draining (shutdown) ends the relay too, with 1001. The link is
+torn down whenever the socket goes, and the socket whenever the link does.
 """
 
 from __future__ import annotations

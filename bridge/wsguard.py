@@ -32,9 +32,9 @@ messages framed here and written to the connection at once, one ``write`` instea
 one per message. And ``bridge.wswrite.WRITE_NOW``: it hands itself to the app as the
 socket's ``DirectTarget``, whose ``write_now`` frames and writes text messages from any
 code on the loop (the relay's own turn) when the connection can take them without
-waiting — over HTTP/1.1, nothing else writing or waiting to, the transport's buffer
-under ``DIRECT_MAX`` — and otherwise writes nothing and says so, leaving the app's
-usual path to wait.
+waiting — over HTTP/1.1, no other write holding the connection's send lock, the
+transport's buffer under ``DIRECT_MAX`` — and otherwise writes nothing and says so,
+leaving the app's usual path to wait.
 """
 
 from __future__ import annotations
@@ -217,8 +217,9 @@ class GuardedWSStream(WSStream):
     def write_now(self, payloads: Sequence[bytes]) -> bool:
         """Write ``payloads`` (UTF-8 text) as text messages, in one write, now; False
         (nothing written) unless the connection takes them without waiting: open, plain
-        frames (``sends_plain``), HTTP/1.1, no write holding or awaiting the connection's
-        send lock, and at most ``DIRECT_MAX`` bytes already waiting in the transport."""
+        frames (``sends_plain``), HTTP/1.1, no write holding the connection's send lock
+        (the handler's writes wait for the transport to drain under it), and at most
+        ``DIRECT_MAX`` bytes already waiting in the transport."""
         if self.closed or self.state is not ASGIWebsocketState.CONNECTED:
             return False
         connection = self.connection
