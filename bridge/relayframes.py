@@ -42,7 +42,10 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     byte = data[pos]
     if byte < 0x80:
         return byte, pos + 1
-    value, shift = 0, 0
+    second = data[pos + 1]
+    if second < 0x80:  # a frame's lengths (128 B to 16 KiB)
+        return (byte & 0x7F) | (second << 7), pos + 2
+    value, shift, pos = (byte & 0x7F) | ((second & 0x7F) << 7), 14, pos + 2
     while True:
         byte = data[pos]
         pos += 1
