@@ -846,7 +846,8 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy on Tidings (both paths, N=1000) during connect, broadcast, targeted; no docs",
+        help="py-spy on Tidings (both paths, or those --servers names; N=1000) during connect, "
+        "broadcast, targeted; no docs",
     )
     return parser.parse_args(list(argv) if argv is not None else None)
 
@@ -883,8 +884,11 @@ async def main(argv: Iterable[str] | None = None) -> list[dict[str, Any]]:
         phases = PROFILED[1:] if args.native else PROFILED  # native sampling slows connects
         params = {**sizing(1000, False), "broadcasts": 120, "profile_phases": phases,
                   "profile_native": args.native}  # fmt: skip
+        # ``--servers`` narrows it to the Tidings paths named (e.g. only ``tidings-ws``).
+        named = [s for s in args.servers.split(",") if s in TIDINGS]
+        profiled = [s for s in TIDINGS if s in named] or TIDINGS
         sessions = [
-            Session(s, 1000, ["connect", "broadcast", "targeted"], params=params) for s in TIDINGS
+            Session(s, 1000, ["connect", "broadcast", "targeted"], params=params) for s in profiled
         ]
     else:
         sessions = plan(args)

@@ -30,13 +30,22 @@ _NOTIFICATION_EVENT_NOTIFICATION: Final = 0x0A  # NotificationEvent.notification
 _ID: Final = 0x08  # Notification.id = 1, varint
 _USER_ID: Final = 0x12  # Notification.user_id = 2, length-delimited
 
+#: A recipient's frame: its id and user id spliced in before the content's JSON.
+_PAYLOAD: Final = b'{"type":"notification","notification":{"id":%d,"user_id":%b,%b'
+#: A content's JSON after the user id (closing the frame), as text; its creation time
+#: (a POSIX timestamp); the same JSON as UTF-8 bytes.
+_Rest = tuple[str, float, bytes]
+
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
     """The varint at ``pos`` and the position after it; ``IndexError`` if cut short."""
     byte = data[pos]
     if byte < 0x80:
         return byte, pos + 1
-    value, shift = 0, 0
+    second = data[pos + 1]
+    if second < 0x80:  # a frame's lengths (128 B to 16 KiB)
+        return (byte & 0x7F) | (second << 7), pos + 2
+    value, shift, pos = (byte & 0x7F) | ((second & 0x7F) << 7), 14, pos + 2
     while True:
         byte = data[pos]
         pos += 1
@@ -58,8 +67,8 @@ class DeliveryFrames:
     __slots__ = ("_rests", "_users", "rests_size", "users_size")
 
     def __init__(self, rests_size: int = 512, users_size: int = 4096) -> None:
-        self._rests: dict[bytes, tuple[str, float]] = {}
-        self._users: dict[bytes, str] = {}
+        self._rests: dict[bytes, _Rest] = {}
+        self._users: dict[bytes, tuple[str, bytes]] = {}  # the JSON string, as text and bytes
         self.rests_size = rests_size
         self.users_size = users_size
 
@@ -67,6 +76,26 @@ class DeliveryFrames:
         """``(frame text, created_at as a POSIX timestamp)`` for the serialized
         ``ConnectResponse`` ``data`` if it is a notification of the expected shape, else
         None."""
+        split = self._split(data)
+        if split is None:
+            return None
+        nid, (user_json, _), (tail, created, _) = split
+        return (
+            f'{{"type":"notification","notification":{{"id":{nid},"user_id":{user_json},{tail}',
+            created,
+        )
+
+    def payload(self, data: bytes) -> tuple[bytes, float] | None:
+        """``frame``, as the UTF-8 bytes of the text: what a WebSocket text frame carries."""
+        split = self._split(data)
+        if split is None:
+            return None
+        nid, (_, user_json), (_, created, tail) = split
+        return _PAYLOAD % (nid, user_json, tail), created
+
+    def _split(self, data: bytes) -> tuple[int, tuple[str, bytes], _Rest] | None:
+        """The id, the user id's JSON and the rest's JSON of ``data``; None if it is not a
+        notification of the expected shape."""
         try:
             if data[0] != _CONNECT_RESPONSE_NOTIFICATION:
                 return None
@@ -91,28 +120,26 @@ class DeliveryFrames:
         rest = data[pos:]
         known = self._rests.get(rest)
         if known is None:
-            known = self._encode(rest)
-            if known is None:
+            if self._encode(rest) is None:
                 return None
+            known = self._rests[rest]
         user_json = self._users.get(user)
         if user_json is None:
             try:
-                user_json = orjson.dumps(user.decode()).decode()
+                text = orjson.dumps(user.decode()).decode()
             except UnicodeDecodeError:
                 return None
+            user_json = text, text.encode()
             users = self._users
             if len(users) >= self.users_size:
                 users.clear()
             users[user] = user_json
-        tail, created = known
-        return (
-            f'{{"type":"notification","notification":{{"id":{nid},"user_id":{user_json},{tail}}}',
-            created,
-        )
+        return nid, user_json, known
 
     def _encode(self, rest: bytes) -> tuple[str, float] | None:
-        """The JSON after ``user_id`` for the fields ``rest``; None if they hold an id or
-        a user id after all (not the expected shape) or do not parse."""
+        """The JSON after ``user_id`` for the fields ``rest`` (kept, also as bytes) and the
+        creation time; None if they hold an id or a user id after all (not the expected
+        shape) or do not parse."""
         try:
             n = notification_pb2.Notification.FromString(rest)
         except DecodeError:
@@ -122,9 +149,10 @@ class DeliveryFrames:
         obj = notification_object(n)
         del obj["id"], obj["user_id"]
         ts = n.created_at
-        known = orjson.dumps(obj).decode()[1:], ts.seconds + ts.nanos * 1e-9
+        tail = orjson.dumps(obj)[1:] + b"}"
+        text, created = tail.decode(), ts.seconds + ts.nanos * 1e-9
         rests = self._rests
         if len(rests) >= self.rests_size:
             rests.clear()
-        rests[rest] = known
-        return known
+        rests[rest] = text, created, tail
+        return text, created

@@ -13,6 +13,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.origin import OriginPolicy
 from bridge.relayframes import DeliveryFrames
 from bridge.upstream import Upstream
+from bridge.wswrite import DirectDeliveries
 from server.rpc.inprocess import InProcessStubs
 
 EXTENSION_KEY: Final = "tidings_bridge"
@@ -42,6 +43,8 @@ class BridgeState:
         self.deliveries = DeliveryFrames()
         #: The bridge's metrics, in ``registry`` (default: a registry of this app's own).
         self.metrics = BridgeMetrics(registry if registry is not None else CollectorRegistry())
+        #: Relayed notifications written straight to idle sockets (``bridge.wswrite``).
+        self.direct = DirectDeliveries(self.deliveries, self.metrics)
         self._upstream: Upstream | None = None
         self._draining: asyncio.Future[None] | None = None
 

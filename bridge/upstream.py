@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
@@ -22,6 +23,8 @@ from tidings.v1 import admin_pb2_grpc, relay_pb2, relay_pb2_grpc, stream_pb2, st
 
 from bridge.metadata import Metadata
 from server.rpc.inprocess import InProcessStubs
+
+log = logging.getLogger("tidings.bridge")
 
 ERROR_CODE_KEY: Final = keys.ERROR_CODE
 ERROR_FIELD_KEY: Final = keys.ERROR_FIELD
@@ -93,6 +96,12 @@ class SessionLink(Protocol):
         """Whether a message is waiting: ``receive`` returns it without suspending."""
         ...
 
+    def write_directly(self, write: DirectWrite | None) -> None:
+        """While the handler waits in ``receive``/``receive_frame`` with nothing taken,
+        hand what arrives to ``write`` first (None: stop); what it does not take wakes
+        the handler as ever."""
+        ...
+
     def reject(self, code: str, message: str) -> None:
         """Report a client message that could not be decoded; the engine answers it with
         error ``code`` (or ``rate_limited``: it counts against the rate limit)."""
@@ -116,6 +125,16 @@ class SessionLink(Protocol):
     @property
     def ended(self) -> StreamEnded | None:
         """How the session ended, once it has."""
+        ...
+
+
+class DirectWrite(Protocol):
+    """Writes a session's events to its browser at once, without waiting (``bridge.ws``)."""
+
+    def __call__(self, frames: list[bytes], start: int) -> int:
+        """Write ``frames[start:]``, or a first part of them, now and in order; how many
+        were written (0: none, the handler takes them). Never raises for a socket that
+        cannot take them: it writes none."""
         ...
 
 
@@ -154,10 +173,16 @@ class RelaySessionLink:
     The other way, a browser may have at most ``MAX_PENDING_COMMANDS`` commands (and
     ``MAX_PENDING_BYTES``) waiting for the relay stream; one that floods it is closed as
     slow too.
+
+    With ``write_directly``, frames that arrive while the handler waits with nothing in
+    hand go to the browser from the relay's own turn (``flush``, once per relay message):
+    no task wakes per socket. Order holds: the handler is woken for whatever the direct
+    write leaves, and nothing is written directly while it holds frames.
     """
 
     __slots__ = (
         "_bytes",
+        "_direct",
         "_ended",
         "_established",
         "_frames",
@@ -172,6 +197,7 @@ class RelaySessionLink:
         "_relay",
         "_replay",
         "_sid",
+        "_touched",
         "_waiter",
         "ending",
     )
@@ -199,6 +225,8 @@ class RelaySessionLink:
         self._loop = asyncio.get_running_loop()
         self.ending: asyncio.Future[StreamEnded] = self._loop.create_future()
         self._greeted: asyncio.Future[None] | None = None
+        self._direct: DirectWrite | None = None
+        self._touched = False  # a ``flush`` is due at the end of this relay message
 
     # --- the relay's side ---
 
@@ -207,10 +235,14 @@ class RelaySessionLink:
         frame: bytes,
         notification_id: int = 0,
         allowance: relay_pb2.RelayAllowance | None = None,
-    ) -> None:
-        """One event of the session (``notification_id``: the id, for a notification)."""
+    ) -> bool:
+        """One event of the session (``notification_id``: the id, for a notification).
+
+        True when the caller must ``flush`` this link once the relay message that
+        carried the event is through (returned once per link until it does).
+        """
         if self._ended is not None:
-            return
+            return False
         if self._greeted is None or not self._greeted.done():
             if allowance is not None:
                 self._max = allowance.max_events
@@ -227,8 +259,43 @@ class RelaySessionLink:
         waiting = len(self._frames) - self._head
         if waiting > self._max or (self._bytes > self._max_bytes and waiting > 1):
             self._give_up("the client did not keep up")
+            return False
+        if self._waiter is None:  # the handler is busy: it comes back for these itself
+            return False
+        if self._direct is None:
+            self._wake()
+            return False
+        if self._touched:
+            return False
+        self._touched = True
+        return True
+
+    def flush(self) -> None:
+        """Write what waits straight to the browser if the handler is still waiting
+        (``write_directly``); wake the handler for whatever is left."""
+        self._touched = False
+        waiter, direct = self._waiter, self._direct
+        if waiter is None or waiter.done() or self._ended is not None:
             return
-        self._wake()
+        frames, head = self._frames, self._head
+        if direct is not None:
+            try:
+                written = direct(frames, head)
+            except Exception:  # a bug: the handler's path still works
+                log.exception("direct write failed; the socket's handler writes from now on")
+                self._direct = None
+                written = 0
+            if written:
+                self._established = True
+                end = head + written
+                if end == len(frames):
+                    frames.clear()
+                    self._ids.clear()
+                    self._head = self._bytes = 0
+                    return
+                self._bytes -= sum(map(len, frames[head:end]))
+                self._head = end
+        waiter.set_result(None)
 
     def taken(self, size: int) -> None:
         """A command of ``size`` bytes that this link sent was written to the stream."""
@@ -304,6 +371,9 @@ class RelaySessionLink:
     def ready(self) -> bool:
         return self._head < len(self._frames)
 
+    def write_directly(self, write: DirectWrite | None) -> None:
+        self._direct = write
+
     @property
     def ended(self) -> StreamEnded | None:
         return self._ended
@@ -326,6 +396,7 @@ class RelaySessionLink:
             )
 
     def close(self) -> None:
+        self._direct = None
         undelivered = self._take_undelivered()
         if self._ended is None:
             self._relay.close_session(self._sid, undelivered)
@@ -410,21 +481,29 @@ class RelayStream:
         try:
             async for response in self._call:
                 late: dict[int, list[int]] = {}
+                touched: list[RelaySessionLink] = []  # links to flush once all are in
                 for frame in response.frames:
                     sid = frame.session_id
                     link = self._links.get(sid)
                     if link is not None:
-                        if frame.HasField("end"):
+                        nid = frame.notification_id
+                        if nid:  # a notification (the hot path): no end, no allowance
+                            if link.deliver(frame.event, nid):
+                                touched.append(link)
+                        elif frame.HasField("end"):
                             del self._links[sid]
                             link.end(_ended(frame.end))
                         else:
                             allowance = frame.allowance if frame.HasField("allowance") else None
-                            link.deliver(frame.event, frame.notification_id, allowance)
+                            if link.deliver(frame.event, frame.notification_id, allowance):
+                                touched.append(link)
                     elif sid in self._closing:
                         if frame.HasField("end"):
                             self._closing.discard(sid)
                         elif frame.notification_id:
                             late.setdefault(sid, []).append(frame.notification_id)
+                for link in touched:
+                    link.flush()
                 for sid, ids in late.items():
                     self.send(
                         relay_pb2.RelayRequest(

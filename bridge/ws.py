@@ -2,10 +2,12 @@
 
 The handler checks the Origin (403 before the upgrade), accepts, opens a
 ``SessionLink`` with the caller's metadata, and relays with two tasks, one per
-direction. Whichever ends first decides how the socket closes (see
-``bridge.outcomes``); the other is cancelled. The bridge draining (shutdown) ends
-the relay too, with 1001. The link is torn down whenever the socket goes, and the
-socket whenever the link does.
+direction. Notifications that arrive while the downstream task waits idle are written
+by the relay itself where the server allows it (``SessionLink.write_directly``); the
+task writes the rest, waits out backpressure and ends the socket. Whichever direction
+ends first decides how the socket closes (see ``bridge.outcomes``); the other is
+cancelled. The bridge draining (shutdown) ends the relay too, with 1001. The link is
+torn down whenever the socket goes, and the socket whenever the link does.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from bridge.responses import error_response
 from bridge.slim import first_of
 from bridge.state import BridgeState, bridge_state
 from bridge.upstream import SessionLink, StreamEnded
-from bridge.wswrite import BatchingWebsocket
+from bridge.wswrite import BatchingWebsocket, DirectWriter
 
 log = logging.getLogger("tidings.bridge")
 
@@ -76,6 +78,12 @@ async def notifications() -> Response | None:
         await ws.accept()
         state.metrics.ws_connections.inc()
         try:
+            # Notifications that find the handler idle go to the socket from the relay's
+            # turn, without waking the handler (``bridge.wswrite.DirectDeliveries``).
+            if isinstance(ws, BatchingWebsocket):
+                writer = DirectWriter(state.direct)
+                if await ws.attach(writer):
+                    link.write_directly(writer)
             ending = await _relay(ws, link, state)
             if ending is not LOST:
                 await _finish(ws, ending, state)

@@ -29,7 +29,12 @@ returns (``bridge.ws`` bounds the close itself).
 
 It also takes ``bridge.wswrite.SEND_MANY`` (advertised in the scope): several text
 messages framed here and written to the connection at once, one ``write`` instead of
-one per message.
+one per message. And ``bridge.wswrite.WRITE_NOW``: it hands itself to the app as the
+socket's ``DirectTarget``, whose ``write_now`` frames and writes text messages from any
+code on the loop (the relay's own turn) when the connection can take them without
+waiting — over HTTP/1.1, no other write holding the connection's send lock, the
+transport's buffer under ``DIRECT_MAX`` — and otherwise writes nothing and says so,
+leaving the app's usual path to wait.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import hypercorn.asyncio.task_group
 import hypercorn.asyncio.worker_context
 import hypercorn.protocol.h2
 import hypercorn.protocol.h11
+from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.protocol.events import Data, Event, StreamClosed
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError, WSStream
 from hypercorn.typing import ASGISendEvent, TaskGroup
@@ -55,7 +61,7 @@ from wsproto.frame_protocol import CloseReason
 
 from bridge import ws
 from bridge.slim import SlimEvent, SlimEventWrapper, SlimQueue
-from bridge.wswrite import SEND_MANY
+from bridge.wswrite import SEND_MANY, WRITE_NOW, DirectWriter
 
 #: Seconds a client gets to answer our close frame before its connection is dropped.
 CLOSE_TIMEOUT: Final = ws.CLOSE_TIMEOUT
@@ -68,6 +74,9 @@ REASON_MAX: Final = 120
 _TEXT: Final = 0x81
 _LENGTH_16: Final = struct.Struct("!BBH")
 _LENGTH_64: Final = struct.Struct("!BBQ")
+#: ``write_now`` writes only while the transport holds at most this many bytes not yet
+#: taken by the kernel: asyncio's high-water mark, above which ``drain`` would wait.
+DIRECT_MAX: Final = 1 << 16
 
 
 def text_frame_header(length: int) -> bytes:
@@ -103,7 +112,8 @@ class _Advertising:
         self._group = group
 
     async def spawn_app(self, app: Any, config: Any, scope: Any, send: Any) -> Any:
-        scope.setdefault("extensions", {})[SEND_MANY] = _NO_OPTIONS
+        extensions = scope.setdefault("extensions", {})
+        extensions[SEND_MANY] = extensions[WRITE_NOW] = _NO_OPTIONS
         group = self._group
         loop = getattr(group, "_loop", None)
         if not isinstance(group, hypercorn.asyncio.task_group.TaskGroup) or loop is None:
@@ -137,6 +147,9 @@ class GuardedWSStream(WSStream):
     #: Whether messages can be framed here (no extension alters them); set on the
     #: instance by its first batch (an idle socket holds no attribute for it).
     _plain: bool | None = None
+    #: The connection's writer and its send lock (HTTP/1.1), or ``()`` where ``write_now``
+    #: cannot write (HTTP/2); set on the instance by the first ``write_now``.
+    _raw: tuple[asyncio.StreamWriter, asyncio.Lock] | tuple[()] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -158,6 +171,11 @@ class GuardedWSStream(WSStream):
             if self.state is not ASGIWebsocketState.CONNECTED:
                 raise UnexpectedMessageError(self.state, SEND_MANY)
             await self._send_texts(batch["texts"])
+            return
+        if batch is not None and batch["type"] == WRITE_NOW:
+            attach = batch["attach"]
+            if isinstance(attach, DirectWriter):
+                attach.target = self
             return
         if (
             message is None
@@ -183,8 +201,7 @@ class GuardedWSStream(WSStream):
             return  # closing: hypercorn drops what the app sends then (LocalProtocolError)
         plain = self._plain
         if plain is None:
-            extensions = getattr(getattr(connection, "_proto", None), "extensions", None)
-            plain = self._plain = extensions is not None and all(map(sends_plain, extensions))
+            plain = self._plain = _sends_plain(connection)
         parts: list[bytes] = []
         if plain:
             header = text_frame_header
@@ -196,6 +213,39 @@ class GuardedWSStream(WSStream):
             for text in texts:
                 parts.append(connection.send(TextMessage(data=text)))
         await self.send(Data(stream_id=self.stream_id, data=b"".join(parts)))
+
+    def write_now(self, payloads: Sequence[bytes]) -> bool:
+        """Write ``payloads`` (UTF-8 text) as text messages, in one write, now; False
+        (nothing written) unless the connection takes them without waiting: open, plain
+        frames (``sends_plain``), HTTP/1.1, no write holding the connection's send lock
+        (the handler's writes wait for the transport to drain under it), and at most
+        ``DIRECT_MAX`` bytes already waiting in the transport."""
+        if self.closed or self.state is not ASGIWebsocketState.CONNECTED:
+            return False
+        connection = self.connection
+        if connection.state is not ConnectionState.OPEN:
+            return False
+        plain = self._plain
+        if plain is None:
+            plain = self._plain = _sends_plain(connection)
+        raw = self._raw
+        if raw is None:
+            raw = self._raw = _raw_connection(self)
+        if not plain or not raw:
+            return False
+        writer, lock = raw
+        transport = writer.transport
+        if lock.locked() or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() > DIRECT_MAX:
+            return False
+        header = text_frame_header
+        parts: list[bytes] = []
+        for payload in payloads:
+            parts.append(header(len(payload)))
+            parts.append(payload)
+        transport.write(b"".join(parts))
+        return True
 
     async def _handle_events(self) -> None:
         for event in self.connection.events():
@@ -245,6 +295,27 @@ class GuardedWSStream(WSStream):
     def _connection_state(self) -> ConnectionState | None:
         connection = getattr(self, "connection", None)  # set when the upgrade is accepted
         return connection.state if connection is not None else None
+
+
+def _sends_plain(connection: Any) -> bool:
+    """Whether no extension of ``connection`` (wsproto's) alters outgoing frames."""
+    extensions = getattr(getattr(connection, "_proto", None), "extensions", None)
+    return extensions is not None and all(map(sends_plain, extensions))
+
+
+def _raw_connection(
+    stream: WSStream,
+) -> tuple[asyncio.StreamWriter, asyncio.Lock] | tuple[()]:
+    """The writer and send lock under ``stream`` when hypercorn serves it over HTTP/1.1
+    (stream → ``H11Protocol.stream_send`` → ``TCPServer.protocol_send``, which writes
+    ``Data`` unchanged); ``()`` otherwise (HTTP/2 frames it again)."""
+    protocol = getattr(stream.send, "__self__", None)
+    if not isinstance(protocol, hypercorn.protocol.h11.H11Protocol):
+        return ()
+    server = getattr(protocol.send, "__self__", None)
+    if not isinstance(server, TCPServer):
+        return ()
+    return server.writer, server.send_lock
 
 
 def install(on_close: Callable[[int], None]) -> None:

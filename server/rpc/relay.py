@@ -23,7 +23,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from tidings.v1 import relay_pb2, stream_pb2
@@ -71,6 +71,13 @@ class _Invalid:
 
     code: str
     message: str
+
+
+#: ``wire.relay_event_frame``'s keys, for the frames of deliveries spliced here.
+_FRAMES = wire.RELAY_RESPONSE_FRAMES
+_SESSION_ID = wire.RELAY_FRAME_SESSION_ID
+_EVENT = wire.RELAY_FRAME_EVENT
+_NOTIFICATION_ID = wire.RELAY_FRAME_NOTIFICATION_ID
 
 
 def _end_frame(sid: int, end: relay_pb2.RelayEnd) -> bytes:
@@ -152,17 +159,34 @@ class _Relay:
             del drained  # a session that closed goes now, not with the next batch
 
     def _collect(self) -> tuple[list[bytes], list[Session]]:
-        """The frames of one batch (serialized ``RelayResponse.frames`` entries)."""
+        """The frames of one batch (serialized ``RelayResponse.frames`` entries, a
+        delivery's in parts: the batch is joined once)."""
         frames: list[bytes] = []
+        append = frames.append
+        count = 0
         drained: list[Session] = []
-        while self._ready and len(frames) < PER_BATCH:
+        encode = convert.event_to_pb
+        while self._ready and count < PER_BATCH:
             sid, ready = next(iter(self._ready.items()))
             del self._ready[sid]
             if isinstance(ready, relay_pb2.RelayEnd):
-                frames.append(_end_frame(sid, ready))
+                append(_end_frame(sid, ready))
+                count += 1
                 continue
             drained.append(ready)
+            session_key = _SESSION_ID + wire.varint(sid) if sid else b""
             for event in ready.drain(PER_SESSION):
+                count += 1
+                if type(event) is Delivery:  # the hot path: the frame in parts, no copies
+                    body = cast(bytes, encode(event))  # once per envelope (cached)
+                    nid = event.envelope.notification.id
+                    event_size = wire.varint(len(body))
+                    id_part = _NOTIFICATION_ID + wire.varint(nid) if nid else b""
+                    size = wire.varint(
+                        len(session_key) + 1 + len(event_size) + len(body) + len(id_part)
+                    )
+                    frames += (_FRAMES, size, session_key, _EVENT, event_size, body, id_part)
+                    continue
                 if isinstance(event, Closed):
                     self._sessions.pop(sid, None)
                     status = CLOSE_STATUS.get(event.reason)
@@ -172,18 +196,15 @@ class _Relay:
                             message=event.message,
                             error_code=CLOSE_ERROR_CODE.get(event.reason, ""),
                         )
-                        frames.append(_end_frame(sid, end))
+                        append(_end_frame(sid, end))
                     break
-                encoded = convert.event_to_pb(event)
+                encoded = encode(event)
                 if not isinstance(encoded, bytes):
                     encoded = encoded.SerializeToString()
                 if isinstance(event, ConnectionEstablished):
-                    frames.append(_greeting_frame(sid, encoded, ready, event.queued))
-                elif isinstance(event, Delivery):
-                    nid = event.envelope.notification.id
-                    frames.append(wire.relay_event_frame(sid, encoded, nid))
+                    append(_greeting_frame(sid, encoded, ready, event.queued))
                 else:
-                    frames.append(wire.relay_event_frame(sid, encoded))
+                    append(wire.relay_event_frame(sid, encoded))
             if ready.waiting and sid in self._sessions:
                 self._ready[sid] = ready  # more than its share: back of the line
         return frames, drained

@@ -252,3 +252,134 @@ async def test_the_relay_ending_ends_every_link(bridge: Bridge) -> None:
             ended = await link.ending
         assert ended.status is grpc.StatusCode.UNAVAILABLE
         assert not ended.established
+
+
+# --- writes straight from the relay (``write_directly``) --------------------------------
+
+
+class DirectWriter:
+    """A socket's direct writer: takes the notifications at the head of what waits while
+    ``writable``, records their ids in order, declines anything else."""
+
+    def __init__(self) -> None:
+        self.writable = True
+        self.calls = 0
+        self.ids: list[int] = []
+        self.wrote = asyncio.Event()
+
+    def __call__(self, frames: list[bytes], start: int) -> int:
+        self.calls += 1
+        if not self.writable:
+            return 0
+        taken = 0
+        for data in frames[start:]:
+            message = stream_pb2.ConnectResponse.FromString(data)
+            if message.WhichOneof("kind") != "notification":
+                break
+            self.ids.append(message.notification.notification.id)
+            taken += 1
+        if taken:
+            self.wrote.set()
+        return taken
+
+
+class Handler:
+    """A socket's handler task: takes frames from the link one by one, records their kinds."""
+
+    def __init__(self, link: RelaySessionLink) -> None:
+        self.link = link
+        self.got: list[str] = []
+        self.changed = asyncio.Event()
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            data = await self.link.receive_frame()
+            assert data is not None
+            message = stream_pb2.ConnectResponse.FromString(data)
+            kind = str(message.WhichOneof("kind"))
+            if kind == "notification":
+                kind += f" {message.notification.notification.id}"
+            self.got.append(kind)
+            self.changed.set()
+
+    async def wait_for(self, count: int) -> list[str]:
+        async with asyncio.timeout(5):
+            while len(self.got) < count:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.got
+
+
+async def test_what_finds_the_handler_waiting_is_written_directly_and_order_holds(
+    bridge: Bridge,
+) -> None:
+    link = bridge.open(1)
+    direct = DirectWriter()
+    link.write_directly(direct)
+    handler = Handler(link)
+    try:
+        bridge.call.send(greeting(1, max_events=10, max_bytes=1 << 20))
+        assert await handler.wait_for(1) == ["connection_established"]  # not a notification
+        # One relay message: the two notifications at its head go straight to the socket
+        # (one call), the handler is woken for the pong and what follows it.
+        bridge.call.send(notification(1, 5), notification(1, 6), pong(1), notification(1, 7))
+        assert await handler.wait_for(3) == ["connection_established", "pong", "notification 7"]
+        assert direct.ids == [5, 6]
+        # The handler waits again: the next one is written directly, the handler sleeps on.
+        direct.wrote.clear()
+        bridge.call.send(notification(1, 8))
+        async with asyncio.timeout(5):
+            await direct.wrote.wait()
+        assert direct.ids == [5, 6, 8]
+        assert len(handler.got) == 3
+    finally:
+        handler.task.cancel()
+
+
+async def test_what_the_socket_cannot_take_wakes_the_handler_and_goes_back_on_close(
+    bridge: Bridge,
+) -> None:
+    link = bridge.open(1)
+    direct = DirectWriter()
+    link.write_directly(direct)
+    bridge.call.send(greeting(1, max_events=10, max_bytes=1 << 20))
+    async with asyncio.timeout(5):
+        assert await link.receive_frame() is not None  # the greeting
+    waiting = asyncio.create_task(link.receive_frame())  # the handler, waiting
+    bridge.call.send(notification(1, 5))
+    async with asyncio.timeout(5):
+        await direct.wrote.wait()
+    assert direct.ids == [5] and not waiting.done()
+    direct.writable = False  # the socket's transport is full: the handler must wait
+    bridge.call.send(notification(1, 6), notification(1, 7))
+    async with asyncio.timeout(5):
+        first = await waiting
+    assert first is not None
+    assert stream_pb2.ConnectResponse.FromString(first).notification.notification.id == 6
+    link.close()
+    await bridge.call.wait_written(2)
+    # 5 was written (by the direct path), 6 taken by the handler; 7 waited: it goes back.
+    assert [list(c.undelivered_ids) for c in bridge.call.closes()] == [[7]]
+
+
+async def test_a_busy_handler_gets_what_comes_meanwhile_itself(bridge: Bridge) -> None:
+    """While the handler holds frames (writing them), nothing is written past it."""
+    link, other = bridge.open(1), bridge.open(2)
+    direct, other_direct = DirectWriter(), DirectWriter()
+    link.write_directly(direct)
+    other.write_directly(other_direct)
+    bridge.call.send(greeting(1, max_events=10, max_bytes=1 << 20), notification(1, 5))
+    bridge.call.send(greeting(2, max_events=10, max_bytes=1 << 20))
+    assert await kinds(link, 2) == ["connection_established", "notification"]
+    assert await kinds(other, 1) == ["connection_established"]
+    waiting = asyncio.create_task(other.receive_frame())  # session 2's handler waits
+    # Session 1's handler is busy (writing 5): what comes for it now waits for it, while
+    # session 2's, in the same relay message, is written directly.
+    bridge.call.send(notification(1, 6), notification(2, 9))
+    async with asyncio.timeout(5):
+        await other_direct.wrote.wait()
+    assert other_direct.ids == [9] and not waiting.done()
+    assert link.ready() and direct.ids == []
+    assert await kinds(link, 1) == ["notification"]
+    waiting.cancel()

@@ -11,8 +11,10 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config
 from hypercorn.protocol.events import Data, Event, Request
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.typing import ConnectionState
 from prometheus_client import CollectorRegistry
 from tidings.v1 import stream_pb2
@@ -26,7 +28,14 @@ from bridge.jsonwire import FrameCache
 from bridge.metrics import BridgeMetrics
 from bridge.relayframes import DeliveryFrames
 from bridge.runner import StatelessDeflate
-from bridge.wswrite import SEND_MANY, BatchingWebsocket, BatchingWebsocketConnection
+from bridge.wswrite import (
+    SEND_MANY,
+    WRITE_NOW,
+    BatchingWebsocket,
+    BatchingWebsocketConnection,
+    DirectDeliveries,
+    DirectWriter,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -252,3 +261,176 @@ async def test_the_app_sends_a_batch_only_to_a_server_that_takes_one(advertised:
             ("websocket.send", "b"),
             ("websocket.send", "c"),
         ]
+
+
+# --- write_now: the relay writing to an idle socket ---------------------------------------
+
+
+class Transport:
+    """The connection's transport as ``write_now`` sees it."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.buffered = 0  # bytes the kernel has not taken yet
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+
+class Writer:
+    """hypercorn's ``StreamWriter`` for the connection, over ``Transport``."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        pass
+
+
+async def over_http11(
+    offer: bytes | None = None, max_message_size: int = 65536
+) -> tuple[wsguard.GuardedWSStream, Group, TCPServer, Transport]:
+    """An accepted stream served over HTTP/1.1 as hypercorn does: stream →
+    ``H11Protocol.stream_send`` → ``TCPServer.protocol_send`` → the writer."""
+    stream, group, _ = await accepted(offer, max_message_size)
+    transport = Transport()
+    server = TCPServer.__new__(TCPServer)
+    server.writer = Writer(transport)  # type: ignore[assignment]
+    server.send_lock = asyncio.Lock()
+    protocol = H11Protocol.__new__(H11Protocol)
+    protocol.send = server.protocol_send
+    stream.send = protocol.stream_send
+    return stream, group, server, transport
+
+
+async def test_write_now_writes_each_payload_as_a_message_in_one_write_after_the_handler() -> None:
+    stream, _, _, transport = await over_http11()
+    await stream.app_send(send_many(["first"]))  # the handler's path, same connection
+    payloads = [text.encode() for text in TEXTS]
+    assert stream.write_now(payloads)
+    assert len(transport.writes) == 2
+    assert received(b"".join(transport.writes), deflate=False) == ["first", *TEXTS]
+
+
+async def test_write_now_writes_nothing_while_another_write_holds_the_connection() -> None:
+    stream, _, server, transport = await over_http11()
+    async with server.send_lock:  # e.g. the handler waiting for the transport to drain
+        assert not stream.write_now([b"x"])
+    assert transport.writes == []
+    assert stream.write_now([b"x"])
+
+
+async def test_write_now_leaves_a_full_transport_to_the_handler() -> None:
+    stream, _, _, transport = await over_http11()
+    transport.buffered = wsguard.DIRECT_MAX + 1  # the browser reads slowly
+    assert not stream.write_now([b"x"])
+    transport.buffered = wsguard.DIRECT_MAX
+    assert stream.write_now([b"x"])
+    transport.closing = True
+    assert not stream.write_now([b"y"])
+    assert len(transport.writes) == 1
+
+
+async def test_write_now_sends_nothing_after_the_close_frame() -> None:
+    stream, group, _, transport = await over_http11(max_message_size=10)
+    client = Connection(ConnectionType.CLIENT)
+    await stream.handle(Data(stream_id=1, data=client.send(TextMessage(data="x" * 20))))
+    assert group.to_app[-1] == {"type": "websocket.disconnect", "code": 1009}
+    closing = len(transport.writes)
+    assert not stream.write_now([b"late"])
+    assert len(transport.writes) == closing
+
+
+async def test_a_deflate_that_compresses_keeps_the_handlers_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A socket that negotiated wsproto's own permessage-deflate gets compressed frames
+    from the handler, never plain ones from ``write_now``."""
+    monkeypatch.setattr("hypercorn.protocol.ws_stream.PerMessageDeflate", PerMessageDeflate)
+    stream, _, _, transport = await over_http11(DEFLATE_OFFER)
+    assert not stream.write_now([b"x"])
+    assert transport.writes == []
+
+
+async def test_the_stateless_deflate_is_written_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hypercorn.protocol.ws_stream.PerMessageDeflate", StatelessDeflate)
+    stream, _, _, transport = await over_http11(DEFLATE_OFFER)
+    assert stream.write_now([b"x"])
+    assert received(transport.writes[0], deflate=True) == ["x"]
+
+
+async def test_a_stream_not_over_http11_has_no_direct_writes() -> None:
+    stream, _, wire = await accepted(None)  # under something else (HTTP/2 frames it again)
+    handshake = len(wire.writes)
+    assert not stream.write_now([b"x"])
+    assert len(wire.writes) == handshake
+
+
+async def test_the_app_gets_the_socket_only_from_a_server_that_offers_it() -> None:
+    stream, group, _, transport = await over_http11()
+    assert WRITE_NOW in group.scope["extensions"]
+    connection = BatchingWebsocketConnection(None, group.scope)  # type: ignore[arg-type]
+    state = State()
+    writer = DirectWriter(DirectDeliveries(state.deliveries, state.metrics))
+    await connection.send_data(stream.app_send, writer)
+    assert writer.target is stream
+    notification = stream_pb2.ConnectResponse()
+    notification.notification.notification.id = 3
+    assert writer([notification.SerializeToString()], 0) == 1  # through the stream
+    expected = state.deliveries.frame(notification.SerializeToString())
+    assert expected is not None
+    assert received(transport.writes[-1], deflate=False) == [expected[0]]
+    scope: Any = {"extensions": {}}
+    plain = BatchingWebsocketConnection(None, scope)  # type: ignore[arg-type]
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    other = DirectWriter(DirectDeliveries(state.deliveries, state.metrics))
+    await plain.send_data(send, other)
+    assert other.target is None and sent == []
+    assert other([b"\x12"], 0) == 0  # no target: the handler writes
+
+
+async def test_direct_deliveries_write_the_notifications_at_the_head_and_count_them() -> None:
+    state = State()
+    direct = DirectDeliveries(state.deliveries, state.metrics)
+    notification = stream_pb2.ConnectResponse()
+    notification.notification.notification.id = 7
+    notification.notification.notification.user_id = "u"
+    notification.notification.notification.title = "T"
+    pong = stream_pb2.ConnectResponse(pong=stream_pb2.PongEvent())
+    frames = [pong.SerializeToString(), notification.SerializeToString()] * 2
+
+    class Target:
+        def __init__(self, takes: bool) -> None:
+            self.takes = takes
+            self.written: list[list[bytes]] = []
+
+        def write_now(self, payloads: Any) -> bool:
+            if self.takes:
+                self.written.append(list(payloads))
+            return self.takes
+
+    target = Target(True)
+    assert direct.write(target, frames, 0) == 0  # a pong first: the handler's
+    assert direct.write(target, frames, 1) == 1  # up to the next pong
+    expected = state.deliveries.frame(frames[1])
+    assert expected is not None
+    assert target.written == [[expected[0].encode()]]
+    registry = state.metrics.registry
+    sent = {"type": "notification"}
+    assert registry.get_sample_value("tidings_bridge_ws_messages_sent_total", sent) == 1
+    assert registry.get_sample_value("tidings_bridge_delivery_latency_seconds_count") == 1
+    assert direct.write(Target(False), frames, 3) == 0  # the socket cannot take it
