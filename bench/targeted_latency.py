@@ -1,0 +1,397 @@
+"""Targeted create latency: one paced producer, 1 000 connected browsers, POST → socket.
+
+Starts one fresh ``tidings serve --insecure`` (role all; a SQLite temp file, or a fresh
+PostgreSQL database with ``--database postgres``), connects ``--users`` receivers
+(browser WebSockets, or gRPC ``Connect`` streams with ``--receivers grpc``) spread over
+``--procs`` load processes (uvloop), each greeted before the clock starts, then ONE
+producer creates notifications at ``--rate`` per second, one request at a time: the
+next only after the answer and not before its scheduled time, each for a random user.
+The producer creates over REST (``POST /api/v1/notifications``, aiohttp, one kept-alive
+connection) or, with ``--via grpc``, with the SDK's ``Publisher.create``.
+
+Latency is from just before the request to the moment that user's receiver has the
+frame (``perf_counter``, CLOCK_MONOTONIC, one clock for every process); the title
+carries the request's number. Reported: p50/p90/p99/max, the achieved rate, frames not
+received, the server's CPU in cores (/proc, all threads) and the load processes' and
+producer's, so that a starved client shows. With ``--peer`` the same run also measures
+``bench/refs/fastapi_durable.py`` (FastAPI + aiosqlite, INSERT + commit per POST, then a
+send to the user's sockets) and prints the ratios Tidings / peer.
+
+    .venv/bin/python -m bench.targeted_latency [--rate 500] [--seconds 20] [--warmup 3]
+        [--users 1000] [--procs 2] [--via rest|grpc] [--receivers ws|grpc]
+        [--database sqlite|postgres] [--peer] [--profile server.svg]
+
+Loopback only; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import random
+import resource
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.grpc_create import PG_URL, cpu_seconds, fresh_database  # noqa: E402
+from bench.rest_create import READY, Server, start  # noqa: E402
+from tests.harness import ServerProcess  # noqa: E402
+
+MESSAGE = "m" * 200
+
+
+def pct(values: list[float], p: float) -> float:
+    """The ``p``-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+# --- receivers (one load process) -------------------------------------------------------
+
+
+async def _ws_receiver(url: str, user: str, peer: bool, got: dict[int, float]) -> Any:
+    from websockets.asyncio.client import connect
+
+    ws = await connect(url, open_timeout=30, max_size=None, compression=None)
+    async with asyncio.timeout(30):
+        hello = await ws.recv()
+    if not peer:
+        assert orjson.loads(hello)["type"] == "connection_established", hello
+
+    async def read() -> None:
+        with contextlib.suppress(Exception):
+            async for frame in ws:
+                now = time.perf_counter()
+                event = orjson.loads(frame)
+                if event.get("type") == "notification":
+                    got[int(event["notification"]["title"][1:])] = now
+
+    return ws, asyncio.create_task(read())
+
+
+async def _grpc_receiver(target: str, user: str, got: dict[int, float]) -> Any:
+    import grpc
+    from tidings.v1 import stream_pb2_grpc
+
+    channel = grpc.aio.insecure_channel(target)
+    call = stream_pb2_grpc.NotificationStreamStub(channel).Connect(
+        metadata=(("x-tidings-user", user),)
+    )
+    async with asyncio.timeout(30):
+        first = await call.read()
+    assert first.WhichOneof("kind") == "connection_established", first
+
+    async def read() -> None:
+        with contextlib.suppress(Exception):
+            async for message in call:
+                now = time.perf_counter()
+                if message.WhichOneof("kind") == "notification":
+                    got[int(message.notification.notification.title[1:])] = now
+
+    return channel, asyncio.create_task(read())
+
+
+async def _receivers(spec: dict[str, Any], conn: Connection) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * 2048)), hard))
+    got: dict[int, float] = {}
+    held: list[Any] = []
+    users: list[str] = spec["users"]
+    for i in range(0, len(users), 100):
+        batch = users[i : i + 100]
+        if spec["receivers"] == "grpc":
+            held += await asyncio.gather(*(_grpc_receiver(spec["grpc"], u, got) for u in batch))
+        else:
+            held += await asyncio.gather(
+                *(_ws_receiver(spec["ws"].format(user=u), u, spec["peer"], got) for u in batch)
+            )
+    cpu0 = time.process_time()
+    conn.send("ready")
+    await asyncio.to_thread(conn.recv)  # "stop"
+    conn.send((got, time.process_time() - cpu0))
+    for transport, task in held:
+        task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(transport.close(), 5)
+
+
+def _receiver_main(spec: dict[str, Any], conn: Connection) -> None:
+    import uvloop
+
+    uvloop.run(_receivers(spec, conn))
+
+
+# --- the producer -----------------------------------------------------------------------
+
+
+Create = Callable[[str, int], Awaitable[None]]
+
+
+async def paced(
+    create: Create, users: list[str], rate: float, seconds: float, first: int
+) -> tuple[dict[int, float], list[float], float]:
+    """Creates numbered from ``first``, one at a time, the k-th not before ``k / rate`` s.
+
+    Returns each create's start time by number, the answers' round trips, and the time
+    the schedule took.
+    """
+    sent: dict[int, float] = {}
+    answers: list[float] = []
+    pick = random.Random(first).choice
+    begin = time.perf_counter()
+    k = 0
+    while (due := begin + k / rate) < begin + seconds:
+        if (wait := due - time.perf_counter()) > 0:
+            await asyncio.sleep(wait)
+        number = first + k
+        user = pick(users)
+        sent[number] = time.perf_counter()
+        await create(user, number)
+        answers.append(time.perf_counter() - sent[number])
+        k += 1
+    return sent, answers, time.perf_counter() - begin
+
+
+async def rest_producer(url: str) -> tuple[Create, Callable[[], Awaitable[None]]]:
+    http = aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=1))
+
+    async def create(user: str, number: int) -> None:
+        body = {"user_id": user, "type": "bench", "title": f"n{number}", "message": MESSAGE}
+        async with http.post("/api/v1/notifications", json=body) as response:
+            await response.read()
+            if response.status != 201:
+                raise RuntimeError(f"{response.status}: {await response.text()}")
+
+    return create, http.close
+
+
+async def grpc_producer(target: str) -> tuple[Create, Callable[[], Awaitable[None]]]:
+    from tidings.client import Publisher
+
+    publisher = Publisher(target, timeout=30.0, retries=0)
+
+    async def create(user: str, number: int) -> None:
+        await publisher.create(user, "bench", f"n{number}", message=MESSAGE)
+
+    return create, publisher.close
+
+
+async def gc_pauses(url: str | None) -> dict[str, tuple[float, float, float]]:
+    """Tidings' ``tidings_gc_pause_seconds`` by generation: (count, sum, count > 5 ms)."""
+    if url is None:
+        return {}
+    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as response:
+        text = await response.text()
+    out: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        if not line.startswith("tidings_gc_pause_seconds"):
+            continue
+        name, value = line.rsplit(" ", 1)
+        generation = name.split('generation="', 1)[1].split('"', 1)[0]
+        row = out.setdefault(generation, [0.0, 0.0, 0.0, 0.0])
+        if name.startswith("tidings_gc_pause_seconds_count"):
+            row[0] = float(value)
+        elif name.startswith("tidings_gc_pause_seconds_sum"):
+            row[1] = float(value)
+        elif 'le="0.005"' in name:
+            row[3] = float(value)
+    return {g: (r[0], r[1], r[0] - r[3]) for g, r in out.items()}
+
+
+# --- one measured server ----------------------------------------------------------------
+
+
+async def measure(
+    label: str,
+    pid: int,
+    spec: dict[str, Any],
+    producer: tuple[Create, Callable[[], Awaitable[None]]],
+    args: argparse.Namespace,
+    metrics: str | None = None,
+) -> dict[str, object]:
+    """Connect the receivers, warm up, measure; one JSON row. ``metrics``: Tidings' HTTP
+    address, to count its collector's pauses over the window."""
+    users = [f"u{i}" for i in range(args.users)]
+    context = multiprocessing.get_context("spawn")
+    pipes, procs = [], []
+    for p in range(args.procs):
+        mine, theirs = context.Pipe()
+        proc = context.Process(
+            target=_receiver_main, args=({**spec, "users": users[p :: args.procs]}, theirs)
+        )
+        proc.start()
+        pipes.append(mine)
+        procs.append(proc)
+    create, close = producer
+    try:
+        for pipe in pipes:
+            if not await asyncio.to_thread(pipe.poll, 120):
+                raise RuntimeError("receivers did not connect in 120 s")
+            assert pipe.recv() == "ready"
+        await paced(create, users, args.rate, args.warmup, 0)
+        spy = None
+        if args.profile and label == "tidings":
+            spy = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "py-spy"), "record", "--format",
+                {".json": "speedscope", ".svg": "flamegraph"}.get(
+                    Path(args.profile).suffix, "raw"
+                ),
+                "-o", args.profile, "-p", str(pid), "--threads",
+                "--duration", str(int(args.seconds)),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+        load0 = os.getloadavg()[0]
+        gc0 = await gc_pauses(metrics)
+        cpu0, own0 = cpu_seconds(pid), time.process_time()
+        sent, answers, elapsed = await paced(create, users, args.rate, args.seconds, 1_000_000)
+        cpu, own = cpu_seconds(pid) - cpu0, time.process_time() - own0
+        gc1 = await gc_pauses(metrics)
+        await asyncio.sleep(0.5)  # the last frames land
+        got: dict[int, float] = {}
+        client_cpu = 0.0
+        for pipe in pipes:
+            pipe.send("stop")
+            if not await asyncio.to_thread(pipe.poll, 60):
+                raise RuntimeError("a receiver process did not answer")
+            theirs, spent = pipe.recv()
+            got.update(theirs)
+            client_cpu += spent
+        if spy is not None:
+            with contextlib.suppress(ProcessLookupError):
+                spy.send_signal(signal.SIGINT)
+            await asyncio.wait_for(spy.wait(), 60)
+    finally:
+        await close()
+        for proc in procs:
+            proc.join(15)
+            if proc.is_alive():
+                proc.kill()
+    latencies = [(got[n] - t) * 1e3 for n, t in sent.items() if n in got]
+    missing = len(sent) - len(latencies)
+    row: dict[str, object] = {
+        "server": label,
+        "via": args.via if label == "tidings" else "rest",
+        "receivers": spec["receivers"],
+        "database": args.database if label == "tidings" else "sqlite",
+        "users": args.users,
+        "creates": len(sent),
+        "missing": missing,
+        "rate_per_s": round(len(sent) / elapsed, 1),
+        "p50_ms": round(pct(latencies, 50), 2) if latencies else None,
+        "p90_ms": round(pct(latencies, 90), 2) if latencies else None,
+        "p99_ms": round(pct(latencies, 99), 2) if latencies else None,
+        "max_ms": round(max(latencies), 2) if latencies else None,
+        "answer_p50_ms": round(pct(answers, 50) * 1e3, 2),
+        "answer_p99_ms": round(pct(answers, 99) * 1e3, 2),
+        "server_cpu_cores": round(cpu / elapsed, 3),
+        "server_us_cpu_per_create": round(cpu / max(1, len(sent)) * 1e6),
+        "receivers_cpu_cores": round(client_cpu / elapsed, 3),
+        "producer_cpu_cores": round(own / elapsed, 3),
+        "gc": {
+            g: {
+                "count": int(c - gc0.get(g, (0, 0, 0))[0]),
+                "ms": round((t - gc0.get(g, (0, 0, 0))[1]) * 1e3, 1),
+                "over_5ms": int(o - gc0.get(g, (0, 0, 0))[2]),
+            }
+            for g, (c, t, o) in gc1.items()
+        },
+        "loadavg_1m_at_start": round(load0, 2),
+        "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+async def run(args: argparse.Namespace) -> list[dict[str, object]]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * 2048)), hard))
+    rows = []
+    async with fresh_database(args.database, args.pg_url) as url:
+        server = await ServerProcess("--insecure", database_url=url).start(timeout=30)
+        assert server.proc is not None
+        try:
+            spec = {
+                "receivers": args.receivers,
+                "peer": False,
+                "ws": server.ws_url + "?user_id={user}",
+                "grpc": server.grpc_addr,
+            }
+            producer = await (
+                grpc_producer(server.grpc_addr)
+                if args.via == "grpc"
+                else rest_producer(server.http_url)
+            )
+            rows.append(
+                await measure("tidings", server.proc.pid, spec, producer, args, server.http_url)
+            )
+        finally:
+            await server.stop(timeout=30)
+    if not args.peer:
+        return rows
+    with tempfile.TemporaryDirectory() as tmp:
+        peer: Server = await start(
+            [sys.executable, "-m", "bench.refs.fastapi_durable", "--port", "0",
+             "--db", str(Path(tmp) / "peer.db")],
+            Path(__file__).resolve().parent.parent, READY,
+        )  # fmt: skip
+        try:
+            spec = {
+                "receivers": "ws",
+                "peer": True,
+                "ws": peer.url.replace("http://", "ws://") + "/ws?user_id={user}",
+                "grpc": "",
+            }
+            rows.append(
+                await measure("fastapi+aiosqlite", peer.proc.pid, spec,
+                              await rest_producer(peer.url), args)
+            )  # fmt: skip
+        finally:
+            await peer.stop()
+    mine, theirs = rows
+    print(
+        json.dumps(
+            {
+                f"tidings/peer {key}": round(float(str(mine[key])) / float(str(theirs[key])), 2)
+                for key in ("p50_ms", "p99_ms", "server_us_cpu_per_create")
+                if mine[key] is not None and theirs[key]
+            }
+        ),
+        flush=True,
+    )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rate", type=float, default=500.0, help="creates per second")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured, after warm-up")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds at the rate first")
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--procs", type=int, default=2, help="receiver processes")
+    parser.add_argument("--via", choices=["rest", "grpc"], default="rest")
+    parser.add_argument("--receivers", choices=["ws", "grpc"], default="ws")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--pg-url", default=PG_URL)
+    parser.add_argument("--peer", action="store_true", help="also fastapi_durable, same load")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy record Tidings (.svg/.json)")
+    import uvloop
+
+    uvloop.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
