@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
@@ -47,11 +48,22 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.grpc_create import PG_URL, cpu_seconds, fresh_database  # noqa: E402
-from bench.rest_create import READY, Server, start  # noqa: E402
-from tests.harness import ServerProcess  # noqa: E402
+from bench.grpc_create import PG_URL, cpu_seconds, fresh_database
+from bench.loadgen import thread_cpu
+from bench.rest_create import READY, Server, start
+from tests.harness import ServerProcess
 
+ROOT = Path(__file__).resolve().parent.parent
 MESSAGE = "m" * 200
+
+
+def waited(pid: int) -> float:
+    """Seconds the threads of ``pid`` spent runnable but waiting for a CPU (schedstat)."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int((task / "schedstat").read_text().split()[1]) / 1e9
+    return total
 
 
 def pct(values: list[float], p: float) -> float:
@@ -85,7 +97,7 @@ async def _ws_receiver(url: str, user: str, peer: bool, got: dict[int, float]) -
 
 async def _grpc_receiver(target: str, user: str, got: dict[int, float]) -> Any:
     import grpc
-    from tidings.v1 import stream_pb2_grpc
+    from tidings.v1 import stream_pb2, stream_pb2_grpc
 
     channel = grpc.aio.insecure_channel(target)
     call = stream_pb2_grpc.NotificationStreamStub(channel).Connect(
@@ -93,11 +105,12 @@ async def _grpc_receiver(target: str, user: str, got: dict[int, float]) -> Any:
     )
     async with asyncio.timeout(30):
         first = await call.read()
+    assert isinstance(first, stream_pb2.ConnectResponse), first
     assert first.WhichOneof("kind") == "connection_established", first
 
     async def read() -> None:
         with contextlib.suppress(Exception):
-            async for message in call:
+            while isinstance(message := await call.read(), stream_pb2.ConnectResponse):
                 now = time.perf_counter()
                 if message.WhichOneof("kind") == "notification":
                     got[int(message.notification.notification.title[1:])] = now
@@ -219,7 +232,7 @@ async def measure(
     label: str,
     pid: int,
     spec: dict[str, Any],
-    producer: tuple[Create, Callable[[], Awaitable[None]]],
+    producer: Callable[[], Awaitable[tuple[Create, Callable[[], Awaitable[None]]]]],
     args: argparse.Namespace,
     metrics: str | None = None,
 ) -> dict[str, object]:
@@ -236,8 +249,9 @@ async def measure(
         proc.start()
         pipes.append(mine)
         procs.append(proc)
-    create, close = producer
+    close: Callable[[], Awaitable[None]] | None = None
     try:
+        create, close = await producer()  # after the spawns: gRPC dislikes forks
         for pipe in pipes:
             if not await asyncio.to_thread(pipe.poll, 120):
                 raise RuntimeError("receivers did not connect in 120 s")
@@ -250,15 +264,17 @@ async def measure(
                 {".json": "speedscope", ".svg": "flamegraph"}.get(
                     Path(args.profile).suffix, "raw"
                 ),
-                "-o", args.profile, "-p", str(pid), "--threads",
+                "-o", args.profile, "-p", str(pid), "--threads", "--rate", "250",
                 "--duration", str(int(args.seconds)),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
         load0 = os.getloadavg()[0]
         gc0 = await gc_pauses(metrics)
         cpu0, own0 = cpu_seconds(pid), time.process_time()
+        threads0, wait0 = thread_cpu(pid), waited(pid)
         sent, answers, elapsed = await paced(create, users, args.rate, args.seconds, 1_000_000)
         cpu, own = cpu_seconds(pid) - cpu0, time.process_time() - own0
+        threads1, wait1 = thread_cpu(pid), waited(pid)
         gc1 = await gc_pauses(metrics)
         await asyncio.sleep(0.5)  # the last frames land
         got: dict[int, float] = {}
@@ -275,7 +291,8 @@ async def measure(
                 spy.send_signal(signal.SIGINT)
             await asyncio.wait_for(spy.wait(), 60)
     finally:
-        await close()
+        if close is not None:
+            await close()
         for proc in procs:
             proc.join(15)
             if proc.is_alive():
@@ -299,6 +316,12 @@ async def measure(
         "answer_p99_ms": round(pct(answers, 99) * 1e3, 2),
         "server_cpu_cores": round(cpu / elapsed, 3),
         "server_us_cpu_per_create": round(cpu / max(1, len(sent)) * 1e6),
+        "server_threads_cores": {
+            name: round((spent - threads0.get(name, 0.0)) / elapsed, 3)
+            for name, spent in sorted(threads1.items())
+            if spent - threads0.get(name, 0.0) > 0.001 * elapsed
+        },
+        "server_runqueue_wait_us_per_create": round((wait1 - wait0) / max(1, len(sent)) * 1e6),
         "receivers_cpu_cores": round(client_cpu / elapsed, 3),
         "producer_cpu_cores": round(own / elapsed, 3),
         "gc": {
@@ -330,10 +353,9 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
                 "ws": server.ws_url + "?user_id={user}",
                 "grpc": server.grpc_addr,
             }
-            producer = await (
-                grpc_producer(server.grpc_addr)
-                if args.via == "grpc"
-                else rest_producer(server.http_url)
+            producer = functools.partial(
+                grpc_producer if args.via == "grpc" else rest_producer,
+                server.grpc_addr if args.via == "grpc" else server.http_url,
             )
             rows.append(
                 await measure("tidings", server.proc.pid, spec, producer, args, server.http_url)
@@ -346,7 +368,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
         peer: Server = await start(
             [sys.executable, "-m", "bench.refs.fastapi_durable", "--port", "0",
              "--db", str(Path(tmp) / "peer.db")],
-            Path(__file__).resolve().parent.parent, READY,
+            ROOT, READY,
         )  # fmt: skip
         try:
             spec = {
@@ -357,7 +379,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
             }
             rows.append(
                 await measure("fastapi+aiosqlite", peer.proc.pid, spec,
-                              await rest_producer(peer.url), args)
+                              functools.partial(rest_producer, peer.url), args)
             )  # fmt: skip
         finally:
             await peer.stop()
