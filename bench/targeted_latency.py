@@ -34,6 +34,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import resource
 import signal
 import sys
@@ -50,10 +51,11 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.grpc_create import PG_URL, cpu_seconds, fresh_database
 from bench.loadgen import thread_cpu
-from bench.rest_create import READY, Server, start
-from tests.harness import ServerProcess
+from bench.rest_create import READY, Server, snapshot, start
 
 ROOT = Path(__file__).resolve().parent.parent
+HTTP_LISTENING = re.compile(r"http listening on (\S+)")
+GRPC_LISTENING = re.compile(r"grpc listening on (\S+)")
 MESSAGE = "m" * 200
 
 
@@ -301,9 +303,9 @@ async def measure(
     missing = len(sent) - len(latencies)
     row: dict[str, object] = {
         "server": label,
-        "via": args.via if label == "tidings" else "rest",
+        "via": args.via if label.startswith("tidings") else "rest",
         "receivers": spec["receivers"],
-        "database": args.database if label == "tidings" else "sqlite",
+        "database": args.database if label.startswith("tidings") else "sqlite",
         "users": args.users,
         "creates": len(sent),
         "missing": missing,
@@ -339,33 +341,39 @@ async def measure(
     return row
 
 
-async def run(args: argparse.Namespace) -> list[dict[str, object]]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * 2048)), hard))
-    rows = []
+async def tidings(label: str, tree: Path, args: argparse.Namespace) -> dict[str, object]:
+    """One fresh ``tidings serve --insecure`` from ``tree`` on a fresh database, measured."""
     async with fresh_database(args.database, args.pg_url) as url:
-        server = await ServerProcess("--insecure", database_url=url).start(timeout=30)
-        assert server.proc is not None
+        server = await start(
+            [sys.executable, "-m", "tidingsd.cli", "serve", "--insecure",
+             "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+             "--database-url", url],
+            tree, HTTP_LISTENING,
+        )  # fmt: skip
         try:
+            found = GRPC_LISTENING.search(server.startup)
+            assert found is not None, server.startup
+            grpc_addr = found.group(1)
             spec = {
                 "receivers": args.receivers,
                 "peer": False,
-                "ws": server.ws_url + "?user_id={user}",
-                "grpc": server.grpc_addr,
+                "ws": server.url.replace("http://", "ws://")
+                + "/api/v1/ws/notifications?user_id={user}",
+                "grpc": grpc_addr,
             }
             producer = functools.partial(
                 grpc_producer if args.via == "grpc" else rest_producer,
-                server.grpc_addr if args.via == "grpc" else server.http_url,
+                grpc_addr if args.via == "grpc" else server.url,
             )
-            rows.append(
-                await measure("tidings", server.proc.pid, spec, producer, args, server.http_url)
-            )
+            return await measure(label, server.proc.pid, spec, producer, args, server.url)
         finally:
-            await server.stop(timeout=30)
-    if not args.peer:
-        return rows
+            await server.stop()
+
+
+async def peer(args: argparse.Namespace) -> dict[str, object]:
+    """The durable FastAPI + aiosqlite reference under the same load."""
     with tempfile.TemporaryDirectory() as tmp:
-        peer: Server = await start(
+        server: Server = await start(
             [sys.executable, "-m", "bench.refs.fastapi_durable", "--port", "0",
              "--db", str(Path(tmp) / "peer.db")],
             ROOT, READY,
@@ -374,26 +382,46 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
             spec = {
                 "receivers": "ws",
                 "peer": True,
-                "ws": peer.url.replace("http://", "ws://") + "/ws?user_id={user}",
+                "ws": server.url.replace("http://", "ws://") + "/ws?user_id={user}",
                 "grpc": "",
             }
-            rows.append(
-                await measure("fastapi+aiosqlite", peer.proc.pid, spec,
-                              functools.partial(rest_producer, peer.url), args)
-            )  # fmt: skip
+            producer = functools.partial(rest_producer, server.url)
+            return await measure("fastapi+aiosqlite", server.proc.pid, spec, producer, args)
         finally:
-            await peer.stop()
-    mine, theirs = rows
-    print(
-        json.dumps(
-            {
-                f"tidings/peer {key}": round(float(str(mine[key])) / float(str(theirs[key])), 2)
-                for key in ("p50_ms", "p99_ms", "server_us_cpu_per_create")
-                if mine[key] is not None and theirs[key]
-            }
-        ),
-        flush=True,
-    )
+            await server.stop()
+
+
+def ratios(mine: dict[str, object], theirs: dict[str, object]) -> dict[str, float]:
+    """``mine`` / ``theirs`` for the latencies and the CPU per create."""
+    return {
+        key: round(float(str(mine[key])) / float(str(theirs[key])), 2)
+        for key in ("p50_ms", "p99_ms", "answer_p50_ms", "server_us_cpu_per_create")
+        if mine.get(key) is not None and theirs.get(key)
+    }
+
+
+async def run(args: argparse.Namespace) -> list[dict[str, object]]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * 2048)), hard))
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = [(args.baseline, Path(tmp) / "baseline")] if args.baseline else []
+        for ref, tree in trees:
+            tree.mkdir()
+            snapshot(ref, tree)
+        for _ in range(args.rounds):
+            for ref, tree in trees:
+                rows.append(await tidings(f"tidings@{ref}", tree, args))
+            rows.append(await tidings("tidings", ROOT, args))
+            if args.peer:
+                rows.append(await peer(args))
+    by: dict[str, list[dict[str, object]]] = {}
+    for row in rows:
+        by.setdefault(str(row["server"]), []).append(row)
+    for n, row in enumerate(by["tidings"]):
+        for other, theirs in by.items():
+            if other != "tidings":
+                print(json.dumps({f"tidings/{other}": ratios(row, theirs[n])}), flush=True)
     return rows
 
 
@@ -409,6 +437,10 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--peer", action="store_true", help="also fastapi_durable, same load")
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also Tidings from this commit's tree (git archive)"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the servers N times")
     parser.add_argument("--profile", metavar="FILE", help="py-spy record Tidings (.svg/.json)")
     import uvloop
 
