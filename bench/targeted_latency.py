@@ -159,7 +159,8 @@ Create = Callable[[str, int], Awaitable[None]]
 async def paced(
     create: Create, users: list[str], rate: float, seconds: float, first: int
 ) -> tuple[dict[int, float], list[float], float]:
-    """Creates numbered from ``first``, one at a time, the k-th not before ``k / rate`` s.
+    """Creates numbered from ``first``, one at a time, the k-th not before ``k / rate`` s,
+    for ``seconds`` (a server slower than the rate gets fewer, never a longer run).
 
     Returns each create's start time by number, the answers' round trips, and the time
     the schedule took.
@@ -169,7 +170,8 @@ async def paced(
     pick = random.Random(first).choice
     begin = time.perf_counter()
     k = 0
-    while (due := begin + k / rate) < begin + seconds:
+    end = begin + seconds
+    while (due := begin + k / rate) < end and time.perf_counter() < end:
         if (wait := due - time.perf_counter()) > 0:
             await asyncio.sleep(wait)
         number = first + k
