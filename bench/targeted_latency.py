@@ -12,14 +12,18 @@ connection) or, with ``--via grpc``, with the SDK's ``Publisher.create``.
 Latency is from just before the request to the moment that user's receiver has the
 frame (``perf_counter``, CLOCK_MONOTONIC, one clock for every process); the title
 carries the request's number. Reported: p50/p90/p99/max, the achieved rate, frames not
-received, the server's CPU in cores (/proc, all threads) and the load processes' and
-producer's, so that a starved client shows. With ``--peer`` the same run also measures
-``bench/refs/fastapi_durable.py`` (FastAPI + aiosqlite, INSERT + commit per POST, then a
-send to the user's sockets) and prints the ratios Tidings / peer.
+received, the answers' round trips, the server's CPU in cores (/proc; per thread group
+too) and the time its threads waited for a CPU (schedstat), its GC pauses, and the load
+processes' and producer's CPU, so that a starved client shows. With ``--peer`` the same
+run also measures ``bench/refs/fastapi_durable.py`` (FastAPI + aiosqlite, INSERT + commit
+per POST, then a send to the user's sockets); with ``--baseline REF`` Tidings from that
+commit's tree (``git archive``) too, ``--rounds`` times alternated; the ratios of this
+tree to each are printed.
 
     .venv/bin/python -m bench.targeted_latency [--rate 500] [--seconds 20] [--warmup 3]
         [--users 1000] [--procs 2] [--via rest|grpc] [--receivers ws|grpc]
-        [--database sqlite|postgres] [--peer] [--profile server.svg]
+        [--database sqlite|postgres] [--peer] [--baseline REF] [--rounds 1]
+        [--profile server.json]
 
 Loopback only; every wait is bounded.
 """
