@@ -6,7 +6,7 @@ PostgreSQL database with ``--database postgres``), connects ``--users`` receiver
 ``--procs`` load processes (uvloop), each greeted before the clock starts, then ONE
 producer creates notifications at ``--rate`` per second, one request at a time: the
 next only after the answer and not before its scheduled time, each for a random user.
-The producer creates over REST (``POST /api/v1/notifications``, aiohttp, one kept-alive
+The producer creates over REST (``POST /api/v1/notifications``, one kept-alive HTTP/1.1
 connection) or, with ``--via grpc``, with the SDK's ``Publisher.create``.
 
 Latency is from just before the request to the moment that user's receiver has the
@@ -41,26 +41,88 @@ import random
 import re
 import resource
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.grpc_create import PG_URL, cpu_seconds, fresh_database
 from bench.loadgen import thread_cpu
-from bench.rest_create import READY, Server, snapshot, start
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_LISTENING = re.compile(r"http listening on (\S+)")
 GRPC_LISTENING = re.compile(r"grpc listening on (\S+)")
 MESSAGE = "m" * 200
+
+
+READY = re.compile(r"^ready (\S+)")
+
+
+@dataclass
+class Server:
+    """A server subprocess, its address and its start-up output."""
+
+    proc: asyncio.subprocess.Process
+    url: str
+    startup: str
+    drain: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 20)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        await self.drain
+
+
+async def start(argv: list[str], cwd: Path, ready: re.Pattern[str]) -> Server:
+    """Start ``argv`` in ``cwd``; returns once it printed a line matching ``ready``."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while not (found := ready.search(lines[-1] if lines else "")):
+                raw = await proc.stdout.readline()
+                if not raw:
+                    raise RuntimeError("server exited:\n" + "\n".join(lines))
+                lines.append(raw.decode(errors="replace").rstrip())
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+        raise
+
+    async def drain(stream: asyncio.StreamReader) -> None:
+        while await stream.readline():
+            pass
+
+    task = asyncio.create_task(drain(proc.stdout))
+    return Server(proc, f"http://{found.group(1)}", "\n".join(lines), task)
+
+
+def snapshot(ref: str, into: Path) -> None:
+    """The tree of commit ``ref`` extracted into ``into`` (generated code is linked in)."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", ref], cwd=ROOT, capture_output=True, timeout=60
+    )
+    if archive.returncode != 0:
+        raise RuntimeError(archive.stderr.decode(errors="replace"))
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True, timeout=60)
 
 
 def waited(pid: int) -> float:
@@ -187,15 +249,50 @@ async def paced(
     return sent, answers, time.perf_counter() - begin
 
 
+class Http:
+    """One kept-alive HTTP/1.1 connection, one request at a time: the least a client can
+    add to a round trip (no dependency; both servers answer with a Content-Length)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> Http:
+        host, port = urlsplit(url).netloc.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        """(status, body) of one request."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(body)}\r\n"
+        kind = "Content-Type: application/json\r\n" if body else ""
+        self._writer.write(f"{head}{kind}\r\n".encode() + body)
+        async with asyncio.timeout(30):
+            status = int((await self._reader.readline()).split()[1])
+            length = 0
+            while (line := await self._reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+                elif name.strip().lower() == b"transfer-encoding":
+                    raise RuntimeError("a chunked answer: not expected here")
+            return status, await self._reader.readexactly(length)
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+
 async def rest_producer(url: str) -> tuple[Create, Callable[[], Awaitable[None]]]:
-    http = aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=1))
+    http = await Http.open(url)
 
     async def create(user: str, number: int) -> None:
         body = {"user_id": user, "type": "bench", "title": f"n{number}", "message": MESSAGE}
-        async with http.post("/api/v1/notifications", json=body) as response:
-            await response.read()
-            if response.status != 201:
-                raise RuntimeError(f"{response.status}: {await response.text()}")
+        status, answer = await http.request("POST", "/api/v1/notifications", orjson.dumps(body))
+        if status != 201:
+            raise RuntimeError(f"{status}: {answer[:500]!r}")
 
     return create, http.close
 
@@ -215,8 +312,11 @@ async def gc_pauses(url: str | None) -> dict[str, tuple[float, float, float]]:
     """Tidings' ``tidings_gc_pause_seconds`` by generation: (count, sum, count > 5 ms)."""
     if url is None:
         return {}
-    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as response:
-        text = await response.text()
+    http = await Http.open(url)
+    try:
+        text = (await http.request("GET", "/metrics"))[1].decode()
+    finally:
+        await http.close()
     out: dict[str, list[float]] = {}
     for line in text.splitlines():
         if not line.startswith("tidings_gc_pause_seconds"):
