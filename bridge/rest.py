@@ -158,7 +158,7 @@ def validate_request(model: type[BaseModel]) -> Callable[[Handler], Handler]:
     The same contract: the body (``request.get_json``) as ``model`` in ``data``, or
     ``RequestSchemaValidationError`` (a 422, ``bridge.app``), and the same OpenAPI
     document. quart_schema builds a new pydantic ``TypeAdapter`` for every request
-    (~35 µs a request); the model's own validator is built once.
+    (~35 µs each time); the model's own validator is built once.
     """
 
     def decorator(func: Handler) -> Handler:
