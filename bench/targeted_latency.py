@@ -251,42 +251,55 @@ async def paced(
 
 class Http:
     """One kept-alive HTTP/1.1 connection, one request at a time: the least a client can
-    add to a round trip (no dependency; both servers answer with a Content-Length)."""
+    add to a round trip (no dependency; both servers answer with a Content-Length). A new
+    connection follows an answer that closes this one (hypercorn does every 1 000)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader, self._writer = reader, writer
-
-    @classmethod
-    async def open(cls, url: str) -> Http:
+    def __init__(self, url: str) -> None:
         host, port = urlsplit(url).netloc.rsplit(":", 1)
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(reader, writer)
+        self._address = (host, int(port))
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         """(status, body) of one request."""
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(*self._address)
+            sock = self._streams[1].get_extra_info("socket")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader, writer = self._streams
         head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(body)}\r\n"
         kind = "Content-Type: application/json\r\n" if body else ""
-        self._writer.write(f"{head}{kind}\r\n".encode() + body)
+        writer.write(f"{head}{kind}\r\n".encode() + body)
+        length, close = 0, False
         async with asyncio.timeout(30):
-            status = int((await self._reader.readline()).split()[1])
-            length = 0
-            while (line := await self._reader.readline()) not in (b"\r\n", b""):
+            status_line = await reader.readline()
+            if not status_line:
+                raise RuntimeError("the server closed the connection without an answer")
+            status = int(status_line.split()[1])
+            while (line := await reader.readline()) not in (b"\r\n", b""):
                 name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
+                name = name.strip().lower()
+                if name == b"content-length":
                     length = int(value)
-                elif name.strip().lower() == b"transfer-encoding":
+                elif name == b"connection":
+                    close = value.strip().lower() == b"close"
+                elif name == b"transfer-encoding":
                     raise RuntimeError("a chunked answer: not expected here")
-            return status, await self._reader.readexactly(length)
+            answer = await reader.readexactly(length)
+        if close:
+            await self.close()
+        return status, answer
 
     async def close(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(OSError):
-            await self._writer.wait_closed()
+        if self._streams is not None:
+            writer = self._streams[1]
+            self._streams = None
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
 async def rest_producer(url: str) -> tuple[Create, Callable[[], Awaitable[None]]]:
-    http = await Http.open(url)
+    http = Http(url)
 
     async def create(user: str, number: int) -> None:
         body = {"user_id": user, "type": "bench", "title": f"n{number}", "message": MESSAGE}
@@ -312,7 +325,7 @@ async def gc_pauses(url: str | None) -> dict[str, tuple[float, float, float]]:
     """Tidings' ``tidings_gc_pause_seconds`` by generation: (count, sum, count > 5 ms)."""
     if url is None:
         return {}
-    http = await Http.open(url)
+    http = Http(url)
     try:
         text = (await http.request("GET", "/metrics"))[1].decode()
     finally:
