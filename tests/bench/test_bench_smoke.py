@@ -41,3 +41,19 @@ def test_quick_run_reports_numbers(tmp_path: Path) -> None:
         assert by[server, "targeted"]["delivered"] > 0
     assert by["tidings-ws", "backlog"]["failures"] == 0
     assert "deliveries/s" in done.stdout  # the Markdown report was printed
+
+
+@pytest.mark.parametrize("path", [["--via", "rest"], ["--via", "grpc", "--receivers", "grpc"]])
+def test_targeted_latency_reports_every_create_received(path: list[str]) -> None:
+    """``bench.targeted_latency`` at a tiny scale: every paced create reaches its user."""
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "bench.targeted_latency", *path,
+            "--users", "10", "--procs", "1", "--rate", "50", "--warmup", "0.2", "--seconds", "1",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=50,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (row,) = [json.loads(line) for line in done.stdout.splitlines() if '"server"' in line]
+    assert row["creates"] > 0 and row["missing"] == 0, row
+    assert row["p99_ms"] is not None and row["server_cpu_cores"] > 0, row
