@@ -22,6 +22,7 @@ from bridge.outcomes import ApiError, http_error_code
 from bridge.pages import pages
 from bridge.responses import error_response
 from bridge.rest import api, caller_refused, ops
+from bridge.routing import RoutedQuart
 from bridge.state import EXTENSION_KEY, BridgeState
 from bridge.ws import sockets
 from bridge.wswrite import BatchingWebsocket, BatchingWebsocketConnection
@@ -86,7 +87,7 @@ def create_app(
     """The bridge app, talking to the engine at ``upstream`` (``HOST:PORT``); ``local``
     makes its unary calls in-process (the engine runs in this process). Its metrics go
     to ``registry`` (served at ``/metrics``; default: a registry of the app's own)."""
-    app = Quart(__name__, static_folder="static", static_url_path="/static")
+    app = RoutedQuart(__name__, static_folder="static", static_url_path="/static")
     app.request_class = BridgeRequest
     app.websocket_class = BatchingWebsocket
     app.asgi_websocket_class = BatchingWebsocketConnection
