@@ -6,6 +6,9 @@ role ``all``; an app made without one (tests, embedding) gets a registry of its 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from server.tally import LatencyTally, Tally
@@ -68,6 +71,16 @@ class BridgeMetrics:
     def sent(self, kind: str) -> None:
         """Count one frame of ``kind`` written to a browser."""
         self.ws_messages_sent.inc(kind)
+
+    def delivered(self, created: Sequence[float]) -> None:
+        """Count notifications written to a browser, given their ``created_at`` (epoch
+        seconds): one frame each, and each one's age into the latency histogram."""
+        observe = self.delivery_latency.observe
+        now = time.time()
+        for at in created:
+            age = now - at
+            observe(age if age > 0.0 else 0.0)
+        self.ws_messages_sent.inc("notification", len(created))
 
     def error(self, transport: str, code: str) -> None:
         """Count one error answered to a client."""

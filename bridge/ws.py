@@ -203,12 +203,7 @@ async def _downstream_batched(
             continue
         await ws.send_many(texts)
         if created:
-            observe = metrics.delivery_latency.observe
-            now = time.time()
-            for at in created:
-                age = now - at
-                observe(age if age > 0.0 else 0.0)
-            metrics.ws_messages_sent.inc("notification", len(created))
+            metrics.delivered(created)
         for kind, code in others:
             metrics.ws_messages_sent.inc(kind)
             if code is not None:

@@ -24,7 +24,6 @@ an idle socket from its own turn instead of waking the socket's handler task
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
@@ -134,13 +133,7 @@ class DirectDeliveries:
             created.append(got[1])
         if not payloads or not target.write_now(payloads):
             return 0
-        metrics = self._metrics
-        observe = metrics.delivery_latency.observe
-        now = time.time()
-        for at in created:
-            age = now - at
-            observe(age if age > 0.0 else 0.0)
-        metrics.ws_messages_sent.inc("notification", len(created))
+        self._metrics.delivered(created)
         return len(created)
 
 
