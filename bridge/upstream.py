@@ -543,10 +543,10 @@ class Upstream:
     ``max_session_buffer`` is the lag allowance (in events) of sessions whose engine
     states none, being older than this bridge; this engine states its own.
 
-    With ``local`` (the bridge shares the engine's process, ``--role all``) the unary
-    calls — every REST call and the health check — go straight to the servicers with
-    the same messages and errors, no socket and no serialization; live sessions still
-    share one ``Relay`` stream on the channel.
+    With ``local`` (the bridge shares the engine's process, ``--role all``) the calls —
+    every REST call, the health check and the live sessions' ``Relay`` stream — go
+    straight to the servicers with the same messages and errors, no socket and no
+    serialization.
     """
 
     def __init__(
@@ -559,7 +559,9 @@ class Upstream:
         self.target = target
         self.max_session_buffer = max_session_buffer
         self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-        self.relay = relay_pb2_grpc.SessionRelayServiceStub(self.channel)
+        self.relay: relay_pb2_grpc.SessionRelayServiceAsyncStub = (
+            relay_pb2_grpc.SessionRelayServiceStub(self.channel) if local is None else local.relay
+        )
         self._relay: RelayStream | None = None
         self._next_sid = 0
         self.in_process = local is not None

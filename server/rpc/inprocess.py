@@ -13,6 +13,12 @@ very same ``tidings.v1`` messages, and behave as the network stub does:
 * ``timeout`` becomes DEADLINE_EXCEEDED; any other exception UNKNOWN, as grpc.aio's
   server reports an exception escaping a handler.
 
+The relay stream (``SessionRelayService.Relay``) has its in-process form too
+(``InProcessStream``): the bridge writes its ``RelayRequest`` messages into the
+servicer's request iterator and reads the servicer's batches back, parsed from the bytes
+the servicer prepares for the wire; a batch the bridge has not yet read holds the
+servicer back, as HTTP/2 flow control does. Cancelling it cancels the servicer's handler.
+
 Messages are not copied: the servicers build fresh responses and never change
 requests, and the bridge only reads what it gets.
 """
@@ -22,15 +28,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, cast
 
 import grpc
 from grpc_health.v1 import health_pb2
+from tidings.v1 import relay_pb2
 
 if TYPE_CHECKING:
-    from tidings.v1 import admin_pb2_grpc, stream_pb2_grpc
+    from tidings.v1 import admin_pb2_grpc, relay_pb2_grpc, stream_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,8 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 PEER = "in-process"
+#: Responses an in-process stream holds for its reader before the servicer waits.
+STREAM_WINDOW = 64
 
 
 class _Aborted(Exception):
@@ -139,6 +149,104 @@ class _Stub:
         return method
 
 
+class InProcessStream(Generic[Req, Resp]):
+    """A bidirectional-streaming servicer method, called like a ``grpc.aio`` stream-stream
+    call: ``write`` requests, iterate over responses, ``cancel``.
+
+    The servicer's handler runs as a task of its own, with the requests written so far
+    as its iterator. Its responses (messages, or bytes prepared for the wire, parsed with
+    ``parse``) wait for the reader, at most ``STREAM_WINDOW`` of them. The call ends as
+    a network call would: the responses end when the handler returns; an abort or an
+    exception in the handler, or ``cancel``, ends it with an ``AioRpcError`` (its code,
+    UNKNOWN, CANCELLED), which ``write`` raises from then on too.
+    """
+
+    def __init__(
+        self,
+        method: Callable[[AsyncIterable[Req], Any], AsyncIterator[Resp | bytes]],
+        parse: Callable[[bytes], Resp],
+    ) -> None:
+        self._requests: asyncio.Queue[Req] = asyncio.Queue()
+        self._responses: deque[Resp] = deque()
+        self._readable = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._parse = parse
+        self._error: grpc.aio.AioRpcError | None = None
+        self._done = False
+        self._task = asyncio.create_task(self._run(method), name="tidings-in-process-stream")
+
+    async def write(self, request: Req) -> None:
+        if self._done:
+            raise self._error or _rpc_error(grpc.StatusCode.OK, "the call has ended")
+        self._requests.put_nowait(request)
+
+    def cancel(self) -> bool:
+        if self._done:
+            return False
+        self._task.cancel()
+        return True
+
+    def __aiter__(self) -> AsyncIterator[Resp]:
+        return self
+
+    async def __anext__(self) -> Resp:
+        while not self._responses:
+            if self._done:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._readable.clear()
+            await self._readable.wait()
+        response = self._responses.popleft()
+        if len(self._responses) < STREAM_WINDOW:
+            self._room.set()
+        return response
+
+    async def _incoming(self) -> AsyncIterator[Req]:
+        while True:
+            yield await self._requests.get()
+
+    async def _run(
+        self, method: Callable[[AsyncIterable[Req], Any], AsyncIterator[Resp | bytes]]
+    ) -> None:
+        responses = method(self._incoming(), InProcessContext(None, None))
+        try:
+            async for response in responses:
+                self._responses.append(
+                    self._parse(response) if isinstance(response, bytes) else response
+                )
+                self._readable.set()
+                if len(self._responses) >= STREAM_WINDOW:
+                    self._room.clear()
+                    await self._room.wait()
+        except asyncio.CancelledError:
+            self._error = _rpc_error(grpc.StatusCode.CANCELLED, "Locally cancelled by application!")
+        except _Aborted as exc:
+            self._error = _rpc_error(exc.code, exc.details, exc.trailers)
+        except Exception as exc:
+            log.exception("in-process stream failed")
+            self._error = _rpc_error(grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc)}: {exc}")
+        finally:
+            self._done = True
+            self._readable.set()
+            # Cancelled while waiting for the reader, the handler is still suspended at a
+            # response: close it, so that its own clean-up runs (its sessions end).
+            aclose = getattr(responses, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+class _RelayStub:
+    """``SessionRelayService``'s stub, in-process: ``Relay()`` is an ``InProcessStream``."""
+
+    def __init__(self, servicer: Any) -> None:
+        self._servicer = servicer
+
+    def Relay(self, **_options: Any) -> InProcessStream[Any, Any]:
+        return InProcessStream(self._servicer.Relay, relay_pb2.RelayResponse.FromString)
+
+
 HealthCheck = grpc.aio.UnaryUnaryMultiCallable[
     health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse
 ]
@@ -146,18 +254,21 @@ HealthCheck = grpc.aio.UnaryUnaryMultiCallable[
 
 @dataclass(frozen=True, slots=True)
 class InProcessStubs:
-    """Stand-ins for the bridge's unary stubs (``stream``, ``admin``, the health check),
-    typed as the network stubs they replace. Live sessions keep the network path."""
+    """Stand-ins for the bridge's stubs (``stream``, ``admin``, ``relay``, the health
+    check), typed as the network stubs they replace."""
 
     stream: stream_pb2_grpc.NotificationStreamAsyncStub
     admin: admin_pb2_grpc.NotificationAdminServiceAsyncStub
+    relay: relay_pb2_grpc.SessionRelayServiceAsyncStub
     health_check: HealthCheck
 
     @classmethod
-    def of(cls, stream: object, admin: object, health: object) -> InProcessStubs:
-        """Stubs calling the servicers ``stream``, ``admin`` and ``health`` (its ``Check``)."""
+    def of(cls, stream: object, admin: object, relay: object, health: object) -> InProcessStubs:
+        """Stubs calling the servicers ``stream``, ``admin``, ``relay`` and ``health``
+        (its ``Check``)."""
         return cls(
             stream=cast("stream_pb2_grpc.NotificationStreamAsyncStub", _Stub(stream)),
             admin=cast("admin_pb2_grpc.NotificationAdminServiceAsyncStub", _Stub(admin)),
+            relay=cast("relay_pb2_grpc.SessionRelayServiceAsyncStub", _RelayStub(relay)),
             health_check=cast(HealthCheck, InProcessUnary(health.Check)),  # type: ignore[attr-defined]
         )

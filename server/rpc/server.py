@@ -128,11 +128,13 @@ class GrpcServer:
         self._health = health.aio.HealthServicer()
         self._stream = StreamServicer(engine, authenticator)
         self._admin = AdminServicer(engine, authenticator)
-        relay = RelayServicer(engine, authenticator)
+        self._relay = RelayServicer(engine, authenticator)
         self._server.add_generic_rpc_handlers(
             [
                 grpc.method_handlers_generic_handler(service, methods)
-                for service, methods in method_handlers(self._stream, self._admin, relay).items()
+                for service, methods in method_handlers(
+                    self._stream, self._admin, self._relay
+                ).items()
             ]
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -149,9 +151,9 @@ class GrpcServer:
         self.port = 0
 
     def in_process(self) -> InProcessStubs:
-        """Stubs that call this server's unary handlers in-process (for a bridge in the
-        same process): same messages and errors, no socket, no serialization."""
-        return InProcessStubs.of(self._stream, self._admin, self._health)
+        """Stubs that call this server's handlers in-process (for a bridge in the same
+        process): same messages and errors, no socket, no serialization."""
+        return InProcessStubs.of(self._stream, self._admin, self._relay, self._health)
 
     async def start(self, addr: str) -> int:
         """Bind ``addr`` (port 0 picks a free one) and serve; returns the bound port."""
