@@ -132,7 +132,7 @@ async def run_bridge(
 
     async def announce() -> None:
         if local is not None:
-            log.info("bridge calls the engine in-process (live sessions over %s)", upstream)
+            log.info("bridge calls the engine in-process (REST calls and live sessions)")
         log.info("http listening on %s", bound)
 
     async def shutdown_trigger() -> None:
