@@ -46,7 +46,9 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 PEER = "in-process"
-#: Responses an in-process stream holds for its reader before the servicer waits.
+#: Messages an in-process stream holds, each way, before the side that sends waits (the
+#: part of HTTP/2 flow control a caller relies on: a handler that does not read holds
+#: its writers back, and a reader that does not read holds the handler back).
 STREAM_WINDOW = 64
 
 
@@ -155,7 +157,8 @@ class InProcessStream(Generic[Req, Resp]):
 
     The servicer's handler runs as a task of its own, with the requests written so far
     as its iterator. Its responses (messages, or bytes prepared for the wire, parsed with
-    ``parse``) wait for the reader, at most ``STREAM_WINDOW`` of them. The call ends as
+    ``parse``) wait for the reader, at most ``STREAM_WINDOW`` of them, and so do the
+    requests the handler has not taken yet: ``write`` waits beyond. The call ends as
     a network call would: the responses end when the handler returns; an abort or an
     exception in the handler, or ``cancel``, ends it with an ``AioRpcError`` (its code,
     UNKNOWN, CANCELLED), which ``write`` raises from then on too.
@@ -171,12 +174,16 @@ class InProcessStream(Generic[Req, Resp]):
         self._readable = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
+        self._taken = asyncio.Event()  # the handler took a request (or the call ended)
         self._parse = parse
         self._error: grpc.aio.AioRpcError | None = None
         self._done = False
         self._task = asyncio.create_task(self._run(method), name="tidings-in-process-stream")
 
     async def write(self, request: Req) -> None:
+        while not self._done and self._requests.qsize() >= STREAM_WINDOW:
+            self._taken.clear()
+            await self._taken.wait()
         if self._done:
             raise self._error or _rpc_error(grpc.StatusCode.OK, "the call has ended")
         self._requests.put_nowait(request)
@@ -205,7 +212,9 @@ class InProcessStream(Generic[Req, Resp]):
 
     async def _incoming(self) -> AsyncIterator[Req]:
         while True:
-            yield await self._requests.get()
+            request = await self._requests.get()
+            self._taken.set()
+            yield request
 
     async def _run(
         self, method: Callable[[AsyncIterable[Req], Any], AsyncIterator[Resp | bytes]]
@@ -230,6 +239,7 @@ class InProcessStream(Generic[Req, Resp]):
         finally:
             self._done = True
             self._readable.set()
+            self._taken.set()
             # Cancelled while waiting for the reader, the handler is still suspended at a
             # response: close it, so that its own clean-up runs (its sessions end).
             aclose = getattr(responses, "aclose", None)

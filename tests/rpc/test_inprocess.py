@@ -150,6 +150,50 @@ async def test_an_unread_stream_holds_the_handler_back_and_cancel_closes_it() ->
         await call.write("late")
 
 
+async def test_a_handler_that_does_not_read_holds_the_writer_back() -> None:
+    release = asyncio.Event()
+    taken: list[Any] = []
+
+    async def slow(requests: AsyncIterable[Any], context: Any) -> AsyncIterator[Any]:
+        await release.wait()
+        async for request in requests:
+            taken.append(request)
+            yield request
+
+    call: InProcessStream[Any, Any] = InProcessStream(slow, lambda data: data)
+    for n in range(STREAM_WINDOW):
+        await asyncio.wait_for(call.write(n), 5)  # the window takes these at once
+    blocked = asyncio.ensure_future(call.write(STREAM_WINDOW))
+    for _ in range(10):
+        await asyncio.sleep(0)  # the writer gets turns of the loop, and stays held
+    assert not blocked.done()
+    release.set()
+    await asyncio.wait_for(blocked, 5)  # the handler took one: room for it
+    answers = aiter(call)
+    assert [await anext(answers) for _ in range(STREAM_WINDOW + 1)] == list(
+        range(STREAM_WINDOW + 1)
+    )
+    call.cancel()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await read_to_the_end(answers)
+
+
+async def test_a_writer_held_back_is_released_when_the_call_ends() -> None:
+    async def deaf(requests: AsyncIterable[Any], context: Any) -> AsyncIterator[Any]:
+        await asyncio.Event().wait()
+        yield None
+
+    call: InProcessStream[Any, Any] = InProcessStream(deaf, lambda data: data)
+    for n in range(STREAM_WINDOW):
+        await call.write(n)
+    blocked = asyncio.ensure_future(call.write("one too many"))
+    await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await asyncio.wait_for(blocked, 5)
+    assert caught.value.code() == grpc.StatusCode.CANCELLED
+
+
 @pytest.mark.parametrize(
     ("request_", "code"),
     [("crash", grpc.StatusCode.UNKNOWN), ("refuse", grpc.StatusCode.INVALID_ARGUMENT)],
