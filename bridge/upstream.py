@@ -558,21 +558,24 @@ class Upstream:
     ) -> None:
         self.target = target
         self.max_session_buffer = max_session_buffer
-        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-        self.relay: relay_pb2_grpc.SessionRelayServiceAsyncStub = (
-            relay_pb2_grpc.SessionRelayServiceStub(self.channel) if local is None else local.relay
-        )
         self._relay: RelayStream | None = None
         self._next_sid = 0
         self.in_process = local is not None
+        #: The network channel; None in-process, where nothing goes over one.
+        self.channel: grpc.aio.Channel | None = None
+        self.relay: relay_pb2_grpc.SessionRelayServiceAsyncStub
         if local is not None:
             self.stream = local.stream
             self.admin = local.admin
+            self.relay = local.relay
             self._health_check = local.health_check
         else:
-            self.stream = stream_pb2_grpc.NotificationStreamStub(self.channel)
-            self.admin = admin_pb2_grpc.NotificationAdminServiceStub(self.channel)
-            self._health_check = self.channel.unary_unary(
+            channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            self.channel = channel
+            self.stream = stream_pb2_grpc.NotificationStreamStub(channel)
+            self.admin = admin_pb2_grpc.NotificationAdminServiceStub(channel)
+            self.relay = relay_pb2_grpc.SessionRelayServiceStub(channel)
+            self._health_check = channel.unary_unary(
                 "/grpc.health.v1.Health/Check",
                 request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
                 response_deserializer=health_pb2.HealthCheckResponse.FromString,
@@ -607,4 +610,5 @@ class Upstream:
     async def close(self) -> None:
         if self._relay is not None:
             await self._relay.close()
-        await self.channel.close()
+        if self.channel is not None:
+            await self.channel.close()
