@@ -10,11 +10,14 @@ separate process that pings every 25 ms (a session may send
 {"all": true}`` and reports: time to the 201, time until every online session had the
 broadcast, the control session's largest ping round trip and largest gap between pongs
 while the broadcast ran, the server's RSS before, right after, and ``--settle``
-seconds after (from /proc), and what the broadcast added to the database per recipient
-(SQLite: pages in use, WAL included; PostgreSQL: the notification tables with their
-indexes and TOAST), measured before the broadcast and ``--settle`` seconds after.
+seconds after (from /proc), the server's CPU seconds from the POST until the last
+delivery, and what the broadcast added to the database per recipient (SQLite: pages in
+use, WAL included; PostgreSQL: the notification tables with their indexes and TOAST),
+measured before the broadcast and ``--settle`` seconds after. ``--profile FILE``
+``py-spy record``s the server (raw collapsed stacks, per thread) over the same span.
 
     .venv/bin/python bench/broadcast_large.py [--users 100000] [--online 1000] [--postgres]
+        [--profile server.txt]
 
 Loopback only; every wait is bounded.
 """
@@ -28,6 +31,8 @@ import itertools
 import json
 import multiprocessing
 import multiprocessing.connection
+import os
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -71,6 +76,15 @@ async def postgres_bytes(database: str) -> int:
         )
     finally:
         await conn.close()
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def rss_mib(pid: int) -> float:
@@ -179,6 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         channels: list[grpc.aio.Channel] = []
         readers: list[asyncio.Task[None]] = []
         control: multiprocessing.process.BaseProcess | None = None
+        spy: asyncio.subprocess.Process | None = None
         try:
             users = [f"u{i:06d}" for i in range(args.users)]
             t = time.perf_counter()
@@ -222,7 +237,16 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             await asyncio.sleep(1.0)  # a baseline of pings before the broadcast
             rss_before = rss_mib(pid)
             bytes_before = await db_bytes()
+            if args.profile:
+                spy = await asyncio.create_subprocess_exec(
+                    str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
+                    "--threads", "--nonblocking", "--rate", "250",
+                    "-o", args.profile, "-p", str(pid),
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                )  # fmt: skip
+                await asyncio.sleep(1.5)  # attached and sampling
 
+            cpu0 = cpu_seconds(pid)
             t0 = time.perf_counter()
             status, answer = await asyncio.to_thread(post_broadcast, server.http_url)
             t_201 = time.perf_counter() - t0
@@ -232,6 +256,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             t_all = max(arrived.values()) - t0
             t_first = min(arrived.values()) - t0
             t_end = time.perf_counter()
+            cpu = cpu_seconds(pid) - cpu0
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                await asyncio.wait_for(spy.wait(), 30)
+                spy = None
             await asyncio.sleep(0.5)
             here.send("stop")
             async with asyncio.timeout(30):
@@ -243,6 +272,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             print("\n".join(server.log[-40:]), file=sys.stderr)
             raise
         finally:
+            if spy is not None and spy.returncode is None:
+                spy.kill()
+                await spy.wait()
             if control is not None:
                 control.join(10)
             for task in readers:
@@ -270,6 +302,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "to_201_ms": round(t_201 * 1e3),
         "first_delivery_ms": round(t_first * 1e3),
         "all_online_delivered_ms": round(t_all * 1e3),
+        "server_cpu_s": round(cpu, 2),
+        "server_cpu_us_per_recipient": round(cpu * 1e6 / max(1, answer.get("created") or 1), 1),
         "control_pings_during": len(during),
         "control_rtt_ms_before_max": round(max(before, default=0.0) * 1e3, 1),
         "control_rtt_ms_during_max": round(max((r for _, r in during), default=0.0) * 1e3, 1),
@@ -293,6 +327,9 @@ def main() -> None:
     )
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before the last RSS")
     parser.add_argument("--postgres", action="store_true", help="a fresh PostgreSQL database")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="py-spy record the server during the broadcast (raw)"
+    )
     print(json.dumps(asyncio.run(run(parser.parse_args()))))
 
 
