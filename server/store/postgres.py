@@ -106,9 +106,9 @@ def _insert_statement(rows_query: str, params: int) -> str:
 INSERT = _insert_statement(_ROWS, 10)
 #: A broadcast: the content ($3, $4, $5) once, in ``contents``; then one narrow row per
 #: recipient ($1) pointing at it. No idempotency keys, so nothing can conflict: a plain
-#: insert (``ON CONFLICT`` would make each row a speculative insertion). Rows
-#: ``(id, user)``: a new row's id (``user`` NULL), or one of the offline recipients
-#: (``$11``) whose queue the cap (``$12``) must trim.
+#: insert (``ON CONFLICT`` would make each row a speculative insertion). One row: the
+#: new ids, and the offline recipients (``$11``) whose queues the cap (``$12``) must
+#: trim (NULL for none), as arrays (cheaper to read than a row each).
 #:
 #: The new rows are not visible to the statement that inserts them, so a user's queue
 #: counts its queued rows (a probe of the queue index per offline user) and its new
@@ -129,7 +129,8 @@ INSERT_SHARED = (
     "SELECT u, $2, $6, $7, true, NULL, $8::timestamptz, $9::boolean, "
     "(SELECT content_id FROM content) "
     "FROM unnest($1::text[]) WITH ORDINALITY AS i(u, n) ORDER BY n RETURNING id) "
-    f"SELECT id, NULL FROM new UNION ALL SELECT NULL, user_id FROM ({_SHARED_OVER_CAP}) AS o"
+    "SELECT (SELECT array_agg(id) FROM new), "
+    f"(SELECT array_agg(user_id) FROM ({_SHARED_OVER_CAP}) AS o)"
 )
 REGISTER = (
     "INSERT INTO users (user_id, first_seen, dropped_since_connect) "
@@ -267,14 +268,14 @@ class PostgresStore:
             await self.dequeue(delivered)
             return CreateResult([])
         users = {item.user_id for item in items}
-        away = {u for u in sorted(users) if offline(u)}
+        away = [u for u in sorted(users) if offline(u)]
         taken = valid_ids(delivered)
         begin = BEGIN_CREATE
         if taken:  # before the cap counts what is still queued
             begin += f"; {_literal_dequeue(taken)}"
         async with self._transaction(begin) as conn:
             await self._register(conn, users, now)
-            plan, new, over = await _insert(conn, items, now, sorted(away), queue_cap)
+            plan, new, over = await _insert(conn, items, now, away, queue_cap)
             dropped = await _trim(conn, over, queue_cap)
         self._known |= users
         return CreateResult(rows.outcomes(plan, new), dropped, frozenset(n.id for n in new))
@@ -475,7 +476,9 @@ class PostgresStore:
         async with self._connection() as conn:
             found = await conn.fetch("SELECT user_id FROM users")
         # Sorted here, not in SQL: code-point order whatever the collation.
-        return sorted(row[0] for row in found)
+        known = sorted(row[0] for row in found)
+        self._known.update(known)  # registered: a broadcast to them need not register them
+        return known
 
     async def queued_count(self) -> int:
         query = f"SELECT count(*) FROM notifications WHERE {QUEUED_POSTGRESQL}"
@@ -564,7 +567,7 @@ async def _insert(
         content = (c.type, c.title, c.message, c.data_json, c.priority.value)
         offline = set(away)
         recipients = [i.user_id for i in fresh]
-        found = await conn.fetch(
+        shared = await conn.fetchrow(
             INSERT_SHARED,
             recipients,
             *content,
@@ -575,9 +578,9 @@ async def _insert(
             away,
             cap,
         )
-        ids = sorted(row[0] for row in found if row[1] is None)
-        over = sorted(row[1] for row in found if row[1] is not None)
-        return plan, rows.new_rows(ids, fresh, now), over
+        assert shared is not None  # one row, always
+        new_ids, over_cap = shared
+        return plan, rows.new_rows(sorted(new_ids), fresh, now), sorted(over_cap or ())
     found = await conn.fetch(
         INSERT,
         [i.user_id for i in fresh],
