@@ -79,49 +79,44 @@ _ROWS = (
 )
 
 
-def _insert_statement(rows_query: str, params: int) -> str:
-    """Insert (skipping rows whose idempotency key exists) and, in the same round trip,
-    name the offline users (``$params+1``) the new rows put over the cap (``$params+2``).
+def _over_cap(first: int) -> str:
+    """The offline users (``$first``) whose queues a create's new rows may put over the
+    cap (``$first+1``); its new rows are counted from the input (``$1``, each flagged
+    offline or not by ``$first+2``).
 
-    Rows ``(id, user_id, idempotency_key, over)``: a new row, or (``over``) a user
-    whose queue the cap must trim.
+    The rows a statement inserts are not visible to it, hence the input; read from it,
+    not from the inserted rows filtered by ``user_id = ANY(...)``: on an array parameter
+    that is a linear search per row in a generic plan (which PostgreSQL adopts from a
+    prepared statement's sixth run on), 200 ms for a broadcast slice of 5 000 recipients.
     """
-    away, cap = f"${params + 1}::text[]", f"${params + 2}"
     over_cap, _ = queue_cap.statements(
         queued=QUEUED_POSTGRESQL,
-        users=f"user_id = ANY({away})",
-        cap=cap,
-        uncommitted=f"SELECT user_id FROM new WHERE user_id = ANY({away})",
+        users=f"user_id = ANY(${first}::text[])",
+        cap=f"${first + 1}",
+        uncommitted=f"SELECT u FROM unnest($1::text[], ${first + 2}::boolean[]) AS a(u, away) "
+        "WHERE away",
     )
-    return (
-        f"WITH new AS (INSERT INTO notifications ({INSERT_COLUMNS}) {rows_query} "
-        f"ON CONFLICT (user_id, idempotency_key) WHERE {KEYED} DO NOTHING "
-        "RETURNING id, user_id, idempotency_key) "
-        "SELECT id, user_id, idempotency_key, false FROM new UNION ALL "
-        f"SELECT NULL, user_id, NULL, true FROM ({over_cap}) AS over_cap "
-        "WHERE user_id IN (SELECT user_id FROM new)"
-    )
+    return over_cap
 
 
-INSERT = _insert_statement(_ROWS, 10)
+#: Insert (skipping rows whose idempotency key exists) and, in the same round trip, name
+#: the offline users (``$11``, ``$13``) the new rows may put over the cap (``$12``). Rows
+#: ``(id, user_id, idempotency_key, over)``: a new row, or (``over``) a user whose queue
+#: the cap must trim. An item skipped for its key still counts there: ``TRIM`` ranks
+#: the queue as it is, so a user named in excess loses nothing.
+INSERT = (
+    f"WITH new AS (INSERT INTO notifications ({INSERT_COLUMNS}) {_ROWS} "
+    f"ON CONFLICT (user_id, idempotency_key) WHERE {KEYED} DO NOTHING "
+    "RETURNING id, user_id, idempotency_key) "
+    "SELECT id, user_id, idempotency_key, false FROM new UNION ALL "
+    f"SELECT NULL, user_id, NULL, true FROM ({_over_cap(11)}) AS over_cap "
+    "WHERE user_id IN (SELECT user_id FROM new)"
+)
 #: A broadcast: the content ($3, $4, $5) once, in ``contents``; then one narrow row per
 #: recipient ($1) pointing at it. No idempotency keys, so nothing can conflict: a plain
 #: insert (``ON CONFLICT`` would make each row a speculative insertion). One row: the
-#: new ids, and the offline recipients (``$11``) whose queues the cap (``$12``) must
+#: new ids, and the offline users (``$10``, ``$12``) whose queues the cap (``$11``) must
 #: trim (NULL for none), as arrays (cheaper to read than a row each).
-#:
-#: The new rows are not visible to the statement that inserts them, so a user's queue
-#: counts its queued rows (a probe of the queue index per offline user) and its new
-#: ones read from the input, flagged offline or not by ``$10`` (aligned with ``$1``).
-#: Not from ``new`` filtered by ``user_id = ANY($11)``: on an array parameter that is a
-#: linear search per row in a generic plan (which PostgreSQL adopts from a prepared
-#: statement's sixth run on), 200 ms for a slice of 5 000 recipients.
-_SHARED_OVER_CAP, _ = queue_cap.statements(
-    queued=QUEUED_POSTGRESQL,
-    users="user_id = ANY($11::text[])",
-    cap="$12",
-    uncommitted="SELECT u FROM unnest($1::text[], $10::boolean[]) AS a(u, off) WHERE off",
-)
 INSERT_SHARED = (
     "WITH content AS (INSERT INTO contents (title, message, data_json) VALUES ($3, $4, $5) "
     "RETURNING content_id), "
@@ -130,7 +125,7 @@ INSERT_SHARED = (
     "(SELECT content_id FROM content) "
     "FROM unnest($1::text[]) WITH ORDINALITY AS i(u, n) ORDER BY n RETURNING id) "
     "SELECT (SELECT array_agg(id) FROM new), "
-    f"(SELECT array_agg(user_id) FROM ({_SHARED_OVER_CAP}) AS o)"
+    f"(SELECT array_agg(user_id) FROM ({_over_cap(10)}) AS o)"
 )
 REGISTER = (
     "INSERT INTO users (user_id, first_seen, dropped_since_connect) "
@@ -563,10 +558,10 @@ async def _insert(
         return plan, [], []
     first = fresh[0]
     c = first.content
+    offline = set(away)
+    recipients = [i.user_id for i in fresh]
     if len(fresh) > 1 and same_content(fresh):  # nothing to skip: every item is a new row
         content = (c.type, c.title, c.message, c.data_json, c.priority.value)
-        offline = set(away)
-        recipients = [i.user_id for i in fresh]
         shared = await conn.fetchrow(
             INSERT_SHARED,
             recipients,
@@ -574,16 +569,16 @@ async def _insert(
             now,
             first.expires_at,
             first.ignore_mutes,
-            [u in offline for u in recipients],
             away,
             cap,
+            [u in offline for u in recipients],
         )
         assert shared is not None  # one row, always
         new_ids, over_cap = shared
         return plan, rows.new_rows(sorted(new_ids), fresh, now), sorted(over_cap or ())
     found = await conn.fetch(
         INSERT,
-        [i.user_id for i in fresh],
+        recipients,
         [i.content.type for i in fresh],
         [i.content.title for i in fresh],
         [i.content.message for i in fresh],
@@ -595,6 +590,7 @@ async def _insert(
         [i.ignore_mutes for i in fresh],
         away,
         cap,
+        [u in offline for u in recipients],
     )
     ids = sorted(row[0] for row in found if not row[3])
     over = sorted(row[1] for row in found if row[3])

@@ -74,3 +74,21 @@ async def test_every_slice_of_a_long_broadcast_keeps_the_cap(store: Store) -> No
         assert await queue(store, user) == ["b09", "b10", "b11"]
     assert await queue(store, "u00") == [f"b{n:02d}" for n in range(12)]
     assert await store.queued_count() == 12 + 5 * CAP
+
+
+async def test_a_repeated_key_is_no_new_row_for_the_cap(store: Store) -> None:
+    def keyed(key: str) -> NewNotification:
+        return NewNotification("a", Content(type="t", title=key, message="m"), key)
+
+    async def create(items: list[NewNotification]) -> CreateResult:
+        return await store.create(items, now=NOW, queue_cap=2, offline=lambda _: True)
+
+    await create([keyed("k1"), keyed("k2")])
+    retried = await create([keyed("k2")])
+    assert [o.created for o in retried.outcomes] == [False]
+    assert retried.dropped == {}
+    assert await queue(store, "a") == ["k1", "k2"]
+    mixed = await create([keyed("k2"), keyed("k3")])
+    assert [o.created for o in mixed.outcomes] == [False, True]
+    assert mixed.dropped == {"a": 1}
+    assert await queue(store, "a") == ["k2", "k3"]
