@@ -10,11 +10,16 @@ separate process that pings every 25 ms (a session may send
 {"all": true}`` and reports: time to the 201, time until every online session had the
 broadcast, the control session's largest ping round trip and largest gap between pongs
 while the broadcast ran, the server's RSS before, right after, and ``--settle``
-seconds after (from /proc), and what the broadcast added to the database per recipient
-(SQLite: pages in use, WAL included; PostgreSQL: the notification tables with their
-indexes and TOAST), measured before the broadcast and ``--settle`` seconds after.
+seconds after (from /proc), the server's CPU from the POST until the last delivery
+(on PostgreSQL also the CPU of the database's backends over the same span) and its
+garbage collections (from its /metrics: per generation, how many, seconds, how many
+over 50 ms), and what the broadcast added to the database per recipient (SQLite: pages
+in use, WAL included; PostgreSQL: the notification tables with their indexes and TOAST),
+measured before the broadcast and ``--settle`` seconds after. ``--profile FILE``
+``py-spy record``s the server (raw collapsed stacks, per thread) over the same span.
 
     .venv/bin/python bench/broadcast_large.py [--users 100000] [--online 1000] [--postgres]
+        [--profile server.txt]
 
 Loopback only; every wait is bounded.
 """
@@ -28,6 +33,9 @@ import itertools
 import json
 import multiprocessing
 import multiprocessing.connection
+import os
+import re
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -71,6 +79,59 @@ async def postgres_bytes(database: str) -> int:
         )
     finally:
         await conn.close()
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def postgres_cpu_seconds(database: str) -> float:
+    """CPU of the PostgreSQL backends connected to ``database`` (this one's excepted), from
+    /proc: the database's side of the work, less sensitive to a shared machine than time."""
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{database}")
+    try:
+        pids = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await conn.close()
+    total = 0.0
+    for (pid,) in pids:
+        with contextlib.suppress(OSError):  # gone meanwhile
+            total += cpu_seconds(pid)
+    return total
+
+
+GC_LINE = re.compile(
+    r'^tidings_gc_pause_seconds_(count|sum|bucket)\{generation="(\d)"(?:,le="([^"]+)")?\} (\S+)$'
+)
+
+
+def gc_pauses(http_url: str) -> dict[str, float]:
+    """The server's garbage collections so far (its /metrics): ``gen<N>_count``,
+    ``gen<N>_s`` (seconds in all) and ``gen<N>_over_50ms``."""
+    with urllib.request.urlopen(f"{http_url}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if m := GC_LINE.match(line):
+            kind, gen, le, value = m.groups()
+            if kind == "count":
+                found[f"gen{gen}_count"] = float(value)
+            elif kind == "sum":
+                found[f"gen{gen}_s"] = float(value)
+            elif le == "0.05":
+                found[f"gen{gen}_upto_50ms"] = float(value)
+    for gen in range(3):
+        count = found.get(f"gen{gen}_count", 0.0)
+        found[f"gen{gen}_over_50ms"] = count - found.pop(f"gen{gen}_upto_50ms", count)
+    return found
 
 
 def rss_mib(pid: int) -> float:
@@ -179,6 +240,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         channels: list[grpc.aio.Channel] = []
         readers: list[asyncio.Task[None]] = []
         control: multiprocessing.process.BaseProcess | None = None
+        spy: asyncio.subprocess.Process | None = None
         try:
             users = [f"u{i:06d}" for i in range(args.users)]
             t = time.perf_counter()
@@ -222,7 +284,18 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             await asyncio.sleep(1.0)  # a baseline of pings before the broadcast
             rss_before = rss_mib(pid)
             bytes_before = await db_bytes()
+            if args.profile:
+                spy = await asyncio.create_subprocess_exec(
+                    str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
+                    "--threads", "--nonblocking", "--rate", "250",
+                    "-o", args.profile, "-p", str(pid),
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                )  # fmt: skip
+                await asyncio.sleep(1.5)  # attached and sampling
 
+            db_cpu0 = await postgres_cpu_seconds(database) if database else 0.0
+            gc0 = await asyncio.to_thread(gc_pauses, server.http_url)
+            cpu0 = cpu_seconds(pid)
             t0 = time.perf_counter()
             status, answer = await asyncio.to_thread(post_broadcast, server.http_url)
             t_201 = time.perf_counter() - t0
@@ -232,6 +305,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             t_all = max(arrived.values()) - t0
             t_first = min(arrived.values()) - t0
             t_end = time.perf_counter()
+            cpu = cpu_seconds(pid) - cpu0
+            gc1 = await asyncio.to_thread(gc_pauses, server.http_url)
+            db_cpu = await postgres_cpu_seconds(database) - db_cpu0 if database else None
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                await asyncio.wait_for(spy.wait(), 30)
+                spy = None
             await asyncio.sleep(0.5)
             here.send("stop")
             async with asyncio.timeout(30):
@@ -243,6 +323,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             print("\n".join(server.log[-40:]), file=sys.stderr)
             raise
         finally:
+            if spy is not None and spy.returncode is None:
+                spy.kill()
+                await spy.wait()
             if control is not None:
                 control.join(10)
             for task in readers:
@@ -270,10 +353,16 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "to_201_ms": round(t_201 * 1e3),
         "first_delivery_ms": round(t_first * 1e3),
         "all_online_delivered_ms": round(t_all * 1e3),
+        "server_cpu_s": round(cpu, 2),
+        "server_cpu_us_per_recipient": round(cpu * 1e6 / max(1, answer.get("created") or 1), 1),
+        "postgres_cpu_us_per_recipient": None
+        if db_cpu is None
+        else round(db_cpu * 1e6 / max(1, answer.get("created") or 1), 1),
         "control_pings_during": len(during),
         "control_rtt_ms_before_max": round(max(before, default=0.0) * 1e3, 1),
         "control_rtt_ms_during_max": round(max((r for _, r in during), default=0.0) * 1e3, 1),
         "control_pong_gap_ms_max": round(max(gaps, default=0.0) * 1e3, 1),
+        "server_gc_during": {k: round(v - gc0.get(k, 0.0), 3) for k, v in gc1.items()},
         "rss_mib_before_after_settled": [rss_before, rss_after, rss_settled],
         "db_bytes_per_recipient": round(bytes_added / max(1, answer.get("created") or 1), 1),
     }
@@ -293,6 +382,9 @@ def main() -> None:
     )
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before the last RSS")
     parser.add_argument("--postgres", action="store_true", help="a fresh PostgreSQL database")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="py-spy record the server during the broadcast (raw)"
+    )
     print(json.dumps(asyncio.run(run(parser.parse_args()))))
 
 

@@ -6,8 +6,10 @@ contents, inline), then a broadcast to all of them as the engine writes it (crea
 ``--slice`` items sharing one ``Content``, everyone offline, queue cap 1 000); then the
 catch-up read of those rows (``fetch_range``, ``--slice`` at a time) and one inbox page
 per ``--inbox`` users. Reports the milliseconds of each phase, the write's µs per
-recipient, and the bytes the broadcast added per recipient (SQLite: pages in use, WAL
-included; PostgreSQL: the notification tables with their indexes and TOAST).
+recipient (elapsed; the CPU of this process; the database's CPU: on PostgreSQL that of
+its backends, on SQLite this process's again), and the bytes the broadcast added per
+recipient (SQLite: pages in use, WAL included; PostgreSQL: the notification tables with
+their indexes and TOAST).
 
     .venv/bin/python bench/broadcast_store.py [--users 100000] [--slice 5000] [--postgres]
 
@@ -31,7 +33,7 @@ from pathlib import Path
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.broadcast_large import postgres_bytes, sqlite_bytes
+from bench.broadcast_large import postgres_bytes, postgres_cpu_seconds, sqlite_bytes
 from server.engine.models import Content, InboxQuery, NewNotification
 from server.store import Store, open_store
 from server.store.migrate import upgrade
@@ -56,12 +58,17 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 return await postgres_bytes(database)
             return await asyncio.to_thread(sqlite_bytes, Path(tmp) / "tidings.db")
 
+        async def db_cpu() -> float:
+            if database is not None:
+                return await postgres_cpu_seconds(database)
+            return time.process_time()  # SQLite works in this process
+
         try:
             await upgrade(url)
             store: Store = open_store(url)
             await store.open()
             try:
-                return await measure(store, args, db_bytes)
+                return await measure(store, args, db_bytes, db_cpu)
             finally:
                 await store.close()
         finally:
@@ -72,7 +79,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 async def measure(
-    store: Store, args: argparse.Namespace, db_bytes: Callable[[], Awaitable[int]]
+    store: Store,
+    args: argparse.Namespace,
+    db_bytes: Callable[[], Awaitable[int]],
+    db_cpu: Callable[[], Awaitable[float]],
 ) -> dict[str, object]:
     """Write the broadcast, read it back; the figures."""
     now = datetime.now(UTC)
@@ -91,6 +101,7 @@ async def measure(
     first = await store.last_id()
     before = await db_bytes()
     content = Content(type="bench", title="the big one", message="m" * 200)
+    cpu0, db_cpu0 = time.process_time(), await db_cpu()
     t = time.perf_counter()
     for start in range(0, len(users), args.slice):
         await create(
@@ -100,6 +111,7 @@ async def measure(
             ]
         )
     write_s = time.perf_counter() - t
+    cpu, database_cpu = time.process_time() - cpu0, await db_cpu() - db_cpu0
     added = await db_bytes() - before
 
     t = time.perf_counter()
@@ -120,6 +132,8 @@ async def measure(
         "slice": args.slice,
         "write_ms": round(write_s * 1e3),
         "write_us_per_recipient": round(write_s * 1e6 / len(users), 1),
+        "write_cpu_us_per_recipient": round(cpu * 1e6 / len(users), 1),
+        "write_db_cpu_us_per_recipient": round(database_cpu * 1e6 / len(users), 1),
         "fetch_range_ms": round(range_s * 1e3),
         f"inbox_ms_{args.inbox}_users": round(inbox_s * 1e3),
         "db_bytes_per_recipient": round(added / len(users), 1),

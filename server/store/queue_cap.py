@@ -29,7 +29,9 @@ COUNT_DROPS = (
 def statements(*, queued: str, users: str, cap: str, uncommitted: str = "") -> tuple[str, str]:
     """``OVER_CAP`` and ``TRIM`` in one dialect. ``uncommitted`` selects the ``user_id``
     of queued rows the statement cannot see in the table yet (rows a data-modifying
-    ``WITH`` of the same statement inserts)."""
+    ``WITH`` of the same statement inserts). It may select more (an item whose insert
+    was skipped): ``OVER_CAP`` then names a user in excess, and ``TRIM``, which ranks
+    the queue as it is, drops nothing of theirs."""
     rows = QUEUED_ROWS.format(queued=queued, users=users)
     if uncommitted:
         rows += f" UNION ALL {uncommitted}"
