@@ -221,6 +221,18 @@ def _delivery(envelope: events.Envelope) -> bytes:
     return delivery_bytes(envelope.notification, envelope.batch)
 
 
+def delivery_encoded(envelope: events.Envelope) -> bytes:
+    """The serialized ``ConnectResponse`` of a delivery, encoded once per envelope (the
+    sessions of one user share it)."""
+    return envelope.encoded(_delivery)
+
+
+def event_bytes(event: events.Event) -> bytes:
+    """``event_to_pb`` serialized."""
+    message = event_to_pb(event)
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
 def filter_to_pb(type_filter: TypeFilter) -> stream_pb2.SubscriptionUpdatedEvent:
     if type_filter.only is not None:
         return stream_pb2.SubscriptionUpdatedEvent(
