@@ -127,7 +127,7 @@ def notification_size(n: Notification) -> int:
 
 def event_size(event: Event) -> int:
     """About how many bytes ``event`` takes once encoded (in characters)."""
-    if isinstance(event, Delivery):
+    if type(event) is Delivery:
         return notification_size(event.envelope.notification)
     if isinstance(event, SubscriptionUpdated):
         f = event.type_filter
@@ -221,7 +221,7 @@ class Session:
         self._waiter: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_ready: Callable[[], None] | None = None
-        self._taken: list[Envelope] = []  # handed to the transport, not yet confirmed
+        self._taken: list[Envelope] | None = None  # handed to the transport, not confirmed
         self._closed: Closed | None = None
         self._final_taken = False
         # The outbox may hold the lag allowance plus these (the replay: see ``begin``);
@@ -276,15 +276,22 @@ class Session:
         self._muted_live = True
         self.muted = _types(muted_types)
 
-    def offer(self, envelope: Envelope) -> None:
-        """A live notification of this user: queue it if the session admits it."""
-        if self._closed is not None or not self.admits(envelope.notification):
-            return
+    def offer(self, envelope: Envelope) -> bool:
+        """A live notification of this user: queue it if the session admits it.
+
+        Returns whether it does (``admits``), queued or not.
+        """
+        n = envelope.notification
+        if not self.admits(n):
+            return False
+        if self._closed is not None:
+            return True
         if self._held is not None:
             self._held.append(envelope)
-        elif envelope.notification.id > self._high:  # offers come in id order: drop repeats
-            self._high = envelope.notification.id
+        elif n.id > self._high:  # offers come in id order: drop repeats
+            self._high = n.id
             self._push(Delivery(envelope))
+        return True
 
     def begin(
         self, *, backlog: Sequence[Notification], truncated: bool, heartbeat: bool = True
@@ -334,8 +341,10 @@ class Session:
             return
         self._closed = Closed(reason, message)
         # Taken but never confirmed, or never taken: either way not written.
-        undelivered = self._taken + [e.envelope for e in self._outbox if isinstance(e, Delivery)]
-        self._taken = []
+        undelivered = (self._taken or []) + [
+            e.envelope for e in self._outbox if type(e) is Delivery
+        ]
+        self._taken = None
         self._outbox.clear()
         self._outbox_bytes = 0
         self._held = None
@@ -377,7 +386,10 @@ class Session:
             event = outbox.popleft()
             self._outbox_bytes -= event_size(event)
             if type(event) is Delivery:
-                self._taken.append(event.envelope)
+                if self._taken is None:
+                    self._taken = [event.envelope]
+                else:
+                    self._taken.append(event.envelope)
             return event
         if self._closed is not None and not self._final_taken:
             self._final_taken = True
@@ -411,7 +423,10 @@ class Session:
             event = outbox.popleft()
             self._outbox_bytes -= event_size(event)
             if type(event) is Delivery:
-                self._taken.append(event.envelope)
+                if self._taken is None:
+                    self._taken = [event.envelope]
+                else:
+                    self._taken.append(event.envelope)
             taken.append(event)
         if not outbox and self._closed is not None and not self._final_taken:
             self._final_taken = True
@@ -425,10 +440,12 @@ class Session:
 
     def confirm(self) -> None:
         """Everything taken so far was written to the client."""
-        if self._taken:
-            taken, self._taken = self._taken, []
+        taken = self._taken
+        if taken:
+            self._taken = None
+            on_written = self._host.on_written
             for envelope in taken:
-                self._host.on_written(self, envelope)
+                on_written(self, envelope)
 
     async def handle(self, command: Command) -> None:
         """Act on one client message; answers and errors go to the outbox."""

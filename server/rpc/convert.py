@@ -206,12 +206,22 @@ def delivery_bytes(n: Notification, batch: dict[object, object] | None = None) -
         tail = content.SerializeToString()
         if batch is not None:
             batch[key] = tail
-    body = notification_pb2.Notification(id=n.id, user_id=n.user_id).SerializeToString()
-    return wire.field(
-        wire.CONNECT_RESPONSE_NOTIFICATION,
-        wire.field(wire.NOTIFICATION_EVENT_NOTIFICATION, body + cast(bytes, tail)),
+    # Fields 1–2 by hand (as protobuf writes them: both left out when empty or zero),
+    # then the two enclosing length prefixes around the shared tail.
+    varint = wire.varint
+    user = n.user_id.encode()
+    inner = (
+        (_NOTIFICATION_ID + varint(n.id) if n.id else b"")
+        + (_NOTIFICATION_USER_ID + varint(len(user)) + user if user else b"")
+        + cast(bytes, tail)
     )
+    head = wire.NOTIFICATION_EVENT_NOTIFICATION + varint(len(inner))
+    return wire.CONNECT_RESPONSE_NOTIFICATION + varint(len(head) + len(inner)) + head + inner
 
+
+#: The keys of ``Notification.id`` (1, a varint) and ``Notification.user_id`` (2).
+_NOTIFICATION_ID: Final = b"\x08"
+_NOTIFICATION_USER_ID: Final = b"\x12"
 
 #: Marks ``delivery_bytes``'s entries in an envelope batch memo.
 _CONTENT: Final = object()
