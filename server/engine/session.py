@@ -128,7 +128,7 @@ def notification_size(n: Notification) -> int:
 def event_size(event: Event) -> int:
     """About how many bytes ``event`` takes once encoded (in characters)."""
     if type(event) is Delivery:
-        return notification_size(event.envelope.notification)
+        return event.size or notification_size(event.envelope.notification)
     if isinstance(event, SubscriptionUpdated):
         f = event.type_filter
         return EVENT_OVERHEAD + sum(len(t) + 3 for t in (f.only or f.excluded))
@@ -290,7 +290,7 @@ class Session:
             self._held.append(envelope)
         elif n.id > self._high:  # offers come in id order: drop repeats
             self._high = n.id
-            self._push(Delivery(envelope))
+            self._push(Delivery(envelope, notification_size(n)))
         return True
 
     def begin(
