@@ -175,6 +175,7 @@ class Session:
 
     # Slots: an idle session is held for hours by the thousand (docs/BENCHMARKS.md).
     __slots__ = (
+        "__weakref__",  # held weakly where a closed session must be seen to be freed
         "_bucket",
         "_closed",
         "_expiry",
