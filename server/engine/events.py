@@ -26,7 +26,7 @@ class Envelope:
     written pays for the encoding, every other session reuses the result.
     """
 
-    __slots__ = ("_encoded", "batch", "born", "notification", "queued")
+    __slots__ = ("_encoded", "_encoder", "_value", "batch", "born", "notification", "queued")
 
     def __init__(
         self,
@@ -46,7 +46,10 @@ class Envelope:
         #: what encoders can reuse between its rows: a broadcast commits one row per
         #: recipient, all of one content. It lives as long as those envelopes do.
         self.batch = batch
-        self._encoded: dict[object, object] | None = None  # most envelopes meet one encoder
+        # Most envelopes meet one encoder: its result in two slots, a dict for the others.
+        self._encoder: object = None
+        self._value: object = None
+        self._encoded: dict[object, object] | None = None
 
     def age(self) -> float:
         """Seconds since the notification was created (wall clock; for latency metrics)."""
@@ -54,6 +57,12 @@ class Envelope:
 
     def encoded(self, encoder: Callable[[Envelope], T]) -> T:
         """``encoder(self)``, computed once per envelope per encoder."""
+        if self._encoder is encoder:
+            return cast(T, self._value)
+        if self._encoder is None:
+            value = encoder(self)
+            self._encoder, self._value = encoder, value
+            return value
         cache = self._encoded
         if cache is None:
             cache = self._encoded = {}
@@ -199,15 +208,34 @@ class ConnectionEstablished:
     server_time: datetime
 
 
-@dataclass(frozen=True, slots=True)
 class Delivery:
-    """A notification, replayed or live."""
+    """A notification, replayed or live.
 
-    envelope: Envelope
+    A value like the others, but not a frozen dataclass: one is made per delivery, and
+    a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) costs twice
+    as much as this one.
+    """
+
+    __slots__ = ("envelope", "size")
+    __match_args__ = ("envelope",)
+
+    def __init__(self, envelope: Envelope, size: int = 0) -> None:
+        self.envelope = envelope
+        #: The session's estimate of its encoded size, once it computed it (else 0).
+        self.size = size
 
     @property
     def notification(self) -> Notification:
         return self.envelope.notification
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Delivery and other.envelope is self.envelope
+
+    def __hash__(self) -> int:
+        return hash(self.envelope)
+
+    def __repr__(self) -> str:
+        return f"Delivery(envelope={self.envelope!r})"
 
 
 @dataclass(frozen=True, slots=True)

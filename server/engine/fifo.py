@@ -1,8 +1,9 @@
 """A first-in first-out queue that costs a list, not a deque.
 
 An idle session holds an empty outbox for hours: ``collections.deque`` allocates a
-760-byte block up front, a list a few pointers. Taking from the front advances an
-index; the list is reset once everything was taken, so the cost stays O(1).
+760-byte block up front; this holds no list at all while empty. Taking from the front
+advances an index; the list is dropped once everything was taken, so the cost stays
+O(1).
 """
 
 from __future__ import annotations
@@ -17,20 +18,25 @@ class Fifo(Generic[T]):
     __slots__ = ("_head", "_items")
 
     def __init__(self) -> None:
-        self._items: list[T | None] = []  # None: taken already
+        # None while empty: an idle session's outbox holds no list at all.
+        self._items: list[T | None] | None = None  # None entries: taken already
         self._head = 0
 
     def append(self, item: T) -> None:
-        self._items.append(item)
+        items = self._items
+        if items is None:
+            self._items = [item]
+        else:
+            items.append(item)
 
     def popleft(self) -> T:
         """The oldest item; ``IndexError`` when empty."""
         items, head = self._items, self._head
-        if head >= len(items):
+        if items is None:
             raise IndexError("pop from an empty Fifo")
         item = items[head]
         if head + 1 == len(items):
-            items.clear()
+            self._items = None
             self._head = 0
         else:
             items[head] = None  # let it be collected now
@@ -38,14 +44,16 @@ class Fifo(Generic[T]):
         return cast(T, item)
 
     def clear(self) -> None:
-        self._items = []
+        self._items = None
         self._head = 0
 
     def __len__(self) -> int:
-        return len(self._items) - self._head
+        items = self._items
+        return 0 if items is None else len(items) - self._head
 
     def __bool__(self) -> bool:
-        return len(self._items) > self._head
+        return self._items is not None  # never an empty list
 
     def __iter__(self) -> Iterator[T]:
-        return iter(cast(list[T], self._items[self._head :]))
+        items = self._items
+        return iter(() if items is None else cast(list[T], items[self._head :]))

@@ -15,6 +15,9 @@ class Hub:
     def __init__(self) -> None:
         self._by_user: dict[str, dict[str, Session]] = {}
         self._count = 0
+        # The notification offered last, and whether a session admitted it.
+        self._last: Notification | None = None
+        self._last_admitted = False
 
     def add(self, session: Session) -> None:
         sessions = self._by_user.setdefault(session.user_id, {})
@@ -37,15 +40,21 @@ class Hub:
 
     def offer(self, envelope: Envelope) -> int:
         """Hand a notification to every session of its user; how many sessions there were."""
-        sessions = self._by_user.get(envelope.notification.user_id)
+        n = envelope.notification
+        sessions = self._by_user.get(n.user_id)
         if not sessions:
             return 0
         count = len(sessions)
+        # ``admitted``: whether a session still here (not closed by it as slow) admits it.
         if count == 1:  # the common case, without copying (an offer may close a session)
-            next(iter(sessions.values())).offer(envelope)
+            session = next(iter(sessions.values()))
+            admitted = session.offer(envelope) and not session.closed
         else:
+            admitted = False
             for session in list(sessions.values()):
-                session.offer(envelope)
+                admitted = (session.offer(envelope) and not session.closed) or admitted
+        # What ``declined`` asks next, known already.
+        self._last, self._last_admitted = n, admitted
         return count
 
     def declined(self, notification: Notification) -> bool:
@@ -54,6 +63,8 @@ class Hub:
         sessions = self._by_user.get(notification.user_id)
         if not sessions:
             return False
+        if notification is self._last:  # just offered: the sessions said so then
+            return not self._last_admitted
         return not any(s.admits(notification) for s in sessions.values())
 
     def push(self, user_id: str, event: Event) -> int:

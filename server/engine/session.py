@@ -92,6 +92,8 @@ from server.engine.ratelimit import TokenBucket
 
 #: The default bound on the bytes waiting in a session's outbox (beyond the replay).
 MAX_BUFFER_BYTES: Final = 8 << 20
+#: No muted types (one shared empty set rather than one per session).
+NO_TYPES: Final[frozenset[str]] = frozenset()
 #: The longest warning (seconds) before a session's token expires (docs/PROTOCOL.md §2.7).
 TOKEN_WARNING: Final = 30.0
 
@@ -125,8 +127,8 @@ def notification_size(n: Notification) -> int:
 
 def event_size(event: Event) -> int:
     """About how many bytes ``event`` takes once encoded (in characters)."""
-    if isinstance(event, Delivery):
-        return notification_size(event.envelope.notification)
+    if type(event) is Delivery:
+        return event.size or notification_size(event.envelope.notification)
     if isinstance(event, SubscriptionUpdated):
         f = event.type_filter
         return EVENT_OVERHEAD + sum(len(t) + 3 for t in (f.only or f.excluded))
@@ -171,6 +173,33 @@ class SessionHost(Protocol):
 class Session:
     """One user's live connection; see the module docstring for the rules."""
 
+    # Slots: an idle session is held for hours by the thousand (docs/BENCHMARKS.md).
+    __slots__ = (
+        "__weakref__",  # held weakly where a closed session must be seen to be freed
+        "_bucket",
+        "_closed",
+        "_expiry",
+        "_expiry_timer",
+        "_extra",
+        "_extra_bytes",
+        "_final_taken",
+        "_held",
+        "_high",
+        "_host",
+        "_limits",
+        "_loop",
+        "_muted_live",
+        "_on_ready",
+        "_outbox",
+        "_outbox_bytes",
+        "_taken",
+        "_waiter",
+        "connection_id",
+        "muted",
+        "type_filter",
+        "user_id",
+    )
+
     def __init__(
         self,
         host: SessionHost,
@@ -181,6 +210,8 @@ class Session:
         limits: SessionLimits,
         expiry: Expiry | None = None,
     ) -> None:
+        if not (limits.max_rate > 0 and 2 * limits.max_rate >= 1):  # as TokenBucket checks
+            raise ValueError("rate must be positive and burst at least 1")
         self.user_id = user_id
         self.connection_id = connection_id
         self.type_filter = type_filter
@@ -191,18 +222,21 @@ class Session:
         self._waiter: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_ready: Callable[[], None] | None = None
-        self._taken: list[Envelope] = []  # handed to the transport, not yet confirmed
+        self._taken: list[Envelope] | None = None  # handed to the transport, not confirmed
         self._closed: Closed | None = None
         self._final_taken = False
-        self._max_outbox = limits.max_buffer
+        # The outbox may hold the lag allowance plus these (the replay: see ``begin``);
+        # kept apart from the limits so that an idle session holds small ints only.
+        self._extra = 0
+        self._extra_bytes = 0
         self._outbox_bytes = 0
-        self._max_outbox_bytes = limits.max_buffer_bytes
         self._high = 0  # the largest notification id queued for the client
-        self._bucket = TokenBucket(limits.max_rate, 2 * limits.max_rate, host.clock.monotonic())
+        # Made at the client's first message (full, as it would be by then anyway).
+        self._bucket: TokenBucket | None = None
         self._expiry = expiry
         self._expiry_timer: Cancellable | None = None
         #: The user's muted types (``Preferences.muted_types``).
-        self.muted: frozenset[str] = frozenset()
+        self.muted: frozenset[str] = NO_TYPES
         self._muted_live = False  # set by a change since the session opened
 
     # --- engine side ------------------------------------------------------------
@@ -236,22 +270,29 @@ class Session:
     def load_muted(self, muted_types: Sequence[str]) -> None:
         """The muted types as read at connect, unless a change arrived meanwhile."""
         if not self._muted_live:
-            self.muted = frozenset(muted_types)
+            self.muted = _types(muted_types)
 
     def set_muted(self, muted_types: Sequence[str]) -> None:
         """The user changed the muted types: they apply from now on."""
         self._muted_live = True
-        self.muted = frozenset(muted_types)
+        self.muted = _types(muted_types)
 
-    def offer(self, envelope: Envelope) -> None:
-        """A live notification of this user: queue it if the session admits it."""
-        if self._closed is not None or not self.admits(envelope.notification):
-            return
+    def offer(self, envelope: Envelope) -> bool:
+        """A live notification of this user: queue it if the session admits it.
+
+        Returns whether it does (``admits``), queued or not.
+        """
+        n = envelope.notification
+        if not self.admits(n):
+            return False
+        if self._closed is not None:
+            return True
         if self._held is not None:
             self._held.append(envelope)
-        elif envelope.notification.id > self._high:  # offers come in id order: drop repeats
-            self._high = envelope.notification.id
-            self._push(Delivery(envelope))
+        elif n.id > self._high:  # offers come in id order: drop repeats
+            self._high = n.id
+            self._push(Delivery(envelope, notification_size(n)))
+        return True
 
     def begin(
         self, *, backlog: Sequence[Notification], truncated: bool, heartbeat: bool = True
@@ -260,10 +301,9 @@ class Session:
         held, self._held = self._held or [], None
         sent = {n.id for n in backlog}
         # The replay is bounded by the queue cap; it does not count against the lag allowance.
-        self._max_outbox = self._limits.max_buffer + len(backlog) + len(held) + 1
-        self._max_outbox_bytes = (
-            self._limits.max_buffer_bytes
-            + sum(notification_size(n) for n in backlog)
+        self._extra = len(backlog) + len(held) + 1
+        self._extra_bytes = (
+            sum(notification_size(n) for n in backlog)
             + sum(notification_size(e.notification) for e in held)
             + EVENT_OVERHEAD
         )
@@ -302,8 +342,10 @@ class Session:
             return
         self._closed = Closed(reason, message)
         # Taken but never confirmed, or never taken: either way not written.
-        undelivered = self._taken + [e.envelope for e in self._outbox if isinstance(e, Delivery)]
-        self._taken = []
+        undelivered = (self._taken or []) + [
+            e.envelope for e in self._outbox if type(e) is Delivery
+        ]
+        self._taken = None
         self._outbox.clear()
         self._outbox_bytes = 0
         self._held = None
@@ -325,25 +367,47 @@ class Session:
 
     async def __anext__(self) -> Event:
         """The next event to write. Asking for it confirms the previous one was written."""
-        self.confirm()
-        while not self._outbox:
-            if self._closed is not None:
-                if self._final_taken:
-                    raise StopAsyncIteration
-                self._final_taken = True
-                return self._closed
-            if self._loop is None:  # looked up once: it checks the process id every call
-                self._loop = asyncio.get_running_loop()
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        event = self._outbox.popleft()
-        self._outbox_bytes -= event_size(event)
-        if isinstance(event, Delivery):
-            self._taken.append(event.envelope)
+        while (event := self.take()) is None:
+            if self._closed is not None:  # ``Closed`` was taken already
+                raise StopAsyncIteration
+            await self.wait()
         return event
+
+    def take(self) -> Event | None:
+        """The next event to write, if one is waiting (``Closed`` last, once); None
+        otherwise (then ``wait``). Taking confirms the events taken before were written.
+
+        The same as ``async for``, without a coroutine per event: a transport that
+        writes one event at a time takes them in a loop and waits only when none is left.
+        """
+        if self._taken:
+            self.confirm()
+        outbox = self._outbox
+        if outbox:
+            event = outbox.popleft()
+            self._outbox_bytes -= event_size(event)
+            if type(event) is Delivery:
+                if self._taken is None:
+                    self._taken = [event.envelope]
+                else:
+                    self._taken.append(event.envelope)
+            return event
+        if self._closed is not None and not self._final_taken:
+            self._final_taken = True
+            return self._closed
+        return None
+
+    def wait(self) -> asyncio.Future[None]:
+        """Done once ``take`` has something (at once if it has already)."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            loop = self._loop
+            if loop is None:  # looked up once: it checks the process id every call
+                loop = self._loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            if self._outbox or self._closed is not None:
+                waiter.set_result(None)
+        return waiter
 
     def watch(self, on_ready: Callable[[], None]) -> None:
         """Call ``on_ready`` whenever events start waiting (now, if some already are)."""
@@ -359,8 +423,11 @@ class Session:
         while outbox and len(taken) < limit:
             event = outbox.popleft()
             self._outbox_bytes -= event_size(event)
-            if isinstance(event, Delivery):
-                self._taken.append(event.envelope)
+            if type(event) is Delivery:
+                if self._taken is None:
+                    self._taken = [event.envelope]
+                else:
+                    self._taken.append(event.envelope)
             taken.append(event)
         if not outbox and self._closed is not None and not self._final_taken:
             self._final_taken = True
@@ -374,16 +441,18 @@ class Session:
 
     def confirm(self) -> None:
         """Everything taken so far was written to the client."""
-        if self._taken:
-            taken, self._taken = self._taken, []
+        taken = self._taken
+        if taken:
+            self._taken = None
+            on_written = self._host.on_written
             for envelope in taken:
-                self._host.on_written(self, envelope)
+                on_written(self, envelope)
 
     async def handle(self, command: Command) -> None:
         """Act on one client message; answers and errors go to the outbox."""
         if self._closed is not None:
             return
-        if not self._bucket.allow(self._host.clock.monotonic()):
+        if not self._allow():
             self._push(ErrorEvent("rate_limited", "too many messages; this one was ignored"))
             return
         try:
@@ -404,7 +473,7 @@ class Session:
         error ``code``, or ``rate_limited`` over the limit."""
         if self._closed is not None:
             return
-        if not self._bucket.allow(self._host.clock.monotonic()):
+        if not self._allow():
             self._push(ErrorEvent("rate_limited", "too many messages; this one was ignored"))
             return
         self._push(ErrorEvent(code, message))
@@ -505,13 +574,23 @@ class Session:
             case UpdatePreferences(muted_types):
                 await host.update_preferences(user, muted_types)
 
+    def _allow(self) -> bool:
+        """Whether the client's message fits the rate limit (taking a token if so)."""
+        now = self._host.clock.monotonic()
+        bucket = self._bucket
+        if bucket is None:
+            rate = self._limits.max_rate
+            bucket = self._bucket = TokenBucket(rate, 2 * rate, now)
+        return bucket.allow(now)
+
     def _push(self, event: Event) -> None:
         if self._closed is not None:
             return
         waiting = len(self._outbox)
         size = event_size(event)
-        if waiting >= self._max_outbox or (
-            waiting and self._outbox_bytes + size > self._max_outbox_bytes
+        limits = self._limits
+        if waiting >= limits.max_buffer + self._extra or (
+            waiting and self._outbox_bytes + size > limits.max_buffer_bytes + self._extra_bytes
         ):
             self.close(CloseReason.SLOW, "the client did not keep up")
             return
@@ -521,9 +600,13 @@ class Session:
             self._wake()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-        elif self._on_ready is not None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None  # the waiting transport holds it; nothing else needs it
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        if self._on_ready is not None:
             self._on_ready()
 
     def beat(self) -> None:
@@ -547,6 +630,10 @@ def _cursor(field_name: str, value: object) -> int | None:
     if value is None or (value == 0 and not isinstance(value, bool)):
         return None
     return _positive(field_name, value)
+
+
+def _types(types: Sequence[str]) -> frozenset[str]:
+    return frozenset(types) if types else NO_TYPES
 
 
 def _utc(posix: float) -> datetime:

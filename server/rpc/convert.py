@@ -206,12 +206,36 @@ def delivery_bytes(n: Notification, batch: dict[object, object] | None = None) -
         tail = content.SerializeToString()
         if batch is not None:
             batch[key] = tail
-    body = notification_pb2.Notification(id=n.id, user_id=n.user_id).SerializeToString()
-    return wire.field(
-        wire.CONNECT_RESPONSE_NOTIFICATION,
-        wire.field(wire.NOTIFICATION_EVENT_NOTIFICATION, body + cast(bytes, tail)),
+    # Fields 1–2 by hand (as protobuf writes them: both left out when empty or zero),
+    # then the two enclosing length prefixes around the shared tail.
+    varint = _varint
+    user = n.user_id.encode()
+    inner = (
+        (_NOTIFICATION_ID + varint(n.id) if n.id else b"")
+        + (_NOTIFICATION_USER_ID + varint(len(user)) + user if user else b"")
+        + cast(bytes, tail)
     )
+    head = wire.NOTIFICATION_EVENT_NOTIFICATION + varint(len(inner))
+    return wire.CONNECT_RESPONSE_NOTIFICATION + varint(len(head) + len(inner)) + head + inner
 
+
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
+def _varint(value: int) -> bytes:
+    """``wire.varint``, without its loop up to three bytes (ids up to 2 097 151)."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
+    if value < 0x200000:
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
+    return wire.varint(value)
+
+
+#: The keys of ``Notification.id`` (1, a varint) and ``Notification.user_id`` (2).
+_NOTIFICATION_ID: Final = b"\x08"
+_NOTIFICATION_USER_ID: Final = b"\x12"
 
 #: Marks ``delivery_bytes``'s entries in an envelope batch memo.
 _CONTENT: Final = object()
@@ -219,6 +243,18 @@ _CONTENT: Final = object()
 
 def _delivery(envelope: events.Envelope) -> bytes:
     return delivery_bytes(envelope.notification, envelope.batch)
+
+
+def delivery_encoded(envelope: events.Envelope) -> bytes:
+    """The serialized ``ConnectResponse`` of a delivery, encoded once per envelope (the
+    sessions of one user share it)."""
+    return envelope.encoded(_delivery)
+
+
+def event_bytes(event: events.Event) -> bytes:
+    """``event_to_pb`` serialized."""
+    message = event_to_pb(event)
+    return message if isinstance(message, bytes) else message.SerializeToString()
 
 
 def filter_to_pb(type_filter: TypeFilter) -> stream_pb2.SubscriptionUpdatedEvent:

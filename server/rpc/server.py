@@ -69,7 +69,7 @@ def method_handlers(
         "Connect": grpc.stream_stream_rpc_method_handler(
             stream.Connect,
             request_deserializer=decoder(stream_pb2.ConnectRequest),
-            response_serializer=_serialize,
+            response_serializer=None,  # the servicer yields bytes (one call less per message)
         ),
         "ListNotifications": unary(stream.ListNotifications, stream_pb2.ListNotificationsRequest),
         "MarkRead": unary(stream.MarkRead, stream_pb2.MarkReadRequest),

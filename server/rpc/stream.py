@@ -14,7 +14,7 @@ from tidings.v1 import stream_pb2
 from server.auth import Authenticator, Principal, bearer_token
 from server.engine import Engine, Session
 from server.engine.errors import InvalidArgument, TidingsError, Unauthenticated
-from server.engine.events import Closed, CloseReason, Command, Expiry, Refresh
+from server.engine.events import Closed, CloseReason, Command, Delivery, Expiry, Refresh
 from server.engine.filters import TypeFilter
 from server.engine.models import TYPE_MAX, check_text
 from server.rpc import convert
@@ -158,17 +158,26 @@ class StreamServicer:
 
     async def Connect(
         self, requests: AsyncIterable[stream_pb2.ConnectRequest | Undecodable], context: Context
-    ) -> AsyncIterator[stream_pb2.ConnectResponse | bytes]:
+    ) -> AsyncIterator[bytes]:
         try:
             session = await open_session(
                 self._engine, self._auth, metadata(context), connect_params(context)
             )
         except TidingsError as exc:
             await abort(context, exc)
-        reader = asyncio.create_task(self._read(requests, session))
+        reader = asyncio.create_task(self._read(context, session))
+        encoded = convert.delivery_encoded
         try:
-            async for event in session:
-                if isinstance(event, Closed):
+            # One event at a time, as ``async for event in session`` takes them, without
+            # a coroutine per event: wait only when none is left. Messages go out as
+            # bytes (the method has no response serializer).
+            while True:
+                event = session.take()
+                if event is None:
+                    await session.wait()
+                elif type(event) is Delivery:
+                    yield encoded(event.envelope)
+                elif type(event) is Closed:
                     if (refused := _refusal(reader)) is not None:
                         await abort(context, refused)
                     status = CLOSE_STATUS.get(event.reason)
@@ -177,16 +186,19 @@ class StreamServicer:
                         trailers = ((ERROR_CODE_KEY, code),) if code else ()
                         await context.abort(status, event.message, trailing_metadata=trailers)
                     return
-                yield convert.event_to_pb(event)
+                else:
+                    yield convert.event_bytes(event)
         finally:
             await cancel_and_wait(reader)
             session.close(CloseReason.CLIENT_GONE)
 
-    async def _read(
-        self, requests: AsyncIterable[stream_pb2.ConnectRequest | Undecodable], session: Session
-    ) -> InvalidArgument | None:
-        """Pass commands on; a message that cannot be decoded ends the session (its error)."""
-        async for request in requests:
+    async def _read(self, context: Context, session: Session) -> InvalidArgument | None:
+        """Pass commands on; a message that cannot be decoded ends the session (its error).
+
+        ``context.read()`` rather than the request iterator: the same messages, without
+        an async generator held by every idle session.
+        """
+        while (request := await context.read()) is not grpc.aio.EOF:
             if isinstance(request, Undecodable):
                 session.close(CloseReason.CLIENT_GONE, "undecodable message")
                 return request.error()

@@ -250,6 +250,15 @@ def test_each_row_of_a_mixed_commit_reaches_its_session_as_itself() -> None:
         assert convert.notification_from_pb(decoded) == n
 
 
+@pytest.mark.parametrize("nid", [1, 127, 128, 16_383, 16_384, 2**21 - 1, 2**21, 2**40])
+@pytest.mark.parametrize("user", ["u", "ü-ser ☃", "x" * 200])
+def test_a_delivery_is_what_protobuf_writes_for_any_id_and_user(nid: int, user: str) -> None:
+    """The id and user id are framed by hand: every varint width, UTF-8, long ids."""
+    n = Notification(nid, user, "a", "t" * 300, "m", "{}", Priority.NORMAL, WHEN)
+    for batch in (None, {}):
+        assert convert.delivery_bytes(n, batch) == reference(n)
+
+
 @pytest.mark.parametrize("sid", [0, 1, 127, 128, 2**63])
 def test_relay_frames_are_what_protobuf_writes(sid: int) -> None:
     from tidings.v1 import relay_pb2
