@@ -53,24 +53,29 @@ class IdleTimer:
     closes it; ``stop`` cancels that closing as it cancels the task.
     """
 
-    __slots__ = ("__weakref__", "_closing", "_handle", "_server", "_task_group")
+    __slots__ = ("__weakref__", "_closing", "_context", "_handle", "_server", "_task_group")
 
     def __init__(self, server: TCPServer) -> None:
-        self._server = server
+        # Weak: the server holds this timer, and must not be held back by it (a cycle).
+        self._server = weakref.ref(server)
+        self._context = server.context
         self._handle: asyncio.TimerHandle | None = None
         self._task_group: TaskGroup | None = None
         self._closing: asyncio.Task[None] | None = None
 
     async def restart(self, task_group: TaskGroup, action: Callable[[], Any]) -> None:
         await self.stop()
+        server = self._server()
+        if server is None:
+            return
         self._task_group = task_group
-        server = self._server
-        if server.context.terminated.is_set():
+        context = self._context
+        if context.terminated.is_set():
             self.fire()
             return
-        idle = _IDLE.get(server.context)
+        idle = _IDLE.get(context)
         if idle is None:
-            idle = _IDLE[server.context] = _IdleConnections(server.context)
+            idle = _IDLE[context] = _IdleConnections(context)
         idle.timers.add(self)
         self._handle = server.loop.call_later(server.config.keep_alive_timeout, self.fire)
 
@@ -92,12 +97,19 @@ class IdleTimer:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-            idle = _IDLE.get(self._server.context)
+            idle = _IDLE.get(self._context)
             if idle is not None:
                 idle.timers.discard(self)
 
+    def release(self) -> None:
+        """The connection is over: disarm, and hold nothing of it any more."""
+        self._disarm()
+        self._task_group = None
+
     async def _close(self) -> None:
-        await asyncio.shield(self._server._initiate_server_close())
+        server = self._server()
+        if server is not None:
+            await asyncio.shield(server._initiate_server_close())
 
 
 class CycleFreeTCPServer(TCPServer):
@@ -106,13 +118,15 @@ class CycleFreeTCPServer(TCPServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.idle_task = IdleTimer(self)  # type: ignore[assignment]
+        self._idle = IdleTimer(self)
+        self.idle_task = self._idle  # type: ignore[assignment]
 
     async def run(self) -> None:
         try:
             await super().run()
         finally:
             self.__dict__.pop("protocol", None)
+            self._idle.release()
 
 
 def install() -> None:
