@@ -30,8 +30,8 @@ from hypercorn.typing import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCall
 from werkzeug.exceptions import RequestTimeout
 
 from bridge import schemas
-from bridge.body import BodyError, parse_body
-from bridge.metadata import BadMetadata, http_metadata
+from bridge.body import parse_body
+from bridge.metadata import http_metadata
 from bridge.outcomes import ApiError, http_error_code
 from bridge.rest import create_message, created_answer
 from bridge.state import BridgeState
@@ -156,8 +156,9 @@ class FastCreate:
             lookup = _Headers(text)
             metadata = http_metadata(lookup)
             request = create_message(data, lookup.get("Idempotency-Key"))
-        except (BodyError, ApiError, BadMetadata, TypeError, ValueError):
-            # Refused by the bridge: Quart answers it, judging the caller first.
+        except Exception:
+            # Refused by the bridge (or anything unforeseen before the engine was called):
+            # Quart answers it as it always has, judging the caller first.
             await self._fallback(scope, _replay(messages, receive), send)
             return
         try:
