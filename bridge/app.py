@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from quart import Quart, Request, Response, request
@@ -16,6 +17,7 @@ from quart_schema.openapi import APIKeySecurityScheme, HttpSecurityScheme, Info,
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from bridge.body import BodyError, parse_body
+from bridge.fastcreate import FastCreate
 from bridge.openapi import TidingsOpenAPI
 from bridge.origin import OriginPolicy
 from bridge.outcomes import ApiError, http_error_code
@@ -62,6 +64,21 @@ class BridgeRequest(Request):
         return result
 
 
+class BridgeApp(RoutedQuart):
+    """The bridge's Quart app: creates (``POST /api/v1/notifications``) go through
+    ``bridge.fastcreate`` first, which hands Quart whatever it does not answer itself."""
+
+    fast_create: FastCreate | None = None
+
+    async def asgi_app(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if self.fast_create is not None and FastCreate.takes(scope):
+            await self.fast_create(scope, receive, send)
+        else:
+            await super().asgi_app(scope, receive, send)
+
+
 def _field(error: Exception) -> tuple[str | None, str]:
     """The field a validation error blames, and a message naming it."""
     if isinstance(error, ValidationError) and (errors := error.errors()):
@@ -87,7 +104,7 @@ def create_app(
     """The bridge app, talking to the engine at ``upstream`` (``HOST:PORT``); ``local``
     makes its unary calls in-process (the engine runs in this process). Its metrics go
     to ``registry`` (served at ``/metrics``; default: a registry of the app's own)."""
-    app = RoutedQuart(__name__, static_folder="static", static_url_path="/static")
+    app = BridgeApp(__name__, static_folder="static", static_url_path="/static")
     app.request_class = BridgeRequest
     app.websocket_class = BatchingWebsocket
     app.asgi_websocket_class = BatchingWebsocketConnection
@@ -121,6 +138,13 @@ def create_app(
         registry=registry,
     )
     app.extensions[EXTENSION_KEY] = state
+    app.fast_create = FastCreate(
+        state,
+        super(BridgeApp, app).asgi_app,
+        max_body=MAX_BODY_BYTES,
+        body_timeout=app.config["BODY_TIMEOUT"],
+        logger=app.logger,
+    )
     app.before_serving(state.start)
     app.after_serving(state.stop)
 

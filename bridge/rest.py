@@ -10,7 +10,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import grpc
 import orjson
@@ -190,15 +190,34 @@ def validate_request(model: type[BaseModel]) -> Callable[[Handler], Handler]:
 async def create_notification(data: schemas.CreateNotification) -> Response:
     """Create one notification (admin): 201 with it. A retry with the same idempotency key
     answers the first notification, 201 again, with ``Idempotent-Replayed: true``."""
-    key = data.idempotency_key
-    if key is None and (header := request.headers.get("Idempotency-Key")):
-        if len(header) > 255:
-            raise ApiError.invalid("idempotency_key", "Idempotency-Key: at most 255 characters")
-        key = header
-    message = _create_request(data, key)
+    message = create_message(data, request.headers.get("Idempotency-Key"))
     answer = await _call(bridge_state().upstream.admin.CreateNotification, message)
-    replayed = {} if answer.created else {"Idempotent-Replayed": "true"}
-    return json_response(notification_json(answer.notification), 201, replayed)
+    body, headers = created_answer(answer)
+    return json_response(body, 201, {k.decode(): v.decode() for k, v in headers})
+
+
+def create_message(
+    data: schemas.CreateNotification, header_key: str | None
+) -> admin_pb2.CreateNotificationRequest:
+    """The engine's message for a validated create body and its ``Idempotency-Key``
+    header (the body's key wins); ``ApiError`` (422) for a key or ``data`` refused."""
+    key = data.idempotency_key
+    if key is None and header_key:
+        if len(header_key) > 255:
+            raise ApiError.invalid("idempotency_key", "Idempotency-Key: at most 255 characters")
+        key = header_key
+    return _create_request(data, key)
+
+
+#: The header of a create answered with an earlier notification (same idempotency key).
+REPLAYED: Final = ((b"idempotent-replayed", b"true"),)
+
+
+def created_answer(
+    answer: admin_pb2.CreateNotificationResponse,
+) -> tuple[bytes, tuple[tuple[bytes, bytes], ...]]:
+    """The 201's JSON body and extra headers for the engine's create answer."""
+    return notification_json(answer.notification), () if answer.created else REPLAYED
 
 
 @api.post("/notifications/batch")

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import Opcode, RsvBits
 
-from bridge import tcpserver, wsguard
+from bridge import h11write, tcpserver, wsguard
 from bridge.app import create_app
 from bridge.state import bridge_state
 from server.config import Settings, join_addr, split_addr
@@ -124,6 +124,7 @@ async def run_bridge(
     )
     wsguard.install(bridge_state(app).metrics.closed)
     tcpserver.install()
+    h11write.install()
     host, port = split_addr(settings.http_addr)
     sock = listen(host, port)
     bound = join_addr(host, sock.getsockname()[1])

@@ -66,6 +66,11 @@ class BridgeState:
         return self._upstream
 
     @property
+    def upstream_or_none(self) -> Upstream | None:
+        """The upstream, or None while the bridge is not serving."""
+        return self._upstream
+
+    @property
     def draining(self) -> asyncio.Future[None]:
         """Done once the bridge shuts down; every WebSocket handler waits on it too."""
         if self._draining is None:
