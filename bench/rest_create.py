@@ -12,7 +12,10 @@ process's CPU per create (user + system, all threads, from /proc).
 With ``--peer``, the same load also goes to ``bench/refs/fastapi_durable.py`` (FastAPI +
 aiosqlite, one INSERT and commit per request, then a send to the user's sockets) and
 the ratios Tidings / reference are printed. No client holds a socket here: both answer
-once the row is committed.
+once the row is committed. With ``--floor``, the same load also goes to
+``bench/refs/quart_create_floor.py`` (Quart on hypercorn answering 201 and storing
+nothing): the most creates/s the bridge's HTTP stack can serve with these clients on
+this machine, whatever is behind it.
 
 Loopback only; every run is bounded by ``--seconds``.
 """
@@ -163,6 +166,27 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
             finally:
                 await server.stop()
             rows.append(mine)
+            if args.floor:
+                floor = await start(
+                    [sys.executable, "-m", "bench.refs.quart_create_floor", "--port", "0"],
+                    ROOT, READY,
+                )  # fmt: skip
+                try:
+                    bare = await measure(
+                        floor, "quart+hypercorn, storing nothing", clients, args.seconds
+                    )
+                finally:
+                    await floor.stop()
+                rows.append(bare)
+                print(
+                    json.dumps(
+                        {
+                            "clients": clients,
+                            "tidings/floor creates_per_s": _ratio(mine, bare, "creates_per_s"),
+                        }
+                    ),
+                    flush=True,
+                )
             if not args.peer:
                 continue
             peer = await start(
@@ -191,6 +215,10 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
     return rows
 
 
+def _ratio(a: dict[str, object], b: dict[str, object], key: str) -> float:
+    return round(int(str(a[key])) / max(1, int(str(b[key]))), 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--clients", default="1,16", help="comma list of concurrencies")
@@ -198,6 +226,9 @@ def main() -> None:
     parser.add_argument("--at", metavar="REF", help="run the server from this commit's tree")
     parser.add_argument(
         "--peer", action="store_true", help="also the durable FastAPI + aiosqlite reference"
+    )
+    parser.add_argument(
+        "--floor", action="store_true", help="also Quart on hypercorn storing nothing"
     )
     asyncio.run(run(parser.parse_args()))
 
