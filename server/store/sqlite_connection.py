@@ -117,11 +117,11 @@ class SqliteConnection:
                     break
                 idle, seen = self._commits == seen, self._commits
                 try:
-                    if woken or _wal_size(self._wal_path) > self._wal_limit:
-                        self._restart(conn)
-                    elif idle:
+                    if idle and not woken:
                         if _wal_size(self._wal_path) and self._held(_truncate, conn):
                             self.idle_truncations += 1
+                    elif woken or _wal_size(self._wal_path) > self._wal_limit:
+                        self._restart(conn)
                     else:
                         _checkpoint(conn)
                 except sqlite3.Error as exc:  # the next round retries
