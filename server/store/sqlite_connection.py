@@ -26,6 +26,8 @@ BUSY_TIMEOUT_MS = 5000
 PRAGMAS = (f"busy_timeout={BUSY_TIMEOUT_MS}", *SQLITE_PRAGMAS)
 CHECKPOINT_EVERY = 1.0  # seconds between passive WAL checkpoints
 WAL_LIMIT = 16 * 2**20  # bytes: past this the WAL is brought back to its start
+#: Rounds that leave the writer free before one holds it, to bring the WAL back.
+FREE_ROUNDS = 4
 RESET_WAIT_MS = 200  # how long an idle truncation waits for readers
 
 log = logging.getLogger(__name__)
@@ -49,10 +51,11 @@ class SqliteConnection:
       frame before the next commit lands; that commit then starts the WAL over from
       its beginning, and ``journal_size_limit`` cuts the file back to ``wal_limit``.
       Nothing stops the writer meanwhile.
-    * If commits keep landing during every round (the writer is never idle) and the WAL
-      passes ``wal_limit`` by a quarter, the thread holds the writer between two
-      transactions for one round (the few frames since the previous round, and an
-      fsync): the bound no longer depends on the gaps between commits.
+    * If commits landed during ``FREE_ROUNDS`` such rounds (each an fsync of the
+      database file), or the WAL passes twice ``wal_limit``, the next rounds hold the
+      writer between two transactions (one commit's frames, and an fsync): the restart
+      costs a bounded number of fsyncs and no longer depends on the gaps between
+      commits.
     * A checkpoint round that finds no commit since the last one truncates the WAL
       (``wal_checkpoint(TRUNCATE)``, holding the writer): an idle node keeps no large
       file around.
@@ -136,6 +139,7 @@ class SqliteConnection:
         frame before the next one lands."""
         self._committed.set()
         self._restarting = True
+        rounds = 0
         try:
             while self._committed.wait(self._checkpoint_every) and not self._stop.is_set():
                 self._committed.clear()
@@ -143,7 +147,8 @@ class SqliteConnection:
                 if size <= self._wal_limit:
                     self.wal_resets += 1
                     return
-                if size > self._wal_hold:
+                rounds += 1
+                if rounds > FREE_ROUNDS or size > self._wal_hold:
                     self.held_rounds += 1
                     self._held(_checkpoint, conn)
                 else:
