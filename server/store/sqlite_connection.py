@@ -47,10 +47,10 @@ class SqliteConnection:
     * That thread runs a passive checkpoint every ``checkpoint_every`` seconds, which
       keeps the pages still to copy few.
     * When a commit leaves the WAL larger than ``wal_limit`` bytes, it wakes that
-      thread, which runs passive checkpoints back to back until one copies the last
-      frame before the next commit lands; that commit then starts the WAL over from
-      its beginning, and ``journal_size_limit`` cuts the file back to ``wal_limit``.
-      Nothing stops the writer meanwhile.
+      thread, which runs a passive checkpoint just after each commit until one copies
+      the last frame before the next commit lands; that commit then starts the WAL over
+      from its beginning (a write of its header, an fsync), and ``journal_size_limit``
+      cuts the file back to ``wal_limit``. Nothing stops the writer meanwhile.
     * If commits landed during ``FREE_ROUNDS`` such rounds (each an fsync of the
       database file), or the WAL passes twice ``wal_limit``, the next rounds hold the
       writer between two transactions (one commit's frames, and an fsync): the restart
