@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +50,11 @@ class SqliteConnection:
     * When a commit leaves the WAL larger than ``wal_limit`` bytes, it wakes that
       thread, which runs a passive checkpoint just after each commit until one copies
       the last frame before the next commit lands; that commit then starts the WAL over
-      from its beginning (a write of its header, an fsync), and ``journal_size_limit``
-      cuts the file back to ``wal_limit``. Nothing stops the writer meanwhile.
+      from its beginning (its header written and fsynced) and overwrites the file from
+      there. Nothing stops the writer meanwhile. The file keeps its size (cutting its
+      tail at each restart made that commit ~7 ms instead of ~0.4 ms):
+      ``journal_size_limit`` cuts it back only past three times ``wal_limit``, and the
+      log's own length is read from the WAL index (``wal_bytes``).
     * If commits landed during ``FREE_ROUNDS`` such rounds (each an fsync of the
       database file), or the WAL passes twice ``wal_limit``, the next rounds hold the
       writer between two transactions (one commit's frames, and an fsync): the restart
@@ -70,6 +74,8 @@ class SqliteConnection:
     ) -> None:
         self._path = path
         self._wal_path = f"{path}-wal"
+        self._shm: int | None = None  # the WAL index (``-shm``), read by ``wal_bytes``
+        self._frame = 24 + 4096  # a WAL frame's bytes: its header and a page
         self._wal_limit = wal_limit
         self._wal_hold = 2 * wal_limit  # past this, a round holds the writer
         self._checkpoint_every = checkpoint_every
@@ -108,6 +114,9 @@ class SqliteConnection:
         if self._conn is not None:
             await self._run(self._conn.close)
             self._conn = None
+        if self._shm is not None:
+            os.close(self._shm)
+            self._shm = None
         self._executor.shutdown(wait=True)
 
     def _checkpoint_loop(self, conn: sqlite3.Connection) -> None:
@@ -123,7 +132,7 @@ class SqliteConnection:
                     if idle and not woken:
                         if _wal_size(self._wal_path) and self._held(_truncate, conn):
                             self.idle_truncations += 1
-                    elif woken or _wal_size(self._wal_path) > self._wal_limit:
+                    elif woken or self.wal_bytes() > self._wal_limit:
                         self._restart(conn)
                     else:
                         _checkpoint(conn)
@@ -143,7 +152,7 @@ class SqliteConnection:
         try:
             while self._committed.wait(self._checkpoint_every) and not self._stop.is_set():
                 self._committed.clear()
-                size = _wal_size(self._wal_path)
+                size = self.wal_bytes()
                 if size <= self._wal_limit:
                     self.wal_resets += 1
                     return
@@ -155,6 +164,20 @@ class SqliteConnection:
                     _checkpoint(conn)
         finally:
             self._restarting = False
+
+    def wal_bytes(self) -> int:
+        """The write-ahead log's length since it last started over (its file may be longer).
+
+        The WAL index's header (``-shm``, see SQLite's "WAL-mode file format") holds
+        ``mxFrame``, the frames in the log, at byte 16 in native order; the writer reads
+        it after its own commit, the checkpointer between rounds."""
+        if self._shm is None:
+            return _wal_size(self._wal_path)
+        try:
+            frames = int.from_bytes(os.pread(self._shm, 4, 16), sys.byteorder)
+        except OSError:
+            return _wal_size(self._wal_path)
+        return 32 + frames * self._frame if frames else 0
 
     def _held(self, checkpoint: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
         with self._writer:
@@ -180,8 +203,14 @@ class SqliteConnection:
         for pragma in PRAGMAS:
             conn.execute(f"PRAGMA {pragma}")
         conn.execute("PRAGMA wal_autocheckpoint=0")  # see the class docstring
-        # Whenever the WAL restarts from its beginning, cut the file back to this size.
-        conn.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
+        # A restart cuts a file longer than this back to it (see the class docstring).
+        conn.execute(f"PRAGMA journal_size_limit={3 * self._wal_limit}")
+        self._frame = 24 + conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # the index exists
+        try:
+            self._shm = os.open(f"{self._path}-shm", os.O_RDONLY)
+        except OSError as exc:  # then ``wal_bytes`` is the file's size
+            log.warning("the SQLite WAL index cannot be read: %s", exc)
         self._conn = conn
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -199,12 +228,12 @@ class SqliteConnection:
         self._commits += 1
         if self._restarting:
             self._committed.set()
-        elif not self._wake.is_set() and _wal_size(self._wal_path) > self._wal_limit:
+        elif not self._wake.is_set() and self.wal_bytes() > self._wal_limit:
             self._wake.set()
         return result
 
 
-def _wal_size(path: str) -> int:
+def _wal_size(path: str) -> int:  # the file's, not the log's: see ``wal_bytes``
     try:
         return os.stat(path).st_size
     except FileNotFoundError:
