@@ -133,6 +133,7 @@ class SqliteStore:
     async def close(self) -> None:
         await self._lite.close()
         await self._engine.dispose()
+        self._lite.release()  # the last: see there
 
     async def ping(self) -> None:
         async with self._engine.connect() as conn:

@@ -114,10 +114,15 @@ class SqliteConnection:
         if self._conn is not None:
             await self._run(self._conn.close)
             self._conn = None
+        self._executor.shutdown(wait=True)
+
+    def release(self) -> None:
+        """Close the WAL index's file: only once every connection of this process to the
+        database is closed (closing any descriptor of a file drops all the process's
+        POSIX locks on it, SQLite's on the index included)."""
         if self._shm is not None:
             os.close(self._shm)
             self._shm = None
-        self._executor.shutdown(wait=True)
 
     def _checkpoint_loop(self, conn: sqlite3.Connection) -> None:
         seen = self._commits
