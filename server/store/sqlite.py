@@ -133,6 +133,7 @@ class SqliteStore:
     async def close(self) -> None:
         await self._lite.close()
         await self._engine.dispose()
+        self._lite.release()  # the last: see there
 
     async def ping(self) -> None:
         async with self._engine.connect() as conn:
@@ -341,6 +342,18 @@ def _admitted(type_filter: TypeFilter) -> tuple[str, list[str]]:
     return "1", []
 
 
+def keyed(pairs: int) -> str:
+    """The rows of ``pairs`` (user, idempotency key) pairs, with their key.
+
+    The pairs come through a subquery: ``IN (VALUES (?, ?), (?, ?))`` itself makes SQLite
+    scan the whole index for more than one pair (one probe per pair instead)."""
+    values = ", ".join("(?, ?)" for _ in range(pairs))
+    return (
+        f"SELECT {COLUMNS}, idempotency_key FROM {SOURCE} WHERE idempotency_key IS NOT NULL "
+        f"AND (user_id, idempotency_key) IN (SELECT column1, column2 FROM (VALUES {values}))"
+    )
+
+
 def create(
     conn: sqlite3.Connection,
     items: Sequence[NewNotification],
@@ -360,12 +373,7 @@ def create(
     keys = sorted({(i.user_id, i.idempotency_key) for i in items if i.idempotency_key})
     existing: dict[tuple[str, str], Notification] = {}
     for chunk in chunks(keys, CHUNK):
-        pairs = ", ".join("(?, ?)" for _ in chunk)
-        query = (
-            f"SELECT {COLUMNS}, idempotency_key FROM {SOURCE} WHERE idempotency_key "
-            f"IS NOT NULL AND (user_id, idempotency_key) IN (VALUES {pairs})"
-        )
-        for row in conn.execute(query, [v for pair in chunk for v in pair]):
+        for row in conn.execute(keyed(len(chunk)), [v for pair in chunk for v in pair]):
             existing[(row[1], row[NCOLUMNS])] = notification(row)
     fresh, plan = plan_creates(items, existing)
     new = _insert(conn, fresh, now, created_at)

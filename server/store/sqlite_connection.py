@@ -13,8 +13,8 @@ import asyncio
 import logging
 import os
 import sqlite3
+import sys
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -26,9 +26,10 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
 PRAGMAS = (f"busy_timeout={BUSY_TIMEOUT_MS}", *SQLITE_PRAGMAS)
 CHECKPOINT_EVERY = 1.0  # seconds between passive WAL checkpoints
-WAL_LIMIT = 16 * 2**20  # bytes: a larger WAL is reset between two commits
-RESET_WAIT_MS = 200  # how long a reset or an idle truncation waits for readers
-RESET_RETRY = 0.5  # seconds before a reset that readers held up is tried again
+WAL_LIMIT = 16 * 2**20  # bytes: past this the WAL is brought back to its start
+#: Rounds that leave the writer free before one holds it, to bring the WAL back.
+FREE_ROUNDS = 4
+RESET_WAIT_MS = 200  # how long an idle truncation waits for readers
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +38,31 @@ class SqliteConnection:
     """One SQLite connection on a thread of its own; ``transaction`` runs a function there.
 
     The write-ahead log. A checkpoint copies the WAL's pages into the database file
-    (with an fsync); the WAL file itself is only rewritten from its start once a
-    checkpoint has copied *every* page and no reader still uses them, which passive
-    checkpoints never see while writes keep coming: the file then grows without end
-    (hundreds of MiB in a minute at full speed). So:
+    (with an fsync); the WAL file itself is only rewritten from its start by the first
+    write after a checkpoint that copied *every* frame (when no reader still uses
+    them). Checkpoints that race with commits never see that, and the file then grows
+    without end (hundreds of MiB in a minute at full speed). So:
 
-    * This connection never checkpoints inside a commit (that would stall every create
-      queued behind it); a second connection, on a second thread, runs passive
-      checkpoints every ``checkpoint_every`` seconds, which never block the writer and
-      keep the pages still to copy few.
-    * After a commit that leaves the WAL larger than ``wal_limit`` bytes, this
-      connection resets it (``wal_checkpoint(TRUNCATE)``: copy the few pages left,
-      fsync, truncate the file to zero) once that commit's caller has its answer and
-      before the next transaction begins, waiting at most ``RESET_WAIT_MS`` for a
-      passive round in progress (SQLite refuses a second checkpoint at once) and for
-      readers; if they hold it up, it tries again
-      ``RESET_RETRY`` seconds later. The WAL thus stays near ``wal_limit`` plus one
-      group's pages, and the stall is one short checkpoint per ``wal_limit`` written.
-    * A checkpoint round that finds no commit since the last one truncates the WAL:
-      an idle node keeps no large file around.
+    * This connection never checkpoints: a second connection, on a thread of its own,
+      does, and a create never waits for an fsync of the database file.
+    * That thread runs a passive checkpoint every ``checkpoint_every`` seconds, which
+      keeps the pages still to copy few.
+    * When a commit leaves the WAL larger than ``wal_limit`` bytes, it wakes that
+      thread, which runs a passive checkpoint just after each commit until one copies
+      the last frame before the next commit lands; that commit then starts the WAL over
+      from its beginning (its header written and fsynced) and overwrites the file from
+      there. Nothing stops the writer meanwhile. The file keeps its size (cutting its
+      tail at each restart made that commit ~7 ms instead of ~0.4 ms):
+      ``journal_size_limit`` cuts it back only past three times ``wal_limit``, and the
+      log's own length is read from the WAL index (``wal_bytes``).
+    * If commits landed during ``FREE_ROUNDS`` such rounds (each an fsync of the
+      database file), or the WAL passes twice ``wal_limit``, the next rounds hold the
+      writer between two transactions (one commit's frames, and an fsync): the restart
+      costs a bounded number of fsyncs and no longer depends on the gaps between
+      commits.
+    * A checkpoint round that finds no commit since the last one truncates the WAL
+      (``wal_checkpoint(TRUNCATE)``, holding the writer): an idle node keeps no large
+      file around.
     """
 
     def __init__(
@@ -67,78 +74,131 @@ class SqliteConnection:
     ) -> None:
         self._path = path
         self._wal_path = f"{path}-wal"
+        self._shm: int | None = None  # the WAL index (``-shm``), read by ``wal_bytes``
+        self._frame = 24 + 4096  # a WAL frame's bytes: its header and a page
         self._wal_limit = wal_limit
+        self._wal_hold = 2 * wal_limit  # past this, a round holds the writer
         self._checkpoint_every = checkpoint_every
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tidings-sqlite")
-        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="tidings-checkpoint")
         self._conn: sqlite3.Connection | None = None
-        self._checkpoints: asyncio.Task[None] | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._wake = threading.Event()  # the WAL passed its limit, or closing
+        self._stop = threading.Event()
+        self._restarting = False  # the checkpointer waits for commits (``_committed``)
+        self._committed = threading.Event()
         self._commits = 0  # written on the connection's thread only
-        self._next_reset = 0.0
-        self._reset_due = False
-        # SQLite runs one checkpoint at a time and refuses a second at once (no busy
-        # wait): the reset waits for a passive round in progress instead of failing.
-        self._checkpointing = threading.Lock()
-        #: How many times the WAL was reset for size, and truncated while idle.
+        # Held by every transaction, and by the checkpointer when it must hold the writer
+        # (a Python lock: the writer resumes at once, not after SQLite's busy sleeps).
+        self._writer = threading.Lock()
+        #: How many times the WAL started over from its beginning after passing its limit,
+        #: how many checkpoint rounds held the writer for it, and idle truncations.
         self.wal_resets = 0
+        self.held_rounds = 0
         self.idle_truncations = 0
 
     async def open(self) -> None:
         await self._run(self._connect)
-        self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="tidings-wal")
+        checkpointer = await self._run(self._open_checkpointer)
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, args=(checkpointer,), name="tidings-wal", daemon=True
+        )
+        self._checkpointer.start()
 
     async def close(self) -> None:
-        if self._checkpoints is not None:
-            self._checkpoints.cancel()
-            await asyncio.gather(self._checkpoints, return_exceptions=True)
+        if self._checkpointer is not None:
+            self._stop.set()
+            self._wake.set()
+            self._committed.set()
+            await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
+            self._checkpointer = None
         if self._conn is not None:
             await self._run(self._conn.close)
             self._conn = None
         self._executor.shutdown(wait=True)
-        self._checkpointer.shutdown(wait=True)
 
-    async def _checkpoint_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        conn = await loop.run_in_executor(self._checkpointer, self._open_checkpointer)
+    def release(self) -> None:
+        """Close the WAL index's file: only once every connection of this process to the
+        database is closed (closing any descriptor of a file drops all the process's
+        POSIX locks on it, SQLite's on the index included)."""
+        if self._shm is not None:
+            os.close(self._shm)
+            self._shm = None
+
+    def _checkpoint_loop(self, conn: sqlite3.Connection) -> None:
         seen = self._commits
         try:
-            while True:
-                await asyncio.sleep(self._checkpoint_every)
+            while not self._stop.is_set():
+                woken = self._wake.wait(self._checkpoint_every)
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
                 idle, seen = self._commits == seen, self._commits
                 try:
-                    if idle and _wal_size(self._wal_path):
-                        if await loop.run_in_executor(
-                            self._checkpointer, self._locked, _truncate, conn
-                        ):
+                    if idle and not woken:
+                        if _wal_size(self._wal_path) and self._held(_truncate, conn):
                             self.idle_truncations += 1
-                    elif not idle:
-                        await loop.run_in_executor(
-                            self._checkpointer, self._locked, _checkpoint, conn
-                        )
+                    elif woken or self.wal_bytes() > self._wal_limit:
+                        self._restart(conn)
+                    else:
+                        _checkpoint(conn)
                 except sqlite3.Error as exc:  # the next round retries
                     log.warning("WAL checkpoint failed: %s", exc)
         finally:
-            await asyncio.shield(loop.run_in_executor(self._checkpointer, conn.close))
+            conn.close()
 
-    def _locked(self, checkpoint: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
-        with self._checkpointing:
+    def _restart(self, conn: sqlite3.Connection) -> None:
+        """Checkpoint until a commit starts the WAL over (it is then at most ``wal_limit``).
+
+        Each round begins just after a commit, so that it is likeliest to copy the last
+        frame before the next one lands."""
+        self._committed.set()
+        self._restarting = True
+        rounds = 0
+        try:
+            while self._committed.wait(self._checkpoint_every) and not self._stop.is_set():
+                self._committed.clear()
+                size = self.wal_bytes()
+                if size <= self._wal_limit:
+                    self.wal_resets += 1
+                    return
+                rounds += 1
+                if rounds > FREE_ROUNDS or size > self._wal_hold:
+                    self.held_rounds += 1
+                    self._held(_checkpoint, conn)
+                else:
+                    _checkpoint(conn)
+        finally:
+            self._restarting = False
+
+    def wal_bytes(self) -> int:
+        """The write-ahead log's length since it last started over (its file may be longer).
+
+        The WAL index's header (``-shm``, see SQLite's "WAL-mode file format") holds
+        ``mxFrame``, the frames in the log, at byte 16 in native order; the writer reads
+        it after its own commit, the checkpointer between rounds."""
+        if self._shm is None:
+            return _wal_size(self._wal_path)
+        try:
+            frames = int.from_bytes(os.pread(self._shm, 4, 16), sys.byteorder)
+        except OSError:
+            return _wal_size(self._wal_path)
+        return 32 + frames * self._frame if frames else 0
+
+    def _held(self, checkpoint: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+        with self._writer:
             return checkpoint(conn)
 
     def _open_checkpointer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        # Only an idle truncation waits (for a reader, or a create that just began): briefly.
+        # Only an idle truncation waits (for a reader): briefly. FULL: a checkpoint syncs
+        # the database file before the WAL's frames may be overwritten.
         conn.execute(f"PRAGMA busy_timeout={RESET_WAIT_MS}")
+        conn.execute("PRAGMA synchronous=FULL")
         return conn
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back if it raises)."""
-        result: T = await self._run(self._transaction, fn)
-        if self._reset_due:
-            # Queued behind this transaction on the connection's thread, ahead of the
-            # next one: the caller hears of its commit without waiting for the reset.
-            self._reset_due = False
-            self._executor.submit(self._reset_wal)
-        return result
+        return await self._run(self._transaction, fn)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -148,57 +208,47 @@ class SqliteConnection:
         for pragma in PRAGMAS:
             conn.execute(f"PRAGMA {pragma}")
         conn.execute("PRAGMA wal_autocheckpoint=0")  # see the class docstring
-        # Whenever the WAL restarts from its beginning, cut the file back to this size.
-        conn.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
+        # A restart cuts a file longer than this back to it (see the class docstring).
+        conn.execute(f"PRAGMA journal_size_limit={3 * self._wal_limit}")
+        self._frame = 24 + conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # the index exists
+        try:
+            self._shm = os.open(f"{self._path}-shm", os.O_RDONLY)
+        except OSError as exc:  # then ``wal_bytes`` is the file's size
+            log.warning("the SQLite WAL index cannot be read: %s", exc)
         self._conn = conn
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
         if conn is None:
             raise RuntimeError("the SQLite connection is not open")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._writer:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
         self._commits += 1
-        if _wal_size(self._wal_path) > self._wal_limit and time.monotonic() >= self._next_reset:
-            self._reset_due = True
+        if self._restarting:
+            self._committed.set()
+        elif not self._wake.is_set() and self.wal_bytes() > self._wal_limit:
+            self._wake.set()
         return result
 
-    def _reset_wal(self) -> None:
-        """Copy what is left of the WAL into the database and truncate it (see above)."""
-        conn = self._conn
-        if conn is None:
-            return
-        if not self._checkpointing.acquire(timeout=RESET_WAIT_MS / 1000):
-            self._next_reset = time.monotonic() + RESET_RETRY
-            return
-        conn.execute(f"PRAGMA busy_timeout={RESET_WAIT_MS}")
-        try:
-            if _truncate(conn):
-                self.wal_resets += 1
-            else:
-                self._next_reset = time.monotonic() + RESET_RETRY
-        except sqlite3.Error as exc:
-            log.warning("WAL reset failed: %s", exc)
-            self._next_reset = time.monotonic() + RESET_RETRY
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._checkpointing.release()
 
-
-def _wal_size(path: str) -> int:
+def _wal_size(path: str) -> int:  # the file's, not the log's: see ``wal_bytes``
     try:
         return os.stat(path).st_size
     except FileNotFoundError:
         return 0
 
 
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+def _checkpoint(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """A passive checkpoint: (busy, frames in the WAL, frames copied so far)."""
+    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return busy, frames, copied
 
 
 def _truncate(conn: sqlite3.Connection) -> bool:
