@@ -3,7 +3,7 @@ nothing else is held back or reordered."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import h11
 from hypercorn.config import Config
@@ -34,16 +34,9 @@ def protocol(request: bytes) -> tuple[CoalescingH11Protocol, list[Event]]:
     config.include_server_header = False
     config.include_date_header = False
     context: Any = Context()
+    unused: Any = None  # the parts of a connection these tests do not reach
     proto = CoalescingH11Protocol(
-        None,
-        config,
-        context,
-        None,
-        None,
-        False,
-        None,
-        None,
-        send,  # type: ignore[arg-type]
+        unused, config, context, unused, unused, False, unused, unused, cast(Any, send)
     )
     proto.connection.receive_data(request)
     assert isinstance(proto.connection.next_event(), h11.Request)

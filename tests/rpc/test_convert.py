@@ -255,7 +255,8 @@ def test_each_row_of_a_mixed_commit_reaches_its_session_as_itself() -> None:
 def test_a_delivery_is_what_protobuf_writes_for_any_id_and_user(nid: int, user: str) -> None:
     """The id and user id are framed by hand: every varint width, UTF-8, long ids."""
     n = Notification(nid, user, "a", "t" * 300, "m", "{}", Priority.NORMAL, WHEN)
-    for batch in (None, {}):
+    batches: tuple[dict[object, object] | None, ...] = (None, {})
+    for batch in batches:
         assert convert.delivery_bytes(n, batch) == reference(n)
 
 
