@@ -87,7 +87,8 @@ test: setup lint browser ## lint, then the whole test suite
 browser: ## install Chromium for the browser tests (apt; needs root), unless present
 	@test -x /usr/bin/chromium || { \
 	  echo "installing chromium with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	  apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium >/dev/null; }
 
 lint: setup ## ruff, mypy --strict, buf lint/format/breaking
 	$(BIN)/ruff check .
