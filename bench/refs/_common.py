@@ -69,6 +69,27 @@ def parse_target(command: str) -> tuple[str, str]:
     return target, payload
 
 
+async def serve_hypercorn(app: Any, host: str, port: int) -> None:
+    """Serve a Quart ``app`` with hypercorn on the running loop until killed (no access
+    log, no server header), announcing it ready once it serves."""
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    sock = listen(host, port)
+    config = Config()
+    config.bind = [f"fd://{sock.fileno()}"]
+    config.backlog = 4096
+    config.accesslog = None
+    config.include_server_header = False
+    bound = sock.getsockname()[1]
+
+    async def announce() -> None:
+        ready(host, bound)
+
+    app.before_serving(announce)
+    await serve(app, config, shutdown_trigger=asyncio.Future)
+
+
 async def serve_uvicorn(app: Any, host: str, port: int) -> None:
     """Serve an ASGI ``app`` with uvicorn on the running loop until killed."""
     import uvicorn

@@ -11,15 +11,12 @@ clients.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from typing import Any
 
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 from quart import Quart, request
 
-from bench.refs._common import listen, parse_args, ready, run
+from bench.refs._common import parse_args, run, serve_hypercorn
 
 app = Quart(__name__)
 ids = itertools.count(1)
@@ -32,23 +29,6 @@ async def create() -> tuple[dict[str, Any], int]:
     return {"id": next(ids), **body, "read": False}, 201
 
 
-async def main(host: str, port: int) -> None:
-    """Serve until killed."""
-    sock = listen(host, port)
-    config = Config()
-    config.bind = [f"fd://{sock.fileno()}"]
-    config.backlog = 4096
-    config.accesslog = None
-    config.include_server_header = False
-    bound = sock.getsockname()[1]
-
-    async def announce() -> None:
-        ready(host, bound)
-
-    app.before_serving(announce)
-    await serve(app, config, shutdown_trigger=asyncio.Future)
-
-
 if __name__ == "__main__":
     args = parse_args(__doc__.split("\n\n")[0])
-    run(main(args.host, args.port), args.loop)
+    run(serve_hypercorn(app, args.host, args.port), args.loop)

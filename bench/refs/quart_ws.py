@@ -12,12 +12,10 @@ import asyncio
 from collections import defaultdict
 from typing import Any, cast
 
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 from quart import Quart, websocket
 from quart.wrappers import Websocket
 
-from bench.refs._common import HELLO, listen, parse_args, parse_target, ready, run
+from bench.refs._common import HELLO, parse_args, parse_target, run, serve_hypercorn
 
 app = Quart(__name__)
 clients: set[Websocket] = set()
@@ -58,23 +56,6 @@ async def control() -> None:
             await _send_all(by_id.get(target, set()), payload)
 
 
-async def main(host: str, port: int) -> None:
-    """Serve until killed."""
-    sock = listen(host, port)
-    config = Config()
-    config.bind = [f"fd://{sock.fileno()}"]
-    config.backlog = 4096
-    config.accesslog = None
-    config.include_server_header = False
-    bound = sock.getsockname()[1]
-
-    async def announce() -> None:
-        ready(host, bound)
-
-    app.before_serving(announce)
-    await serve(app, config, shutdown_trigger=asyncio.Future)
-
-
 if __name__ == "__main__":
     args = parse_args(__doc__.split("\n\n")[0])
-    run(main(args.host, args.port), args.loop)
+    run(serve_hypercorn(app, args.host, args.port), args.loop)

@@ -382,16 +382,8 @@ class Session:
         """
         if self._taken:
             self.confirm()
-        outbox = self._outbox
-        if outbox:
-            event = outbox.popleft()
-            self._outbox_bytes -= event_size(event)
-            if type(event) is Delivery:
-                if self._taken is None:
-                    self._taken = [event.envelope]
-                else:
-                    self._taken.append(event.envelope)
-            return event
+        if self._outbox:
+            return self._pop()
         if self._closed is not None and not self._final_taken:
             self._final_taken = True
             return self._closed
@@ -421,18 +413,22 @@ class Session:
         taken: list[Event] = []
         outbox = self._outbox
         while outbox and len(taken) < limit:
-            event = outbox.popleft()
-            self._outbox_bytes -= event_size(event)
-            if type(event) is Delivery:
-                if self._taken is None:
-                    self._taken = [event.envelope]
-                else:
-                    self._taken.append(event.envelope)
-            taken.append(event)
+            taken.append(self._pop())
         if not outbox and self._closed is not None and not self._final_taken:
             self._final_taken = True
             taken.append(self._closed)
         return taken
+
+    def _pop(self) -> Event:
+        """The outbox's first event, out of it; a delivery's envelope counts as taken."""
+        event = self._outbox.popleft()
+        self._outbox_bytes -= event_size(event)
+        if type(event) is Delivery:
+            if self._taken is None:
+                self._taken = [event.envelope]
+            else:
+                self._taken.append(event.envelope)
+        return event
 
     @property
     def waiting(self) -> bool:

@@ -208,7 +208,7 @@ def delivery_bytes(n: Notification, batch: dict[object, object] | None = None) -
             batch[key] = tail
     # Fields 1–2 by hand (as protobuf writes them: both left out when empty or zero),
     # then the two enclosing length prefixes around the shared tail.
-    varint = _varint
+    varint = wire.varint
     user = n.user_id.encode()
     inner = (
         (_NOTIFICATION_ID + varint(n.id) if n.id else b"")
@@ -217,20 +217,6 @@ def delivery_bytes(n: Notification, batch: dict[object, object] | None = None) -
     )
     head = wire.NOTIFICATION_EVENT_NOTIFICATION + varint(len(inner))
     return wire.CONNECT_RESPONSE_NOTIFICATION + varint(len(head) + len(inner)) + head + inner
-
-
-_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
-
-
-def _varint(value: int) -> bytes:
-    """``wire.varint``, without its loop up to three bytes (ids up to 2 097 151)."""
-    if value < 0x80:
-        return _ONE_BYTE[value]
-    if value < 0x4000:
-        return bytes(((value & 0x7F) | 0x80, value >> 7))
-    if value < 0x200000:
-        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
-    return wire.varint(value)
 
 
 #: The keys of ``Notification.id`` (1, a varint) and ``Notification.user_id`` (2).
