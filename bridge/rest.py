@@ -46,7 +46,7 @@ from bridge.openapi import admin_only, is_admin_only, no_content, optional_body,
 from bridge.outcomes import ApiError
 from bridge.responses import json_response
 from bridge.state import bridge_state
-from bridge.upstream import CALL_TIMEOUT
+from bridge.upstream import BROADCAST_TIMEOUT, CALL_TIMEOUT
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -57,14 +57,19 @@ api = Blueprint("api", __name__, url_prefix="/api/v1")
 ops = Blueprint("ops", __name__)
 
 
-async def _call(method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], message: Req) -> Resp:
-    """One engine call with the caller's credentials; failures raise ``ApiError``."""
+async def _call(
+    method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+    message: Req,
+    timeout: float | None = None,
+) -> Resp:
+    """One engine call with the caller's credentials, answered within ``timeout``
+    seconds (default ``CALL_TIMEOUT``); failures raise ``ApiError``."""
     try:
         metadata = http_metadata(request.headers)
     except BadMetadata as exc:
         raise ApiError(401, "unauthorized", exc.message) from None
     try:
-        return await method(message, metadata=metadata, timeout=CALL_TIMEOUT)
+        return await method(message, metadata=metadata, timeout=timeout or CALL_TIMEOUT)
     except grpc.aio.AioRpcError as exc:
         raise ApiError.from_rpc(exc) from None
 
@@ -281,7 +286,9 @@ async def broadcast(data: schemas.Broadcast) -> Response:
         expires_at=_timestamp(data.expires_at),
         ignore_mutes=data.ignore_mutes,
     )
-    answer = await _call(bridge_state().upstream.admin.BroadcastNotification, message)
+    answer = await _call(
+        bridge_state().upstream.admin.BroadcastNotification, message, BROADCAST_TIMEOUT
+    )
     return json_response({"created": answer.created}, 201)
 
 

@@ -31,6 +31,10 @@ ERROR_FIELD_KEY: Final = keys.ERROR_FIELD
 
 #: Unary calls that take longer than this fail with DEADLINE_EXCEEDED (HTTP 503).
 CALL_TIMEOUT: Final = 10.0
+#: A broadcast commits and delivers slice after slice (docs/PROTOCOL.md §4.7): cut short
+#: by the ordinary deadline, a large one would stop halfway, answer 503 and invite a
+#: retry that gives its first recipients the notification twice.
+BROADCAST_TIMEOUT: Final = 300.0
 HEALTH_TIMEOUT: Final = 2.0
 
 #: The engine tolerates pings every 10 s; keepalive notices a dead engine within ~40 s.
