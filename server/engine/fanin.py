@@ -114,6 +114,5 @@ class FanIn:
     def _offer(self, envelope: Envelope) -> None:
         """Offer to the local sessions; a queued row that all of them decline (by their
         filters) is reported as ``declined``."""
-        n = envelope.notification
-        if self._hub.offer(envelope) and envelope.queued and self._hub.declined(n):
-            self._declined(n)
+        if self._hub.offer(envelope) and envelope.queued:
+            self._declined(envelope.notification)

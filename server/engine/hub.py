@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from server.engine.events import Envelope, Event
-from server.engine.models import Notification
 from server.engine.session import Session
 
 
@@ -15,9 +14,6 @@ class Hub:
     def __init__(self) -> None:
         self._by_user: dict[str, dict[str, Session]] = {}
         self._count = 0
-        # The notification offered last, and whether a session admitted it.
-        self._last: Notification | None = None
-        self._last_admitted = False
 
     def add(self, session: Session) -> None:
         sessions = self._by_user.setdefault(session.user_id, {})
@@ -38,34 +34,23 @@ class Hub:
     def has(self, user_id: str) -> bool:
         return user_id in self._by_user
 
-    def offer(self, envelope: Envelope) -> int:
-        """Hand a notification to every session of its user; how many sessions there were."""
+    def offer(self, envelope: Envelope) -> bool:
+        """Hand a notification to every session of its user. Returns whether it was
+        declined: the user has sessions here and every one refuses it (filter, mutes,
+        expiry), so none of them will take it."""
         n = envelope.notification
         sessions = self._by_user.get(n.user_id)
         if not sessions:
-            return 0
-        count = len(sessions)
+            return False
         # ``admitted``: whether a session still here (not closed by it as slow) admits it.
-        if count == 1:  # the common case, without copying (an offer may close a session)
+        if len(sessions) == 1:  # the common case, without copying (an offer may close one)
             session = next(iter(sessions.values()))
             admitted = session.offer(envelope) and not session.closed
         else:
             admitted = False
             for session in list(sessions.values()):
                 admitted = (session.offer(envelope) and not session.closed) or admitted
-        # What ``declined`` asks next, known already.
-        self._last, self._last_admitted = n, admitted
-        return count
-
-    def declined(self, notification: Notification) -> bool:
-        """Whether its user has sessions here and every one refuses it (filter, mutes,
-        expiry)."""
-        sessions = self._by_user.get(notification.user_id)
-        if not sessions:
-            return False
-        if notification is self._last:  # just offered: the sessions said so then
-            return not self._last_admitted
-        return not any(s.admits(notification) for s in sessions.values())
+        return not admitted and n.user_id in self._by_user
 
     def push(self, user_id: str, event: Event) -> int:
         """Queue an event on every session of a user; how many sessions there were."""
