@@ -16,11 +16,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from quart import Quart
 from tidings.v1 import admin_pb2, notification_pb2
 
-from bridge.app import BridgeApp, create_app
+from bridge.app import BridgeApp
 from bridge.fastcreate import FastCreate
 from bridge.state import bridge_state
 from bridge.upstream import ERROR_CODE_KEY
-from server.rpc.inprocess import InProcessStubs
+from tests.bridge.standin import bridge_app
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -59,20 +59,10 @@ class Admin:
         )
 
 
-class Health:
-    async def Check(self, request: object, context: object) -> None:
-        raise NotImplementedError
-
-
 @pytest_asyncio.fixture
 async def app() -> AsyncIterator[Quart]:
-    stubs = InProcessStubs.of(object(), Admin(), object(), Health())
-    app = create_app("127.0.0.1:1", local=stubs)
-    await app.startup()
-    try:
+    async with bridge_app(Admin()) as app:
         yield app
-    finally:
-        await app.shutdown()
 
 
 def scope(body: bytes) -> dict[str, Any]:

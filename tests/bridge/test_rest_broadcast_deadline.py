@@ -14,8 +14,7 @@ from quart import Quart
 from tidings.v1 import admin_pb2
 
 from bridge import rest
-from bridge.app import create_app
-from server.rpc.inprocess import InProcessStubs
+from tests.bridge.standin import bridge_app
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -34,20 +33,10 @@ class Admin:
         return admin_pb2.BroadcastNotificationResponse(created=len(request.user_ids))
 
 
-class Health:
-    async def Check(self, request: object, context: object) -> None:
-        raise NotImplementedError
-
-
 @pytest_asyncio.fixture
 async def app() -> AsyncIterator[Quart]:
-    stubs = InProcessStubs.of(object(), Admin(), object(), Health())
-    app = create_app("127.0.0.1:1", local=stubs)
-    await app.startup()
-    try:
+    async with bridge_app(Admin()) as app:
         yield app
-    finally:
-        await app.shutdown()
 
 
 BODY = {"user_ids": ["a", "b", "c"], "type": "t", "title": "everyone"}
