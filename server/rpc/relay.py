@@ -14,6 +14,11 @@ handles them itself while they need no I/O, and a command that needs the store
 commands of that session that come meanwhile wait behind it (at most
 ``MAX_WAITING`` of them — a client that sends more is closed as slow), while the
 other sessions go on.
+
+Commands may come before their session has finished opening (the open replays from the
+store): they wait, in order, within the same bound, and run once it is open; a client
+that sends more is closed as slow as soon as the session opens. If the open fails they
+go with it: the session's ``end`` frame says why.
 """
 
 from __future__ import annotations
@@ -120,6 +125,9 @@ class _Relay:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Sessions with a store command running: the commands that came since, in order.
         self._waiting: dict[int, deque[Command | _Invalid]] = {}
+        #: Sessions still opening: the commands that came meanwhile, in order.
+        self._early: dict[int, deque[Command | _Invalid]] = {}
+        self._overflowed: set[int] = set()  # opening sessions sent more than MAX_WAITING
 
     async def read(self, requests: AsyncIterable[relay_pb2.RelayRequest]) -> None:
         async for request in requests:
@@ -216,6 +224,8 @@ class _Relay:
             session = await open_session(self._engine, self._auth, metadata, params)
         except TidingsError as exc:
             self._opening.discard(sid)
+            self._early.pop(sid, None)
+            self._overflowed.discard(sid)
             if self._abandoned_now(sid):
                 return
             status = status_for(exc)
@@ -228,11 +238,19 @@ class _Relay:
             self._wake.set()
             return
         self._opening.discard(sid)
+        early = self._early.pop(sid, None)
+        overflowed = sid in self._overflowed
+        self._overflowed.discard(sid)
         if self._abandoned_now(sid) or sid in self._sessions:  # gone already, or id reused
             session.close(CloseReason.CLIENT_GONE)
             return
         self._sessions[sid] = session
         session.watch(lambda: self._on_ready(sid, session))
+        if overflowed:
+            session.close(CloseReason.SLOW, "the client sent faster than it is answered")
+        elif early:  # what came meanwhile runs first; what comes from now on queues behind
+            self._waiting[sid] = early
+            self._spawn(self._in_order(sid, session, early.popleft()))
 
     def _abandoned_now(self, sid: int) -> bool:
         if sid in self._abandoned:
@@ -248,6 +266,8 @@ class _Relay:
         """Pass one client message of ``sid`` on, after those that came before it."""
         session = self._sessions.get(sid)
         if session is None:
+            if sid in self._opening:
+                self._wait_for_open(sid, item)
             return
         waiting = self._waiting.get(sid)
         if waiting is not None:  # a store command of this session runs: queue behind it
@@ -261,7 +281,16 @@ class _Relay:
         else:
             await _apply(session, item)
 
-    async def _in_order(self, sid: int, session: Session, first: Command) -> None:
+    def _wait_for_open(self, sid: int, item: Command | _Invalid) -> None:
+        """Keep ``item`` until ``sid`` has opened (within ``MAX_WAITING``)."""
+        early = self._early.setdefault(sid, deque())
+        if len(early) >= MAX_WAITING:
+            self._overflowed.add(sid)
+            early.clear()
+        elif sid not in self._overflowed:
+            early.append(item)
+
+    async def _in_order(self, sid: int, session: Session, first: Command | _Invalid) -> None:
         """Run ``first``, then what queued behind it, until nothing waits."""
         waiting = self._waiting[sid]
         item: Command | _Invalid = first
@@ -277,9 +306,12 @@ class _Relay:
 
     async def _refresh(self, sid: int, request: stream_pb2.ConnectRequest) -> None:
         """A token refresh: verified (which may wait for keys) out of line."""
+        refresh = await command(self._auth, request)
         session = self._sessions.get(sid)
         if session is not None:
-            await session.handle(await command(self._auth, request))
+            await session.handle(refresh)
+        elif sid in self._opening:
+            self._wait_for_open(sid, refresh)
 
     def _close(self, sid: int, undelivered: Sequence[int]) -> None:
         """The client is done with ``sid``: requeue what it could not pass on, close the
@@ -288,6 +320,8 @@ class _Relay:
             self._engine.undelivered(list(undelivered))
         session = self._sessions.pop(sid, None)
         self._waiting.pop(sid, None)
+        self._early.pop(sid, None)
+        self._overflowed.discard(sid)
         if session is None:
             if sid in self._opening:
                 self._abandoned.add(sid)
@@ -311,6 +345,7 @@ class _Relay:
         self._sessions.clear()
         self._ready.clear()
         self._waiting.clear()
+        self._early.clear()
 
 
 def _confirm(sessions: list[Session]) -> None:

@@ -147,3 +147,48 @@ async def test_the_relay_ending_closes_its_sessions(node: Node) -> None:
         return not (await node.engine.status("gone")).connected
 
     await until(closed)
+
+
+def _command(sid: int, **kind: Any) -> relay_pb2.RelayRequest:
+    return relay_pb2.RelayRequest(
+        command=relay_pb2.RelayCommand(session_id=sid, request=stream_pb2.ConnectRequest(**kind))
+    )
+
+
+async def test_commands_sent_while_the_session_opens_are_applied_in_order(node: Node) -> None:
+    made = await node.create("early")
+    relay = Relay(node)
+    await relay.open(1, "early")
+    # no wait for the greeting: the open (a replay) is still running when these come
+    await relay.call.write(_command(1, ping=stream_pb2.PingCommand()))
+    await relay.call.write(
+        _command(1, mark_read=stream_pb2.MarkReadCommand(notification_id=made.id))
+    )
+    await relay.call.write(_command(1, get_counts=stream_pb2.GetCountsCommand()))
+    await relay.call.write(_command(1, ping=stream_pb2.PingCommand()))
+    expected = [
+        "connection_established",
+        "notification",
+        "pong",
+        "notification_marked_read",
+        "counts",
+        "pong",
+    ]
+    await relay.until(lambda: [k for k in relay.kinds(1) if k != "heartbeat"] == expected)
+    assert relay.events[1][4].counts.unread == 0
+    assert 1 not in relay.ends
+    await relay.close()
+
+
+async def test_too_many_commands_before_the_open_close_the_session_as_slow(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("server.rpc.relay.MAX_WAITING", 2)
+    relay = Relay(node)
+    await relay.open(1, "hasty")
+    for _ in range(5):
+        await relay.call.write(_command(1, ping=stream_pb2.PingCommand()))
+    await relay.until(lambda: 1 in relay.ends)
+    assert relay.ends[1].code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "pong" not in relay.kinds(1)
+    await relay.close()
