@@ -326,9 +326,6 @@ class Engine:
         self._observer.session_opened()
         self.peers.presence_changed(user_id, +1)
         try:
-            # The muted types, durable: a change made anywhere before now is in the store;
-            # one made from now on reaches the session (and wins over this read).
-            session.load_muted((await self._store.preferences(user_id)).muted_types)
             await self._delivery.flush()  # so that what was delivered is not replayed
             replay = await self._store.replay(
                 user_id,
@@ -336,11 +333,13 @@ class Engine:
                 cap=self.config.max_offline_queue,
                 type_filter=type_filter,
                 now=self.clock.now(),
-                muted=session.muted,
             )
         except BaseException:
             session.close(CloseReason.CLIENT_GONE)
             raise
+        # The muted types, durable and read with the replay: a change made anywhere before
+        # that read is in it; one made since reached the session (and wins over this read).
+        session.load_muted(replay.muted_types)
         session.begin(backlog=replay.notifications, truncated=replay.truncated)
         return session
 

@@ -292,10 +292,12 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class Replay:
-    """What a connecting session is owed: ascending, and whether older ones were skipped."""
+    """What a connecting session is owed: ascending, and whether older ones were skipped;
+    with the user's muted types as read for it (their rows are left out)."""
 
     notifications: Sequence[Notification]
     truncated: bool
+    muted_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,14 +107,14 @@ class Store(Protocol):
         cap: int,
         type_filter: TypeFilter,
         now: datetime,
-        muted: Collection[str] = (),
     ) -> Replay:
-        """What a connecting session of ``user_id`` is owed, ascending by id.
+        """What a connecting session of ``user_id`` is owed, ascending by id, with the
+        user's muted types (``preferences``), read in the same transaction.
 
         Without ``since``: the user's queued rows. With ``since`` (the client's cursor,
         authoritative): every row with a larger id, queued or not. Either way restricted
-        to ``type_filter``, to rows not expired at ``now``, to rows whose type is not in
-        ``muted`` (unless they ignore mutes), and at most the newest ``cap``;
+        to ``type_filter``, to rows not expired at ``now``, to rows whose type is not one
+        of those muted types (unless they ignore mutes), and at most the newest ``cap``;
         ``truncated`` when anything was skipped by that cap or, without ``since``,
         dropped by the queue cap since the user's last connect. Queued rows not returned
         leave the queue; returned ones stay queued until ``dequeue``. Registers the user

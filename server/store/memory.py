@@ -106,8 +106,8 @@ class MemoryStore:
         cap: int,
         type_filter: TypeFilter,
         now: datetime,
-        muted: Collection[str] = (),
     ) -> Replay:
+        muted = self._preferences.get(user_id, Preferences()).muted_types
         queue = self._queued.setdefault(user_id, [])
         if since is None:
             owed = list(queue)
@@ -128,7 +128,7 @@ class MemoryStore:
         self._dropped_since_connect[user_id] = 0
         keep = set(kept)
         queue[:] = [i for i in queue if i in keep]
-        return Replay([self._rows[i] for i in kept], truncated)
+        return Replay([self._rows[i] for i in kept], truncated, muted)
 
     async def dequeue(self, ids: Collection[int]) -> None:
         for i in ids:

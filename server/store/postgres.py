@@ -143,7 +143,8 @@ _, TRIM = queue_cap.statements(
 COUNT_DROPS = queue_cap.COUNT_DROPS.format(dropped="$1", user="$2")
 REPLAY_STATE = (
     "SELECT (SELECT dropped_since_connect FROM users WHERE user_id = $1), "
-    "(SELECT max(id) FROM notifications WHERE user_id = $1 AND queued)"
+    "(SELECT max(id) FROM notifications WHERE user_id = $1 AND queued), "
+    "ARRAY(SELECT type FROM muted_types WHERE user_id = $1 ORDER BY type)"
 )
 FETCH_RANGE = paged(
     "SELECT * FROM notifications WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
@@ -283,15 +284,13 @@ class PostgresStore:
         cap: int,
         type_filter: TypeFilter,
         now: datetime,
-        muted: Collection[str] = (),
     ) -> Replay:
         cap = max(cap, 0)
-        mute = sorted(set(muted))
         async with self._transaction(BEGIN_QUEUE_WRITE) as conn:
             await self._register(conn, [user_id], now)
             state = await conn.fetchrow(REPLAY_STATE, user_id)
             assert state is not None  # one row, always
-            dropped, last_queued = state
+            dropped, last_queued, mute = state  # the muted types: used and returned as read
             admitted, args = _admitted(type_filter, first=2, now=now, muted=mute)
             owed = "queued" if since is None else f"id > ${len(args) + 2}"
             if since is not None:
@@ -325,7 +324,11 @@ class PostgresStore:
                     "UPDATE users SET dropped_since_connect = 0 WHERE user_id = $1", user_id
                 )
         # A resume (``since``) is authoritative: queue drops do not make it incomplete.
-        return Replay(kept, truncated=len(found) > cap or (since is None and bool(dropped)))
+        return Replay(
+            kept,
+            truncated=len(found) > cap or (since is None and bool(dropped)),
+            muted_types=tuple(mute),
+        )
 
     async def dequeue(self, ids: Collection[int]) -> None:
         if wanted := valid_ids(ids):

@@ -174,17 +174,10 @@ class SqliteStore:
         cap: int,
         type_filter: TypeFilter,
         now: datetime,
-        muted: Collection[str] = (),
     ) -> Replay:
         result = await self._lite.transaction(
             functools.partial(
-                replay,
-                user_id=user_id,
-                since=since,
-                cap=cap,
-                type_filter=type_filter,
-                now=now,
-                muted=sorted(set(muted)),
+                replay, user_id=user_id, since=since, cap=cap, type_filter=type_filter, now=now
             )
         )
         self._known.add(user_id)
@@ -467,10 +460,10 @@ def replay(
     cap: int,
     type_filter: TypeFilter,
     now: datetime,
-    muted: Sequence[str] = (),
 ) -> Replay:
     """See ``Store.replay``."""
     cap = max(cap, 0)
+    muted = preferences(conn, user_id).muted_types
     found_user = conn.execute(
         "SELECT dropped_since_connect FROM users WHERE user_id = ?", (user_id,)
     ).fetchone()
@@ -515,7 +508,9 @@ def replay(
     if dropped:
         conn.execute("UPDATE users SET dropped_since_connect = 0 WHERE user_id = ?", (user_id,))
     # A resume (``since``) is authoritative: queue drops do not make it incomplete.
-    return Replay(kept, truncated=len(found) > cap or (since is None and bool(dropped)))
+    return Replay(
+        kept, truncated=len(found) > cap or (since is None and bool(dropped)), muted_types=muted
+    )
 
 
 def set_queued(conn: sqlite3.Connection, ids: Sequence[int], queued: bool) -> None:

@@ -3,8 +3,10 @@ with the in-memory store and a fake clock."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -39,6 +41,7 @@ from server.engine.models import (
     NewNotification,
     Preferences,
     Priority,
+    Replay,
     TypeCounts,
     batch_item,
 )
@@ -332,5 +335,69 @@ async def test_the_sweep_runs_in_the_background(clock: FakeClock, store: MemoryS
             return [n.id for n in await store.fetch(ids)] == ids[-1:]
 
         await until(swept)
+    finally:
+        await engine.stop()
+
+
+class CountingStore(MemoryStore):
+    """The memory store, counting its calls and holding a replay at ``gate`` when set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.gate: asyncio.Event | None = None
+        self.replayed = asyncio.Event()
+
+    async def preferences(self, user_id: str) -> Preferences:
+        self.calls.append("preferences")
+        return await super().preferences(user_id)
+
+    async def replay(self, user_id: str, **kwargs: Any) -> Replay:
+        self.calls.append("replay")
+        replay = await super().replay(user_id, **kwargs)
+        self.replayed.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        return replay
+
+
+async def test_connect_reads_the_mutes_with_the_replay_in_one_store_call(
+    clock: FakeClock,
+) -> None:
+    store = CountingStore()
+    engine = Engine(store, EngineConfig(session=SessionLimits(heartbeat_interval=3600)), clock)
+    await engine.start()
+    try:
+        await engine.update_preferences("u", ["m"])
+        ids = await made(engine, note(type_="m"), note())
+        store.calls.clear()
+        session = await engine.connect("u")
+        assert store.calls == ["replay"]
+        _, replayed = await take(session, 2)
+        assert isinstance(replayed, Delivery) and replayed.notification.id == ids[1]
+        assert session.muted == {"m"}
+    finally:
+        await engine.stop()
+
+
+async def test_a_mute_changed_while_connecting_wins_over_the_replays_read(
+    clock: FakeClock,
+) -> None:
+    store = CountingStore()
+    engine = Engine(store, EngineConfig(session=SessionLimits(heartbeat_interval=3600)), clock)
+    await engine.start()
+    try:
+        store.gate = asyncio.Event()
+        connecting = asyncio.create_task(engine.connect("u"))
+        await store.replayed.wait()  # read: nothing muted
+        await engine.update_preferences("u", ["m"])
+        store.gate.set()
+        session = await connecting
+        assert session.muted == {"m"}
+        await made(engine, note(type_="m"))
+        events = await take(session, 2)  # the change and the greeting (no delivery)
+        assert PreferencesUpdated(("m",)) in events
+        assert any(isinstance(e, ConnectionEstablished) for e in events)
+        await only_pong(session)
     finally:
         await engine.stop()
