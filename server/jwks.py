@@ -11,8 +11,11 @@ The rules, all in ``JwksKeys``:
 * With no keys (never loaded, the endpoint down since start, or a set without a
   usable key) nothing verifies: every token is refused.
 
-Loads run in a worker thread (PyJWT's fetch is blocking ``urllib``), never on the
-event loop. A key is a ``PyJWK`` bound to one algorithm: the token's ``alg`` must be
+Loads run in a worker thread (the fetch is blocking ``urllib``), never on the
+event loop. An answer larger than ``MAX_SIZE`` bytes is refused unread (a failed load:
+the endpoint is not trusted to bound it), as is a redirect.
+
+A key is a ``PyJWK`` bound to one algorithm: the token's ``alg`` must be
 configured and fit the key (a JWK's own ``alg``, where it names one, must match), so
 a token cannot choose how it is verified.
 """
@@ -20,13 +23,16 @@ a token cannot choose how it is verified.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
-from jwt import PyJWK, PyJWKClient
+from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
 from server.tasks import cancel_and_wait
@@ -39,6 +45,8 @@ MIN_INTERVAL = 10.0
 MAX_AGE = 300.0
 #: Seconds one fetch may take.
 FETCH_TIMEOUT = 5.0
+#: The largest JWK Set answer accepted, in bytes (a real one is a few KiB).
+MAX_SIZE = 1 << 20
 
 KeyTable = dict[tuple[str, str], PyJWK]
 
@@ -69,6 +77,37 @@ def key_table(document: Mapping[str, Any], algorithms: Sequence[str]) -> KeyTabl
     return table
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failed load (``HTTPError``), not followed."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class Fetcher:
+    """GETs one http(s) URL and parses its JSON answer, refusing one over ``max_size`` bytes."""
+
+    def __init__(self, url: str, *, timeout: float = FETCH_TIMEOUT, max_size: int = MAX_SIZE):
+        if urlsplit(url).scheme.lower() not in ("http", "https"):
+            raise ValueError(f"a JWKS URL must be http:// or https://, got {url!r}")
+        self._url = url
+        self._timeout = timeout
+        self._max_size = max_size
+        self._opener = urllib.request.build_opener(_NoRedirect())
+
+    def __call__(self) -> Any:
+        request = urllib.request.Request(self._url, headers={"Accept": "application/json"})
+        too_large = ValueError(f"the answer is larger than {self._max_size} bytes: refused")
+        with self._opener.open(request, timeout=self._timeout) as response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > self._max_size:
+                raise too_large
+            body = response.read(self._max_size + 1)
+        if len(body) > self._max_size:
+            raise too_large
+        return json.loads(body)
+
+
 class JwksKeys:
     """The keys of one JWKS URL for the configured ``algorithms``."""
 
@@ -88,8 +127,7 @@ class JwksKeys:
         self._min_interval = min_interval
         self._max_age = max_age
         self._clock = clock
-        # PyJWT's client as a plain fetcher: the caching and its rules are ours.
-        self._fetch = fetch or PyJWKClient(url, cache_jwk_set=False, timeout=timeout).fetch_data
+        self._fetch = fetch or Fetcher(url, timeout=timeout)
         self._keys: KeyTable | None = None
         self._loading: asyncio.Task[None] | None = None
         self._attempted = False

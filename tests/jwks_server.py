@@ -1,8 +1,9 @@
 """A tiny identity provider's JWKS endpoint for tests: HTTP on 127.0.0.1:0, in the test's loop.
 
-The test changes what it serves (``keys``, ``available``), counts the fetches
-(``hits``), and can hold an answer back (``gate``) to show that a server waiting for
-its keys keeps serving everyone else.
+The test changes what it serves (``keys``, ``available``, ``padding`` bytes more, with
+or without a ``Content-Length``: ``declare_length``), counts the fetches (``hits``),
+and can hold an answer back (``gate``) to show that a server waiting for its keys
+keeps serving everyone else.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class JwksServer:
     def __init__(self, keys: list[dict[str, Any]] | None = None) -> None:
         self.keys: list[dict[str, Any]] = list(keys or [])
         self.available = True
+        self.padding = 0
+        self.declare_length = True
         self.hits = 0
         self.gate = asyncio.Event()
         self.gate.set()
@@ -49,12 +52,16 @@ class JwksServer:
                 self.requested.set()
                 await self.gate.wait()
                 if self.available:
-                    status, body = "200 OK", orjson.dumps({"keys": self.keys})
+                    document: dict[str, Any] = {"keys": self.keys}
+                    if self.padding:
+                        document["padding"] = "x" * self.padding
+                    status, body = "200 OK", orjson.dumps(document)
                 else:
                     status, body = "503 Service Unavailable", b'{"error": "down"}'
+                length = f"Content-Length: {len(body)}\r\n" if self.declare_length else ""
                 writer.write(
                     f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                    f"{length}Connection: close\r\n\r\n".encode()
                     + body
                 )
                 await writer.drain()

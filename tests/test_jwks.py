@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from server.jwks import JwksKeys, key_table
+from server.jwks import MAX_SIZE, Fetcher, JwksKeys, key_table
 from tests.auth_tokens import ec_key, jwk, rsa_key
+from tests.jwks_server import JwksServer
 
 RSA = rsa_key()
 RSA_2 = rsa_key()
@@ -178,3 +180,52 @@ async def test_an_answer_that_is_no_jwk_set_is_a_failed_load(answer: Any) -> Non
     jwks = JwksKeys("http://idp.test/jwks", ("RS256",), clock=Clock(), fetch=lambda: answer)
     assert await jwks.key("a", "RS256") is None
     assert not jwks.loaded
+
+
+@pytest.mark.parametrize("declare_length", [True, False])
+async def test_an_answer_over_the_size_bound_is_refused_and_logged(
+    declare_length: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with JwksServer([jwk(RSA, "a")]) as endpoint:
+        endpoint.declare_length = declare_length
+        endpoint.padding = MAX_SIZE
+        jwks = JwksKeys(endpoint.url, ("RS256",))
+        with caplog.at_level(logging.WARNING, logger="tidings.auth"):
+            assert await jwks.key("a", "RS256") is None
+        assert not jwks.loaded  # fails closed
+        (record,) = [r for r in caplog.records if r.name == "tidings.auth"]
+        assert f"larger than {MAX_SIZE} bytes" in record.getMessage()
+        assert "every token is refused" in record.getMessage()
+        assert record.exc_info is None  # one clear line, no traceback
+
+        endpoint.padding = MAX_SIZE - 1024  # within the bound, padding and all
+        clock = Clock()
+        jwks = JwksKeys(endpoint.url, ("RS256",), clock=clock)
+        assert await jwks.key("a", "RS256") is not None
+        await jwks.close()
+
+
+async def test_a_redirect_is_a_failed_load() -> None:
+    async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere.test/jwks\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(redirect, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        jwks = JwksKeys(f"http://127.0.0.1:{port}/jwks", ("RS256",))
+        assert await jwks.key("a", "RS256") is None
+        assert not jwks.loaded
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_only_http_urls_are_fetched() -> None:
+    with pytest.raises(ValueError, match="http"):
+        Fetcher("file:///etc/passwd")
