@@ -12,12 +12,19 @@ memory grew by megabytes a minute until it did (docs/RELIABILITY.md §5).
 of the connection (the app's included) and the socket is closed, so nothing calls the
 protocol any more. Dropping ``self.protocol`` then breaks the cycle, and reference
 counting frees the connection at once.
+
+At shutdown hypercorn cancels the connections still open after its grace period (a
+browser that stopped reading keeps its socket full). On Python 3.11 the task that
+``asyncio.start_server`` runs per connection must not end cancelled: its done callback
+asks the task for its exception, which raises, and asyncio logs an "Exception in
+callback … CancelledError" traceback. ``run`` therefore ends such a connection quietly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +33,8 @@ import hypercorn.asyncio.run
 from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
+
+log = logging.getLogger("tidings.http")
 
 
 class _IdleConnections:
@@ -124,6 +133,13 @@ class CycleFreeTCPServer(TCPServer):
     async def run(self) -> None:
         try:
             await super().run()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self.context.terminated.is_set() or task is None:
+                raise
+            task.uncancel()  # the server's end, past its grace: this connection is over
+            self.writer.transport.abort()  # not close: nothing more is flushed to this peer
+            log.debug("a connection still open at the end of the shutdown grace was cut")
         finally:
             self.__dict__.pop("protocol", None)
             self._idle.release()
