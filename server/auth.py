@@ -51,7 +51,9 @@ class Authenticator:
     ``jwks`` URL (or a ``JwksKeys``). The accepted ``algorithms`` are fixed here, by
     configuration, and must fit the key (the default is the key's own, see
     ``resolve_algorithms``); a token never chooses how it is verified. With ``issuer``
-    or ``audience`` set, ``iss`` / ``aud`` are required and checked.
+    or ``audience`` set, ``iss`` / ``aud`` are required and checked; without
+    ``audience`` a token that carries an ``aud`` is refused (it was meant for someone
+    else), with a message that names the claim.
     """
 
     def __init__(
@@ -138,6 +140,12 @@ class Authenticator:
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthenticated("the token has expired") from exc
+        except jwt.InvalidAudienceError as exc:
+            if self._audience is None:  # a token meant for a given audience, not for us
+                reason = "it has an aud claim, and this server is configured with no audience"
+            else:
+                reason = f"its aud claim does not name {self._audience!r}"
+            raise Unauthenticated(f"invalid token: {reason}") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc
         for name in NUMERIC_DATE_CLAIMS:

@@ -78,6 +78,17 @@ async def test_issuer_and_audience_are_required_and_checked() -> None:
         await refused(auth, signed("1", RSA, **claims))
 
 
+async def test_an_audience_refusal_names_the_aud_claim() -> None:
+    unset = Authenticator(public_key=public_pem(RSA))
+    assert (await unset.authenticate(signed("1", RSA))).user_id == "1"
+    message = await refused(unset, signed("1", RSA, aud="tidings"))
+    assert "aud" in message and "no audience" in message  # meant for someone else
+    configured = Authenticator(public_key=public_pem(RSA), audience="tidings")
+    message = await refused(configured, signed("1", RSA, aud="another-service"))
+    assert "aud" in message and "'tidings'" in message
+    assert "aud" in await refused(configured, signed("1", RSA))
+
+
 async def test_with_a_jwks_the_kid_picks_the_key_and_the_configuration_the_algorithm() -> None:
     fetches: list[int] = []
 
