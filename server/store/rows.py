@@ -112,9 +112,23 @@ def notification(row: Record, moment: Callable[[Any], datetime | None]) -> Notif
 
 
 def new_rows(
-    ids: Sequence[int], items: Sequence[NewNotification], now: datetime
+    ids: Sequence[int], items: Sequence[NewNotification], now: datetime, *, shared: bool = False
 ) -> list[Notification]:
-    """The notifications just inserted for ``items`` with these ``ids`` (in item order)."""
+    """The notifications just inserted for ``items`` with these ``ids`` (in item order).
+
+    ``shared``: the items differ by recipient only (``same_content``); then every row but
+    its first two fields is one tuple, built once (a broadcast makes one row per
+    recipient)."""
+    if shared and items:
+        first = items[0]
+        c = first.content
+        rest = (c.type, c.title, c.message, c.data_json, c.priority, now, None, None, None,
+                first.expires_at, first.ignore_mutes)  # fmt: skip
+        make = tuple.__new__  # what ``Notification(...)`` does, without its Python ``__new__``
+        return [
+            make(Notification, (new_id, i.user_id, *rest))
+            for new_id, i in zip(ids, items, strict=True)
+        ]
     return [
         Notification(
             new_id,
@@ -213,6 +227,28 @@ def valid_id(notification_id: int) -> bool:
 def valid_ids(ids: Collection[int]) -> list[int]:
     """The ids that could exist, ascending, once each."""
     return sorted({i for i in ids if valid_id(i)})
+
+
+#: The shortest run of consecutive ids that ``runs`` gives as a range.
+RUN_MIN = 4
+
+
+def runs(ids: Iterable[int]) -> tuple[list[tuple[int, int]], list[int]]:
+    """``ids`` as ranges (first, last) of at least ``RUN_MIN`` consecutive ids, and the
+    ids in none. A broadcast's rows have consecutive ids: their queue marks are a few
+    ranges, each updated through the primary key without a parameter per row."""
+    ranges: list[tuple[int, int]] = []
+    single: list[int] = []
+    ordered = sorted(set(ids))
+    start = 0
+    for end in range(1, len(ordered) + 1):
+        if end == len(ordered) or ordered[end] != ordered[end - 1] + 1:
+            if end - start >= RUN_MIN:
+                ranges.append((ordered[start], ordered[end - 1]))
+            else:
+                single += ordered[start:end]
+            start = end
+    return ranges, single
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
