@@ -924,6 +924,13 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
         "the report adds each round's broadcast CPU ratios and their medians",
     )
     parser.add_argument(
+        "--broadcasts",
+        type=int,
+        default=0,
+        help="broadcasts per broadcast phase (default: ~30 000 deliveries' worth); more make "
+        "a longer phase whose CPU per delivery moves less",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="REF",
         default="",
@@ -982,6 +989,9 @@ async def main(argv: Iterable[str] | None = None) -> list[dict[str, Any]]:
         if any(s.store == "postgres" for s in sessions) and not await pg_reachable():
             print(f"# PostgreSQL not reachable at {PG_ADMIN}: skipping the REST/PostgreSQL run")
             sessions = [s for s in sessions if s.store != "postgres"]
+    if args.broadcasts > 0:
+        for s in sessions:
+            s.params = {**s.params, "broadcasts": args.broadcasts}
     rows: list[dict[str, Any]] = []
     stack = contextlib.ExitStack()
     trees = {"": ROOT}

@@ -195,16 +195,22 @@ def delivery_bytes(n: Notification, batch: dict[object, object] | None = None) -
     else:
         tail = _content_tail(n, rest, batch)
     # Fields 1–2 by hand (as protobuf writes them: both left out when empty or zero),
-    # then the two enclosing length prefixes around the shared tail.
-    varint = wire.varint
+    # then the two enclosing length prefixes around the shared tail, joined once.
+    varint, small = wire.varint, wire.SMALL
     user = n.user_id.encode()
-    inner = (
-        (_NOTIFICATION_ID + varint(n.id) if n.id else b"")
-        + (_NOTIFICATION_USER_ID + varint(len(user)) + user if user else b"")
-        + tail
+    size = len(user)
+    own = (_NOTIFICATION_ID + varint(n.id) if n.id else b"") + (
+        _NOTIFICATION_USER_ID + (small[size] if size < 128 else varint(size)) + user
+        if user
+        else b""
     )
-    head = wire.NOTIFICATION_EVENT_NOTIFICATION + varint(len(inner))
-    return wire.CONNECT_RESPONSE_NOTIFICATION + varint(len(head) + len(inner)) + head + inner
+    size = len(own) + len(tail)
+    head = wire.NOTIFICATION_EVENT_NOTIFICATION + (
+        small[size] if size < wire.SMALL_MAX else varint(size)
+    )
+    size += len(head)
+    outer = small[size] if size < wire.SMALL_MAX else varint(size)
+    return b"".join((wire.CONNECT_RESPONSE_NOTIFICATION, outer, head, own, tail))
 
 
 def _content_tail(

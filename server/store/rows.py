@@ -285,4 +285,5 @@ def plan_creates(
 
 def outcomes(plan: Plan, rows: Sequence[Notification]) -> list[Created]:
     """The plan's items as ``Created`` values, given the new rows in order."""
-    return [Created(rows[ref] if isinstance(ref, int) else ref, new) for ref, new in plan]
+    make = tuple.__new__  # ``Created(...)`` without its Python ``__new__``: one per row
+    return [make(Created, (rows[ref] if type(ref) is int else ref, new)) for ref, new in plan]
