@@ -4,6 +4,8 @@
     .venv/bin/python -m bench.run --quick        # tiny N, one pass, ~1 minute
     .venv/bin/python -m bench.run --servers tidings-ws,quart --n 1000 --scenarios broadcast
     .venv/bin/python -m bench.run --profile      # py-spy on Tidings at N=1000, both paths
+    .venv/bin/python -m bench.run --servers tidings-grpc,grpc-raw --n 1000 \
+        --scenarios connect,broadcast --rounds 5 --baseline main   # medians of same-round ratios
 
 For every (server, variant, N) it starts a fresh server process (Tidings: a fresh
 SQLite file, or a fresh PostgreSQL database for the REST scenario), runs
@@ -33,7 +35,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +74,14 @@ class Session:
     variant: str = "plain"
     store: str = "sqlite"
     params: dict[str, Any] = field(default_factory=dict)
+    #: Tidings from this commit's tree (``--baseline``); empty: the tree being measured.
+    baseline: str = ""
 
     @property
     def label(self) -> str:
         extra = f" {self.store}" if "rest" in self.phases else ""
-        return f"{self.server} {self.variant} N={self.n}{extra} [{','.join(self.phases)}]"
+        at = f"@{self.baseline}" if self.baseline else ""
+        return f"{self.server}{at} {self.variant} N={self.n}{extra} [{','.join(self.phases)}]"
 
 
 # --- the plan -------------------------------------------------------------------------
@@ -666,6 +671,74 @@ class Report:
         return "\n".join(parts)
 
 
+def rounds_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Per round, each server's broadcast µs CPU per delivery and the CPU ratios measured in
+    that round (a reference's µs ÷ Tidings'; with ``--baseline`` also Tidings ÷ its
+    baseline); then the median of each column over the rounds.
+
+    A ratio of one round compares two servers that ran back to back under the same load;
+    the median of several such ratios moves far less than either server's own figure,
+    which follows the shared machine's load from one run to the next."""
+    us = "server_us_per_delivery"
+    by: dict[tuple[str, int], dict[tuple[int, str], dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("phase") == "broadcast" and isinstance(row.get(us), int | float):
+            name = row["server"] + (f"@{row['baseline']}" if row.get("baseline") else "")
+            by.setdefault((row.get("variant", "plain"), row["n"]), {})[
+                (row.get("round", 1), name)
+            ] = row
+    lines: list[str] = []
+    for (variant, n), found in sorted(by.items()):
+        order = list(SERVERS)
+        names = sorted({k[1] for k in found}, key=lambda s: (order.index(s.split("@")[0]), s))
+        ratios = [
+            (t, r) for t in names if t.split("@")[0] in TIDINGS for r in names if r in REFERENCES
+        ]
+        ratios += [(t, t.split("@")[0]) for t in names if "@" in t and t.split("@")[0] in names]
+        head = ["round", "load", *(f"{s} µs" for s in names)]
+        head += [f"{b} ÷ {a}" if b == a.split("@")[0] else f"{a} vs {b}" for a, b in ratios]
+        lines += [
+            f"**Broadcast rounds, N = {n:,}, {variant}** (server µs CPU per delivery; "
+            "*X vs ref* = ref's µs ÷ X's, the CPU ratio, higher is better; *X ÷ X@base* = "
+            "X's µs ÷ its baseline's, lower is better; load: the 1-minute load average at "
+            "the start of each session)",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
+        columns: list[list[float]] = [[] for _ in head[2:]]
+        for round_no in sorted({k[0] for k in found}):
+            got = [found.get((round_no, s)) for s in names]
+            loads = sorted(g["load_at_start"] for g in got if g and "load_at_start" in g)
+            cells = [str(round_no), f"{loads[0]:.1f}–{loads[-1]:.1f}" if loads else "–"]
+            values: list[float | None] = [g[us] if g else None for g in got]
+            for a, b in ratios:
+                x, y = values[names.index(a)], values[names.index(b)]
+                if x and y:
+                    values.append(y / x)
+                else:
+                    values.append(None)
+            for column, value in zip(columns, values, strict=True):
+                if value is not None:
+                    column.append(value)
+            cells += [_fmt(v, 1) if i < len(names) else _fmt(v, 2) for i, v in enumerate(values)]
+            lines.append("| " + " | ".join(cells) + " |")
+        medians = [_median(c) for c in columns]
+        cells = ["**median**", ""] + [
+            f"**{_fmt(v, 1 if i < len(names) else 2)}**" for i, v in enumerate(medians)
+        ]
+        lines += ["| " + " | ".join(cells) + " |", ""]
+    return lines
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 SECTION = "## Comparison suite"
 SECTION_INTRO = """\
 `make bench` (`bench/run.py`; see `bench/README.md`) starts, in one run, Tidings and
@@ -772,10 +845,10 @@ def summarise_profile(path: Path) -> dict[str, Any]:
 # --- main -----------------------------------------------------------------------------
 
 
-def git_commit() -> str:
+def git_commit(ref: str = "HEAD") -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+            ["git", "rev-parse", "--short", ref],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -786,10 +859,10 @@ def git_commit() -> str:
         return "unknown"
 
 
-def snapshot_head(into: Path) -> None:
-    """The committed tree at HEAD, extracted into ``into`` (read-only git: ``git archive``)."""
+def snapshot_head(into: Path, ref: str = "HEAD") -> None:
+    """The committed tree at ``ref``, extracted into ``into`` (read-only git: ``git archive``)."""
     archive = subprocess.run(
-        ["git", "archive", "--format=tar", "HEAD"], cwd=ROOT, capture_output=True, timeout=60
+        ["git", "archive", "--format=tar", ref], cwd=ROOT, capture_output=True, timeout=60
     )
     if archive.returncode != 0:
         raise RuntimeError(f"git archive failed: {archive.stderr.decode(errors='replace')}")
@@ -844,6 +917,27 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
         "--no-docs", action="store_true", help="do not append to docs/BENCHMARKS.md"
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the planned sessions this many times, in reverse order every other round; "
+        "the report adds each round's broadcast CPU ratios and their medians",
+    )
+    parser.add_argument(
+        "--broadcasts",
+        type=int,
+        default=0,
+        help="broadcasts per broadcast phase (default: ~30 000 deliveries' worth); more make "
+        "a longer phase whose CPU per delivery moves less",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        default="",
+        help="also run Tidings from this commit's tree (git archive), next to each Tidings "
+        "session, for an A/B in the same rounds",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="py-spy on Tidings (both paths, or those --servers names; N=1000) during connect, "
@@ -895,8 +989,23 @@ async def main(argv: Iterable[str] | None = None) -> list[dict[str, Any]]:
         if any(s.store == "postgres" for s in sessions) and not await pg_reachable():
             print(f"# PostgreSQL not reachable at {PG_ADMIN}: skipping the REST/PostgreSQL run")
             sessions = [s for s in sessions if s.store != "postgres"]
+    if args.broadcasts > 0:
+        for s in sessions:
+            s.params = {**s.params, "broadcasts": args.broadcasts}
     rows: list[dict[str, Any]] = []
     stack = contextlib.ExitStack()
+    trees = {"": ROOT}
+    if args.baseline and not args.profile:
+        base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tidings-base-")))
+        snapshot_head(base, args.baseline)
+        trees[args.baseline] = base
+        sessions = [
+            twin
+            for s in sessions
+            for twin in ([s, replace(s, baseline=args.baseline)] if s.server in TIDINGS else [s])
+        ]
+        meta["baseline"] = f"{args.baseline} ({git_commit(args.baseline)})"
+    rounds = max(1, args.rounds)
     tree = ROOT
     if args.at_head:
         tree = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tidings-head-")))
@@ -904,19 +1013,31 @@ async def main(argv: Iterable[str] | None = None) -> list[dict[str, Any]]:
         meta["tree"] = f"Tidings from a snapshot of commit {meta['commit']} (--at-head)"
     else:
         meta["tree"] = f"Tidings from the working tree (HEAD {meta['commit']} at the start)"
+    trees[""] = tree
+    if "baseline" in meta:
+        meta["tree"] += f"; baseline: Tidings from a snapshot of {meta['baseline']}"
+    # Every other round in reverse order: no server always runs first, or last.
+    schedule = [
+        (r, s) for r in range(1, rounds + 1) for s in (sessions if r % 2 else sessions[::-1])
+    ]
     commits: set[str] = set()
     with stack, results.open("w") as sink:
         sink.write(json.dumps({"meta": meta}) + "\n")
-        for i, session in enumerate(sessions, 1):
-            print(f"[{i}/{len(sessions)}] {session.label}", flush=True)
+        for i, (round_no, session) in enumerate(schedule, 1):
+            of_round = f" (round {round_no}/{rounds})" if rounds > 1 else ""
+            print(f"[{i}/{len(schedule)}] {session.label}{of_round}", flush=True)
             commit = meta["commit"] if args.at_head else git_commit()
-            commits.add(commit)
+            if session.baseline:
+                commit = git_commit(session.baseline)
+            else:
+                commits.add(commit)
             profile = None
             if args.profile:
                 profile = str(out / f"profile-{session.server}-{stamp}")
             began = time.perf_counter()
+            load = os.getloadavg()[0]
             try:
-                got = await run_session(session, log_path, profile, tree)
+                got = await run_session(session, log_path, profile, trees[session.baseline])
             except Exception as exc:
                 failure = f"{type(exc).__name__}: {exc}"[:300]
                 got = [{"server": session.server, "variant": session.variant, "n": session.n,
@@ -924,6 +1045,9 @@ async def main(argv: Iterable[str] | None = None) -> list[dict[str, Any]]:
             for row in got:
                 row.setdefault("store", session.store)
                 row["commit"] = commit
+                row["round"] = round_no
+                row["baseline"] = session.baseline
+                row["load_at_start"] = round(load, 2)
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
                 print("   ", _brief(row), flush=True)
@@ -943,7 +1067,11 @@ async def main(argv: Iterable[str] | None = None) -> list[dict[str, Any]]:
             "commit; prefer `--at-head` for a baseline**"
         )
         print(f"# warning: HEAD moved during the run: {sorted(commits)}")
-    markdown = Report(rows).markdown()
+    # The usual tables from the measured tree's last round; then every round's ratios.
+    last = [r for r in rows if r.get("round", 1) == rounds and not r.get("baseline")]
+    markdown = Report(last).markdown()
+    if rounds > 1 or args.baseline:
+        markdown += "\n" + "\n".join(rounds_table(rows))
     print()
     print(markdown)
     print(f"# results: {results}")

@@ -73,7 +73,10 @@ class PrometheusObserver:
             self.created_total.inc(self._label(type_), count)
 
     def written(self, notification: Notification, latency_s: float) -> None:
-        self.written_total.inc(self._label(notification.type))
+        # Once per delivery: the tallies updated in place, without a call each.
+        label = self._labels.get(notification.type) or self._label(notification.type)
+        counts = self.written_total.counts
+        counts[label] = counts.get(label, 0) + 1
         self.latency.observe(latency_s if latency_s > 0.0 else 0.0)
 
     def _label(self, notification_type: str) -> str:

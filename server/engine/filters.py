@@ -37,7 +37,8 @@ class TypeFilter:
 
     @classmethod
     def everything(cls) -> TypeFilter:
-        return cls()
+        """Every type (one shared value: filters are immutable, a change makes a new one)."""
+        return EVERYTHING
 
     def admits(self, notification_type: str) -> bool:
         if self.only is not None:
@@ -61,6 +62,10 @@ class TypeFilter:
     @property
     def is_everything(self) -> bool:
         return self.only is None and not self.excluded
+
+
+#: The filter of a session that named no types.
+EVERYTHING: Final = TypeFilter()
 
 
 def _bounded(types: frozenset[str]) -> frozenset[str]:

@@ -274,9 +274,11 @@ class ReadAllMark:
     changed: int
 
 
-@dataclass(frozen=True, slots=True)
-class Created:
-    """The outcome of a create: the notification, and whether this call made it."""
+class Created(NamedTuple):
+    """The outcome of a create: the notification, and whether this call made it.
+
+    A named tuple, like ``Notification``: one is made per recipient of every broadcast.
+    """
 
     notification: Notification
     created: bool = True

@@ -41,7 +41,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 from server.engine.clock import Cancellable, Clock, utc_ms
 from server.engine.errors import ClientError, InvalidArgument, TidingsError, Unauthenticated
@@ -222,7 +222,9 @@ class Session:
         self._waiter: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_ready: Callable[[], None] | None = None
-        self._taken: list[Envelope] | None = None  # handed to the transport, not confirmed
+        # Handed to the transport, not confirmed: one envelope (a transport that writes one
+        # event at a time takes one: no list per delivery), or several in a list.
+        self._taken: Envelope | list[Envelope] | None = None
         self._closed: Closed | None = None
         self._final_taken = False
         # The outbox may hold the lag allowance plus these (the replay: see ``begin``);
@@ -342,9 +344,10 @@ class Session:
             return
         self._closed = Closed(reason, message)
         # Taken but never confirmed, or never taken: either way not written.
-        undelivered = (self._taken or []) + [
-            e.envelope for e in self._outbox if type(e) is Delivery
-        ]
+        taken = self._taken
+        undelivered: list[Envelope] = (
+            [] if taken is None else taken if isinstance(taken, list) else [taken]
+        ) + [e.envelope for e in self._outbox if type(e) is Delivery]
         self._taken = None
         self._outbox.clear()
         self._outbox_bytes = 0
@@ -380,7 +383,7 @@ class Session:
         The same as ``async for``, without a coroutine per event: a transport that
         writes one event at a time takes them in a loop and waits only when none is left.
         """
-        if self._taken:
+        if self._taken is not None:
             self.confirm()
         if self._outbox:
             return self._pop()
@@ -424,10 +427,13 @@ class Session:
         event = self._outbox.popleft()
         self._outbox_bytes -= event_size(event)
         if type(event) is Delivery:
-            if self._taken is None:
-                self._taken = [event.envelope]
+            taken = self._taken
+            if taken is None:
+                self._taken = event.envelope
+            elif type(taken) is list:
+                taken.append(event.envelope)
             else:
-                self._taken.append(event.envelope)
+                self._taken = [cast(Envelope, taken), event.envelope]
         return event
 
     @property
@@ -438,11 +444,15 @@ class Session:
     def confirm(self) -> None:
         """Everything taken so far was written to the client."""
         taken = self._taken
-        if taken:
-            self._taken = None
+        if taken is None:
+            return
+        self._taken = None
+        if type(taken) is list:
             on_written = self._host.on_written
             for envelope in taken:
                 on_written(self, envelope)
+        else:
+            self._host.on_written(self, cast(Envelope, taken))
 
     async def handle(self, command: Command) -> None:
         """Act on one client message; answers and errors go to the outbox."""

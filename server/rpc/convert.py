@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from tidings.v1 import admin_pb2, notification_pb2, stream_pb2
@@ -186,6 +186,38 @@ def delivery_bytes(n: Notification, batch: dict[object, object] | None = None) -
         return stream_pb2.ConnectResponse(
             notification=stream_pb2.NotificationEvent(notification=notification_to_pb(n))
         ).SerializeToString()
+    # The fields after the user id: a broadcast's rows share them (the same objects, which
+    # tuple equality checks first), so comparing with the last row's is all a row costs.
+    rest = n[2:]
+    last: Any = batch.get(_LAST) if batch is not None else None
+    if last is not None and last[0] == rest:
+        tail: bytes = last[1]
+    else:
+        tail = _content_tail(n, rest, batch)
+    # Fields 1–2 by hand (as protobuf writes them: both left out when empty or zero),
+    # then the two enclosing length prefixes around the shared tail, joined once.
+    varint, small = wire.varint, wire.SMALL
+    user = n.user_id.encode()
+    size = len(user)
+    own = (_NOTIFICATION_ID + varint(n.id) if n.id else b"") + (
+        _NOTIFICATION_USER_ID + (small[size] if size < 128 else varint(size)) + user
+        if user
+        else b""
+    )
+    size = len(own) + len(tail)
+    head = wire.NOTIFICATION_EVENT_NOTIFICATION + (
+        small[size] if size < wire.SMALL_MAX else varint(size)
+    )
+    size += len(head)
+    outer = small[size] if size < wire.SMALL_MAX else varint(size)
+    return b"".join((wire.CONNECT_RESPONSE_NOTIFICATION, outer, head, own, tail))
+
+
+def _content_tail(
+    n: Notification, rest: tuple[object, ...], batch: dict[object, object] | None
+) -> bytes:
+    """Fields 3–16 of an unread, unseen, unarchived ``n`` serialized, memoised in ``batch``
+    by content (the rows of one commit may hold several) and as its last one."""
     key = (
         _CONTENT, n.type, n.title, n.message, n.data_json, n.priority, n.created_at,
         n.expires_at, n.ignore_mutes,
@@ -206,25 +238,18 @@ def delivery_bytes(n: Notification, batch: dict[object, object] | None = None) -
         tail = content.SerializeToString()
         if batch is not None:
             batch[key] = tail
-    # Fields 1–2 by hand (as protobuf writes them: both left out when empty or zero),
-    # then the two enclosing length prefixes around the shared tail.
-    varint = wire.varint
-    user = n.user_id.encode()
-    inner = (
-        (_NOTIFICATION_ID + varint(n.id) if n.id else b"")
-        + (_NOTIFICATION_USER_ID + varint(len(user)) + user if user else b"")
-        + cast(bytes, tail)
-    )
-    head = wire.NOTIFICATION_EVENT_NOTIFICATION + varint(len(inner))
-    return wire.CONNECT_RESPONSE_NOTIFICATION + varint(len(head) + len(inner)) + head + inner
+    if batch is not None:
+        batch[_LAST] = (rest, tail)
+    return cast(bytes, tail)
 
 
 #: The keys of ``Notification.id`` (1, a varint) and ``Notification.user_id`` (2).
 _NOTIFICATION_ID: Final = b"\x08"
 _NOTIFICATION_USER_ID: Final = b"\x12"
 
-#: Marks ``delivery_bytes``'s entries in an envelope batch memo.
+#: Marks ``delivery_bytes``'s entries in an envelope batch memo: by content, and the last.
 _CONTENT: Final = object()
+_LAST: Final = object()
 
 
 def _delivery(envelope: events.Envelope) -> bytes:

@@ -25,6 +25,11 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
+#: Below this, ``SMALL[value]`` is ``varint(value)`` without a call (message lengths).
+SMALL_MAX = 2048
+SMALL = [varint(i) for i in range(SMALL_MAX)]
+
+
 def field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: ``tag`` (the key byte), the length, ``payload``."""
     return tag + varint(len(payload)) + payload

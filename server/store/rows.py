@@ -112,9 +112,23 @@ def notification(row: Record, moment: Callable[[Any], datetime | None]) -> Notif
 
 
 def new_rows(
-    ids: Sequence[int], items: Sequence[NewNotification], now: datetime
+    ids: Sequence[int], items: Sequence[NewNotification], now: datetime, *, shared: bool = False
 ) -> list[Notification]:
-    """The notifications just inserted for ``items`` with these ``ids`` (in item order)."""
+    """The notifications just inserted for ``items`` with these ``ids`` (in item order).
+
+    ``shared``: the items differ by recipient only (``same_content``); then every row but
+    its first two fields is one tuple, built once (a broadcast makes one row per
+    recipient)."""
+    if shared and items:
+        first = items[0]
+        c = first.content
+        rest = (c.type, c.title, c.message, c.data_json, c.priority, now, None, None, None,
+                first.expires_at, first.ignore_mutes)  # fmt: skip
+        make = tuple.__new__  # what ``Notification(...)`` does, without its Python ``__new__``
+        return [
+            make(Notification, (new_id, i.user_id, *rest))
+            for new_id, i in zip(ids, items, strict=True)
+        ]
     return [
         Notification(
             new_id,
@@ -215,6 +229,28 @@ def valid_ids(ids: Collection[int]) -> list[int]:
     return sorted({i for i in ids if valid_id(i)})
 
 
+#: The shortest run of consecutive ids that ``runs`` gives as a range.
+RUN_MIN = 4
+
+
+def runs(ids: Iterable[int]) -> tuple[list[tuple[int, int]], list[int]]:
+    """``ids`` as ranges (first, last) of at least ``RUN_MIN`` consecutive ids, and the
+    ids in none. A broadcast's rows have consecutive ids: their queue marks are a few
+    ranges, each updated through the primary key without a parameter per row."""
+    ranges: list[tuple[int, int]] = []
+    single: list[int] = []
+    ordered = sorted(set(ids))
+    start = 0
+    for end in range(1, len(ordered) + 1):
+        if end == len(ordered) or ordered[end] != ordered[end - 1] + 1:
+            if end - start >= RUN_MIN:
+                ranges.append((ordered[start], ordered[end - 1]))
+            else:
+                single += ordered[start:end]
+            start = end
+    return ranges, single
+
+
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """``items`` in consecutive slices of at most ``size``."""
     for start in range(0, len(items), size):
@@ -249,4 +285,5 @@ def plan_creates(
 
 def outcomes(plan: Plan, rows: Sequence[Notification]) -> list[Created]:
     """The plan's items as ``Created`` values, given the new rows in order."""
-    return [Created(rows[ref] if isinstance(ref, int) else ref, new) for ref, new in plan]
+    make = tuple.__new__  # ``Created(...)`` without its Python ``__new__``: one per row
+    return [make(Created, (rows[ref] if type(ref) is int else ref, new)) for ref, new in plan]

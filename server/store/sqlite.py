@@ -11,10 +11,10 @@ the index is declared, so that SQLite uses it.
 from __future__ import annotations
 
 import functools
+import json
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
-from itertools import repeat
 from typing import Any
 
 from sqlalchemy import Row, func, select
@@ -71,8 +71,11 @@ INSERT = f"INSERT INTO notifications ({INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?
 INSERT_CONTENT = (
     "INSERT INTO contents (title, message, data_json) VALUES (?, ?, ?) RETURNING content_id"
 )
+#: A broadcast's rows, one per recipient of a JSON array (the last parameter), in its
+#: order: one statement, no parameters bound per row.
 INSERT_SHARED = (
-    f"INSERT INTO notifications ({SHARED_COLUMNS}) VALUES (?, ?, ?, ?, 1, NULL, ?, ?, ?)"
+    f"INSERT INTO notifications ({SHARED_COLUMNS}) "
+    "SELECT value, ?, ?, ?, 1, NULL, ?, ?, ? FROM json_each(?) ORDER BY key"
 )
 MINE = f"SELECT {COLUMNS} FROM {SOURCE} WHERE id = ? AND user_id = ?"
 REGISTER = (
@@ -382,49 +385,53 @@ def _insert(
 ) -> list[Notification]:
     if not items:
         return []
-    users = [i.user_id for i in items]
     first = items[0]
     c = first.content
-    insert = INSERT
     if len(items) > 1 and same_content(items):
         # A broadcast: the content once, then a narrow row per recipient pointing at it.
         (content_id,) = conn.execute(INSERT_CONTENT, (c.title, c.message, c.data_json)).fetchone()
-        insert = INSERT_SHARED
-        values: Iterable[tuple[Any, ...]] = zip(
-            users,
-            repeat(c.type),
-            repeat(c.priority.value),
-            repeat(created_at),
-            repeat(None if first.expires_at is None else stamp(first.expires_at)),
-            repeat(first.ignore_mutes),
-            repeat(content_id),
-        )
-    else:
-        values = [
+        conn.execute(
+            INSERT_SHARED,
             (
-                i.user_id,
-                i.content.type,
-                i.content.title,
-                i.content.message,
-                i.content.data_json,
-                i.content.priority.value,
+                c.type,
+                c.priority.value,
                 created_at,
-                True,
-                i.idempotency_key,
-                None if i.expires_at is None else stamp(i.expires_at),
-                i.ignore_mutes,
-            )
-            for i in items
-        ]
+                None if first.expires_at is None else stamp(first.expires_at),
+                first.ignore_mutes,
+                content_id,
+                json.dumps([i.user_id for i in items], ensure_ascii=False),
+            ),
+        )
+        return rows.new_rows(_inserted(conn, len(items)), items, now, shared=True)
+    values = [
+        (
+            i.user_id,
+            i.content.type,
+            i.content.title,
+            i.content.message,
+            i.content.data_json,
+            i.content.priority.value,
+            created_at,
+            True,
+            i.idempotency_key,
+            None if i.expires_at is None else stamp(i.expires_at),
+            i.ignore_mutes,
+        )
+        for i in items
+    ]
     if len(items) == 1:
-        row = next(iter(values))
-        ids: Iterable[int] = [conn.execute(INSERT + " RETURNING id", row).fetchone()[0]]
+        ids: Sequence[int] = [conn.execute(INSERT + " RETURNING id", values[0]).fetchone()[0]]
     else:
-        # One writer, AUTOINCREMENT: the new ids are consecutive, ending at the last rowid.
-        conn.executemany(insert, values)
-        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        ids = range(last - len(items) + 1, last + 1)
-    return rows.new_rows(list(ids), items, now)
+        conn.executemany(INSERT, values)
+        ids = _inserted(conn, len(items))
+    return rows.new_rows(ids, items, now)
+
+
+def _inserted(conn: sqlite3.Connection, count: int) -> range:
+    """The ids of the ``count`` rows just inserted: one writer, AUTOINCREMENT, so they are
+    consecutive and end at the last rowid."""
+    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    return range(last - count + 1, last + 1)
 
 
 def _trim(conn: sqlite3.Connection, users: Sequence[str], cap: int) -> dict[str, int]:
@@ -516,7 +523,14 @@ def replay(
 def set_queued(conn: sqlite3.Connection, ids: Sequence[int], queued: bool) -> None:
     """Take rows out of their queues (``queued=False``) or put them in."""
     flag, other = (1, 0) if queued else (0, 1)
-    for chunk in chunks(ids, CHUNK):
+    ranges, single = rows.runs(ids)
+    if ranges:
+        conn.executemany(
+            f"UPDATE notifications SET queued = {flag} "
+            f"WHERE queued = {other} AND id BETWEEN ? AND ?",
+            ranges,
+        )
+    for chunk in chunks(single, CHUNK):
         conn.execute(
             f"UPDATE notifications SET queued = {flag} "
             f"WHERE queued = {other} AND id IN ({_marks(len(chunk))})",

@@ -246,6 +246,28 @@ async def test_subscribe_and_unsubscribe_answer_with_the_new_filter(engine: Engi
     assert pending(session) == 0, "an empty 'only' list receives nothing"
 
 
+async def test_one_session_changing_its_filter_leaves_the_others_receiving_everything(
+    engine: Engine,
+) -> None:
+    """Sessions that named no types share one "every type" filter value: a change makes
+    the changing session a filter of its own and no other."""
+    changed, other, same_user = [await engine.connect(u) for u in ("a", "b", "a")]
+    for s in (changed, other, same_user):
+        await take(s, 1)
+    await changed.handle(Unsubscribe(("x",)))
+    await changed.handle(Subscribe(("y",)))
+    await take(changed, 2)
+    assert other.type_filter.is_everything and same_user.type_filter.is_everything
+    for user in ("a", "b"):
+        await engine.create(note(user, type_="x"))
+    (got_other,) = await take(other, 1)
+    (got_same,) = await take(same_user, 1)
+    assert isinstance(got_other, Delivery) and got_other.notification.type == "x"
+    assert isinstance(got_same, Delivery) and got_same.notification.type == "x"
+    assert pending(changed) == 0
+    assert (await engine.connect("c")).type_filter.is_everything, "and a new session too"
+
+
 async def test_ping_pong_and_unknown_and_invalid_messages(engine: Engine) -> None:
     session = await engine.connect("u")
     await take(session, 1)

@@ -103,6 +103,22 @@ async def test_each_recipient_of_a_broadcast_reads_the_whole_content(store: Stor
     assert await store.set_archived("b", made[1].id, False, LATER) == made[1]
 
 
+async def test_every_recipient_gets_a_row_of_their_own_whatever_the_user_id(
+    store: Store,
+) -> None:
+    """User ids travel to the store as they are (quotes, backslashes, brackets, control
+    characters, any script), and the rows' ids follow the recipients' order."""
+    users = ['q"uote', "back\\slash", "[1, 2]", "tab\tnew\nline", "\u2028sep", "ü-ser ☃", "🎉",
+             "x" * 128, "{}", "null", "a"]  # fmt: skip
+    made = await create(store, recipients(users))
+    assert [n.user_id for n in made] == users
+    assert [n.id for n in made] == list(range(made[0].id, made[0].id + len(users)))
+    assert made == [expected(n, u) for n, u in zip(made, users, strict=True)]
+    for n in made:
+        replay = await store.replay(n.user_id, since=None, cap=10, type_filter=EVERYTHING, now=NOW)
+        assert replay.notifications == [n]
+
+
 async def test_deleting_one_recipients_row_leaves_the_others_whole(store: Store) -> None:
     made = await create(store, recipients(["a", "b", "c"]))
     await store.delete("b", made[1].id)

@@ -211,6 +211,19 @@ async def test_requeue_puts_rows_back_in_their_queues(store: Store) -> None:
     assert await replay_ids(store, "a") == ([ids[0], ids[2]], False)
 
 
+async def test_queue_marks_apply_to_exactly_the_ids_given(store: Store) -> None:
+    """Marks come as runs of consecutive ids (a broadcast's) and scattered ones: each
+    reaches its row and no other."""
+    ids = await ids_of(store, [item("a")] * 12, offline=lambda _user: False)
+    taken = [*ids[0:5], ids[6], *ids[8:10]]
+    await store.dequeue(taken)
+    assert await replay_ids(store, "a") == ([ids[5], ids[7], *ids[10:]], False)
+    ids = await ids_of(store, [item("b")] * 12, offline=lambda _user: False)
+    await store.dequeue(ids)
+    await store.requeue([*ids[1:6], ids[7], ids[11]])
+    assert await replay_ids(store, "b") == ([*ids[1:6], ids[7], ids[11]], False)
+
+
 async def test_a_large_broadcast_is_one_call_and_few_statements(store: Store) -> None:
     users = [f"user-{i:05d}" for i in range(10_000)]
     statements = _count_statements(store)
