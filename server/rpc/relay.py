@@ -52,6 +52,7 @@ from server.engine.events import (
     UpdatePreferences,
 )
 from server.rpc import convert, wire
+from server.rpc.convert import delivery_encoded
 from server.rpc.errors import status_for
 from server.rpc.inprocess import LocalBatch, LocalDelivery
 from server.rpc.stream import CLOSE_ERROR_CODE, CLOSE_STATUS, Context, command, open_session
@@ -194,12 +195,13 @@ class _Relay:
                 count += 1
                 continue
             drained.append(ready)
-            session_key = _SESSION_ID + wire.varint(sid) if sid else b""
+            session_key = _SESSION_ID + wire.varint(sid) if sid and not local else b""
             for event in ready.drain(PER_SESSION):
                 count += 1
                 if type(event) is Delivery:  # the hot path: the frame in parts, no copies
-                    body = cast(bytes, encode(event))  # once per envelope (cached)
-                    nid = event.envelope.notification.id
+                    envelope = event.envelope
+                    body = delivery_encoded(envelope)  # once per envelope (cached)
+                    nid = envelope.notification.id
                     if local:
                         append((sid, nid, body))
                         continue
