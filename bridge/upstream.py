@@ -419,6 +419,9 @@ class RelayStream:
     Closing a session is a handshake: the bridge sends ``RelayClose``, the engine closes
     the session and answers with an ``end`` frame. Notifications that arrive for the
     session in between were never passed on: they go back with another ``RelayClose``.
+
+    In-process (``--role all``) the call yields ``LocalBatch`` objects rather than
+    ``RelayResponse`` messages: the same frames, each delivery a ``LocalDelivery`` tuple.
     """
 
     def __init__(self, stub: relay_pb2_grpc.SessionRelayServiceAsyncStub) -> None:
@@ -495,7 +498,7 @@ class RelayStream:
                         if link is not None:
                             if link.deliver(event, nid):
                                 touched.append(link)
-                        elif sid in self._closing:
+                        elif nid and sid in self._closing:
                             late.setdefault(sid, []).append(nid)
                         continue
                     assert not isinstance(frame, tuple)
