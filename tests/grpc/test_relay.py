@@ -36,7 +36,7 @@ def as_frame(frame: relay_pb2.RelayFrame | tuple[int, int, bytes]) -> relay_pb2.
 class Relay:
     """A relay call, its frames sorted by session."""
 
-    def __init__(self, node: Node, via: str) -> None:
+    def __init__(self, node: Node, via: str = "network") -> None:
         if via == "in-process":
             self.call: Any = node.server.in_process().relay.Relay()
         else:
