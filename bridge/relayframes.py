@@ -64,10 +64,11 @@ class DeliveryFrames:
     (with its creation time), and the JSON string of a user id.
     """
 
-    __slots__ = ("_rests", "_users", "rests_size", "users_size")
+    __slots__ = ("_last", "_rests", "_users", "rests_size", "users_size")
 
     def __init__(self, rests_size: int = 512, users_size: int = 4096) -> None:
         self._rests: dict[bytes, _Rest] = {}
+        self._last: tuple[bytes, _Rest] | None = None  # the rest read last, and its JSON
         self._users: dict[bytes, tuple[str, bytes]] = {}  # the JSON string, as text and bytes
         self.rests_size = rests_size
         self.users_size = users_size
@@ -93,36 +94,79 @@ class DeliveryFrames:
         nid, (_, user_json), (_, created, tail) = split
         return _PAYLOAD % (nid, user_json, tail), created
 
+    def payloads(
+        self, frames: list[bytes], start: int, payloads: list[bytes], created: list[float]
+    ) -> None:
+        """``payload`` of each of ``frames[start:]`` up to the first that is not a
+        notification of the expected shape, appended to ``payloads``, their creation
+        times to ``created``."""
+        split_frame = self._split
+        add, add_created = payloads.append, created.append
+        for index in range(start, len(frames)):
+            split = split_frame(frames[index])
+            if split is None:
+                return
+            nid, (_, user_json), (_, at, tail) = split
+            add(_PAYLOAD % (nid, user_json, tail))
+            add_created(at)
+
     def _split(self, data: bytes) -> tuple[int, tuple[str, bytes], _Rest] | None:
         """The id, the user id's JSON and the rest's JSON of ``data``; None if it is not a
         notification of the expected shape."""
+        # The two enclosing lengths (a frame's are 128 B to 16 KiB: two bytes) and the
+        # user id's length (one byte) are read inline; anything longer by ``_varint``.
         try:
             if data[0] != _CONNECT_RESPONSE_NOTIFICATION:
                 return None
-            size, pos = _varint(data, 1)
-            if pos + size != len(data) or data[pos] != _NOTIFICATION_EVENT_NOTIFICATION:
+            end = len(data)
+            size, second = data[1], data[2]
+            if size < 0x80:
+                pos = 2
+            elif second < 0x80:
+                size, pos = (size & 0x7F) | (second << 7), 3
+            else:
+                size, pos = _varint(data, 1)
+            if pos + size != end or data[pos] != _NOTIFICATION_EVENT_NOTIFICATION:
                 return None
-            size, pos = _varint(data, pos + 1)
-            if pos + size != len(data):
+            size, second = data[pos + 1], data[pos + 2]
+            if size < 0x80:
+                pos += 2
+            elif second < 0x80:
+                size, pos = (size & 0x7F) | (second << 7), pos + 3
+            else:
+                size, pos = _varint(data, pos + 1)
+            if pos + size != end:
                 return None
             nid = 0
             if data[pos] == _ID:
                 nid, pos = _varint(data, pos + 1)
             user = b""
-            if pos < len(data) and data[pos] == _USER_ID:
-                size, pos = _varint(data, pos + 1)
+            if pos < end and data[pos] == _USER_ID:
+                size = data[pos + 1]
+                if size < 0x80:
+                    pos += 2
+                else:
+                    size, pos = _varint(data, pos + 1)
                 user = data[pos : pos + size]
                 pos += size
         except IndexError:
             return None
-        if nid > INT64_MAX or pos > len(data):
+        if nid > INT64_MAX or pos > end:
             return None
-        rest = data[pos:]
-        known = self._rests.get(rest)
-        if known is None:
-            if self._encode(rest) is None:
-                return None
-            known = self._rests[rest]
+        # A broadcast's frames follow one another with the same rest: compared in place
+        # with the last one, not copied out and hashed for the map.
+        last = self._last
+        if last is not None and end - pos == len(last[0]) and data.endswith(last[0]):
+            known = last[1]
+        else:
+            rest = data[pos:]
+            got = self._rests.get(rest)
+            if got is None:
+                if self._encode(rest) is None:
+                    return None
+                got = self._rests[rest]
+            known = got
+            self._last = rest, known
         user_json = self._users.get(user)
         if user_json is None:
             try:

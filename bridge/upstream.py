@@ -22,7 +22,7 @@ from tidings import metadata as keys
 from tidings.v1 import admin_pb2_grpc, relay_pb2, relay_pb2_grpc, stream_pb2, stream_pb2_grpc
 
 from bridge.metadata import Metadata
-from server.rpc.inprocess import InProcessStubs
+from server.rpc.inprocess import InProcessStubs, LocalDelivery
 
 log = logging.getLogger("tidings.bridge")
 
@@ -419,6 +419,9 @@ class RelayStream:
     Closing a session is a handshake: the bridge sends ``RelayClose``, the engine closes
     the session and answers with an ``end`` frame. Notifications that arrive for the
     session in between were never passed on: they go back with another ``RelayClose``.
+
+    In-process (``--role all``) the call yields ``LocalBatch`` objects rather than
+    ``RelayResponse`` messages: the same frames, each delivery a ``LocalDelivery`` tuple.
     """
 
     def __init__(self, stub: relay_pb2_grpc.SessionRelayServiceAsyncStub) -> None:
@@ -483,19 +486,31 @@ class RelayStream:
     async def _read(self) -> None:
         ended = StreamEnded(grpc.StatusCode.UNAVAILABLE, "the engine closed the relay")
         try:
+            links = self._links
             async for response in self._call:
                 late: dict[int, list[int]] = {}
                 touched: list[RelaySessionLink] = []  # links to flush once all are in
-                for frame in response.frames:
+                frames: Sequence[relay_pb2.RelayFrame | LocalDelivery] = response.frames
+                for frame in frames:
+                    if type(frame) is tuple:  # a delivery, in-process (the hot path)
+                        sid, nid, event = frame
+                        link = links.get(sid)
+                        if link is not None:
+                            if link.deliver(event, nid):
+                                touched.append(link)
+                        elif nid and sid in self._closing:
+                            late.setdefault(sid, []).append(nid)
+                        continue
+                    assert not isinstance(frame, tuple)
                     sid = frame.session_id
-                    link = self._links.get(sid)
+                    link = links.get(sid)
                     if link is not None:
                         nid = frame.notification_id
                         if nid:  # a notification (the hot path): no end, no allowance
                             if link.deliver(frame.event, nid):
                                 touched.append(link)
                         elif frame.HasField("end"):
-                            del self._links[sid]
+                            del links[sid]
                             link.end(_ended(frame.end))
                         else:
                             allowance = frame.allowance if frame.HasField("allowance") else None

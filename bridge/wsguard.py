@@ -147,9 +147,9 @@ class GuardedWSStream(WSStream):
     #: Whether messages can be framed here (no extension alters them); set on the
     #: instance by its first batch (an idle socket holds no attribute for it).
     _plain: bool | None = None
-    #: The connection's writer and its send lock (HTTP/1.1), or ``()`` where ``write_now``
-    #: cannot write (HTTP/2); set on the instance by the first ``write_now``.
-    _raw: tuple[asyncio.StreamWriter, asyncio.Lock] | tuple[()] | None = None
+    #: The connection's transport and its send lock (HTTP/1.1), or ``()`` where
+    #: ``write_now`` cannot write (HTTP/2); set on the instance by the first ``write_now``.
+    _raw: tuple[asyncio.WriteTransport, asyncio.Lock] | tuple[()] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -233,16 +233,15 @@ class GuardedWSStream(WSStream):
             raw = self._raw = _raw_connection(self)
         if not plain or not raw:
             return False
-        writer, lock = raw
-        transport = writer.transport
+        transport, lock = raw
         if lock.locked() or transport.is_closing():
             return False
         if transport.get_write_buffer_size() > DIRECT_MAX:
             return False
-        header = text_frame_header
         parts: list[bytes] = []
         for payload in payloads:
-            parts.append(header(len(payload)))
+            size = len(payload)
+            parts.append(bytes((_TEXT, size)) if size < 126 else text_frame_header(size))
             parts.append(payload)
         transport.write(b"".join(parts))
         return True
@@ -305,8 +304,8 @@ def _sends_plain(connection: Any) -> bool:
 
 def _raw_connection(
     stream: WSStream,
-) -> tuple[asyncio.StreamWriter, asyncio.Lock] | tuple[()]:
-    """The writer and send lock under ``stream`` when hypercorn serves it over HTTP/1.1
+) -> tuple[asyncio.WriteTransport, asyncio.Lock] | tuple[()]:
+    """The transport and send lock under ``stream`` when hypercorn serves it over HTTP/1.1
     (stream → ``H11Protocol.stream_send`` → ``TCPServer.protocol_send``, which writes
     ``Data`` unchanged); ``()`` otherwise (HTTP/2 frames it again)."""
     protocol = getattr(stream.send, "__self__", None)
@@ -315,7 +314,7 @@ def _raw_connection(
     server = getattr(protocol.send, "__self__", None)
     if not isinstance(server, TCPServer):
         return ()
-    return server.writer, server.send_lock
+    return server.writer.transport, server.send_lock
 
 
 def install(on_close: Callable[[int], None]) -> None:

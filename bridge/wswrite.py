@@ -122,15 +122,9 @@ class DirectDeliveries:
     def write(self, target: DirectTarget, frames: list[bytes], start: int) -> int:
         """Write the notifications at the head of ``frames[start:]`` (up to the first
         other event) to ``target``; how many were written."""
-        payload = self._deliveries.payload
         payloads: list[bytes] = []
         created: list[float] = []
-        for index in range(start, len(frames)):
-            got = payload(frames[index])
-            if got is None:
-                break
-            payloads.append(got[0])
-            created.append(got[1])
+        self._deliveries.payloads(frames, start, payloads, created)
         if not payloads or not target.write_now(payloads):
             return 0
         self._metrics.delivered(created)

@@ -15,9 +15,11 @@ very same ``tidings.v1`` messages, and behave as the network stub does:
 
 The relay stream (``SessionRelayService.Relay``) has its in-process form too
 (``InProcessStream``): the bridge writes its ``RelayRequest`` messages into the
-servicer's request iterator and reads the servicer's batches back, parsed from the bytes
-the servicer prepares for the wire; a batch the bridge has not yet read holds the
-servicer back, as HTTP/2 flow control does. Cancelling it cancels the servicer's handler.
+servicer's request iterator and reads the servicer's batches back — as its
+``relay_local`` hands them (``LocalBatch``: the same frames, nothing serialized and
+parsed back), or parsed from the bytes it prepares for the wire; a batch the bridge has
+not yet read holds the servicer back, as HTTP/2 flow control does. Cancelling it
+cancels the servicer's handler.
 
 Messages are not copied: the servicers build fresh responses and never change
 requests, and the bridge only reads what it gets.
@@ -247,6 +249,21 @@ class InProcessStream(Generic[Req, Resp]):
                 await aclose()
 
 
+#: A delivery in a ``LocalBatch``: ``(session_id, notification_id, event)``, the fields
+#: of its ``RelayFrame`` (``event`` the serialized ``ConnectResponse``).
+LocalDelivery = tuple[int, int, bytes]
+
+
+class LocalBatch:
+    """A ``RelayResponse`` for a reader in the same process: its ``frames``, in order,
+    deliveries as ``LocalDelivery`` tuples and every other frame as a ``RelayFrame``."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames: list[relay_pb2.RelayFrame | LocalDelivery]) -> None:
+        self.frames = frames
+
+
 class _RelayStub:
     """``SessionRelayService``'s stub, in-process: ``Relay()`` is an ``InProcessStream``."""
 
@@ -254,6 +271,9 @@ class _RelayStub:
         self._servicer = servicer
 
     def Relay(self, **_options: Any) -> InProcessStream[Any, Any]:
+        local = getattr(self._servicer, "relay_local", None)
+        if local is not None:  # batches as Python objects: nothing to serialize and parse
+            return InProcessStream(local, relay_pb2.RelayResponse.FromString)
         return InProcessStream(self._servicer.Relay, relay_pb2.RelayResponse.FromString)
 
 

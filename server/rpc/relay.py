@@ -19,6 +19,11 @@ Commands may come before their session has finished opening (the open replays fr
 store): they wait, in order, within the same bound, and run once it is open; a client
 that sends more is closed as slow as soon as the session opens. If the open fails they
 go with it: the session's ``end`` frame says why.
+
+A bridge in the engine's own process (``--role all``) reads the same batches as
+``server.rpc.inprocess.LocalBatch`` objects instead (``RelayServicer.relay_local``):
+each delivery the tuple of what its frame would carry, every other frame a
+``RelayFrame``. Nothing is framed, joined and parsed back per recipient.
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ from server.engine.events import (
     UpdatePreferences,
 )
 from server.rpc import convert, wire
+from server.rpc.convert import delivery_encoded
 from server.rpc.errors import status_for
+from server.rpc.inprocess import LocalBatch, LocalDelivery
 from server.rpc.stream import CLOSE_ERROR_CODE, CLOSE_STATUS, Context, command, open_session
 from server.tasks import cancel_and_wait
 
@@ -104,8 +111,21 @@ class RelayServicer:
         relay = _Relay(self._engine, self._auth)
         reader = asyncio.create_task(relay.read(requests))
         try:
-            async for batch in relay.batches(reader):
-                yield batch
+            async for frames in relay.batches(reader, local=False):
+                yield b"".join(cast(list[bytes], frames))
+        finally:
+            await cancel_and_wait(reader)
+            await relay.close()
+
+    async def relay_local(
+        self, requests: AsyncIterable[relay_pb2.RelayRequest], context: Context
+    ) -> AsyncIterator[LocalBatch]:
+        """``Relay`` for a reader in this process: the same batches, as ``LocalBatch``."""
+        relay = _Relay(self._engine, self._auth)
+        reader = asyncio.create_task(relay.read(requests))
+        try:
+            async for frames in relay.batches(reader, local=True):
+                yield LocalBatch(cast(list[relay_pb2.RelayFrame | LocalDelivery], frames))
         finally:
             await cancel_and_wait(reader)
             await relay.close()
@@ -150,8 +170,8 @@ class _Relay:
                 invalid = request.invalid
                 await self._handle(invalid.session_id, _Invalid(invalid.code, invalid.message))
 
-    async def batches(self, reader: asyncio.Task[None]) -> AsyncIterator[bytes]:
-        """Serialized RelayResponses, as events wait, until the reader ends."""
+    async def batches(self, reader: asyncio.Task[None], *, local: bool) -> AsyncIterator[list[Any]]:
+        """The frames of each batch (``_collect``), as events wait, until the reader ends."""
         while True:
             if not self._ready:
                 self._wake.clear()
@@ -160,16 +180,17 @@ class _Relay:
                 if reader in done:
                     waiter.cancel()
                     return
-            frames, drained = self._collect()
+            frames, drained = self._collect(local)
             if frames:
-                yield b"".join(frames)
+                yield frames
             _confirm(drained)
             del drained  # a session that closed goes now, not with the next batch
 
-    def _collect(self) -> tuple[list[bytes], list[Session]]:
-        """The frames of one batch (serialized ``RelayResponse.frames`` entries, a
-        delivery's in parts: the batch is joined once)."""
-        frames: list[bytes] = []
+    def _collect(self, local: bool) -> tuple[list[Any], list[Session]]:
+        """The frames of one batch: serialized ``RelayResponse.frames`` entries, a
+        delivery's in parts (the batch is joined once); or, ``local``, a ``LocalBatch``'s
+        frames."""
+        frames: list[Any] = []
         append = frames.append
         count = 0
         drained: list[Session] = []
@@ -178,16 +199,20 @@ class _Relay:
             sid, ready = next(iter(self._ready.items()))
             del self._ready[sid]
             if isinstance(ready, relay_pb2.RelayEnd):
-                append(_end_frame(sid, ready))
+                append(_local_end(sid, ready) if local else _end_frame(sid, ready))
                 count += 1
                 continue
             drained.append(ready)
-            session_key = _SESSION_ID + wire.varint(sid) if sid else b""
+            session_key = _SESSION_ID + wire.varint(sid) if sid and not local else b""
             for event in ready.drain(PER_SESSION):
                 count += 1
                 if type(event) is Delivery:  # the hot path: the frame in parts, no copies
-                    body = cast(bytes, encode(event))  # once per envelope (cached)
-                    nid = event.envelope.notification.id
+                    envelope = event.envelope
+                    body = delivery_encoded(envelope)  # once per envelope (cached)
+                    nid = envelope.notification.id
+                    if local:
+                        append((sid, nid, body))
+                        continue
                     event_size = wire.varint(len(body))
                     id_part = _NOTIFICATION_ID + wire.varint(nid) if nid else b""
                     size = wire.varint(
@@ -204,15 +229,16 @@ class _Relay:
                             message=event.message,
                             error_code=CLOSE_ERROR_CODE.get(event.reason, ""),
                         )
-                        append(_end_frame(sid, end))
+                        append(_local_end(sid, end) if local else _end_frame(sid, end))
                     break
                 encoded = encode(event)
                 if not isinstance(encoded, bytes):
                     encoded = encoded.SerializeToString()
                 if isinstance(event, ConnectionEstablished):
-                    append(_greeting_frame(sid, encoded, ready, event.queued))
+                    frame = _greeting_frame(sid, encoded, ready, event.queued)
                 else:
-                    append(wire.relay_event_frame(sid, encoded))
+                    frame = wire.relay_event_frame(sid, encoded)
+                append(_as_local(frame) if local else frame)
             if ready.waiting and sid in self._sessions:
                 self._ready[sid] = ready  # more than its share: back of the line
         return frames, drained
@@ -359,6 +385,15 @@ async def _apply(session: Session, item: Command | _Invalid) -> None:
         session.reject(item.code, item.message)
     else:
         await session.handle(item)
+
+
+def _local_end(sid: int, end: relay_pb2.RelayEnd) -> relay_pb2.RelayFrame:
+    return relay_pb2.RelayFrame(session_id=sid, end=end)
+
+
+def _as_local(frame: bytes) -> relay_pb2.RelayFrame:
+    """The one ``RelayResponse.frames`` entry of ``frame``, as a message."""
+    return relay_pb2.RelayResponse.FromString(frame).frames[0]
 
 
 def _greeting_frame(sid: int, event: bytes, session: Session, replay: int) -> bytes:

@@ -2,7 +2,8 @@
 
 The fake stands for the gRPC ``Relay`` call: it records what the bridge writes (a write
 can be held, as when the engine stops reading) and hands the bridge the frames a test
-gives it, as the engine would send them.
+gives it, as the engine would send them: parsed from the wire, or (``in-process``, every
+test both ways) as the in-process servicer's ``LocalBatch``, deliveries as tuples.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bridge.upstream import (
     RelayStream,
     StreamEnded,
 )
+from server.rpc.inprocess import LocalBatch, LocalDelivery
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -27,11 +29,14 @@ pytestmark = pytest.mark.timeout(10)
 class FakeCall:
     """The relay call as the bridge sees it."""
 
-    def __init__(self) -> None:
+    def __init__(self, local: bool = False) -> None:
         self.written: list[relay_pb2.RelayRequest] = []
         self.writable = asyncio.Event()
         self.writable.set()
-        self._responses: asyncio.Queue[relay_pb2.RelayResponse | None] = asyncio.Queue()
+        self._local = local
+        self._responses: asyncio.Queue[relay_pb2.RelayResponse | LocalBatch | None] = (
+            asyncio.Queue()
+        )
         self._changed = asyncio.Event()
 
     async def write(self, request: relay_pb2.RelayRequest) -> None:
@@ -42,7 +47,7 @@ class FakeCall:
     def __aiter__(self) -> FakeCall:
         return self
 
-    async def __anext__(self) -> relay_pb2.RelayResponse:
+    async def __anext__(self) -> relay_pb2.RelayResponse | LocalBatch:
         response = await self._responses.get()
         if response is None:
             raise StopAsyncIteration
@@ -53,7 +58,16 @@ class FakeCall:
 
     def send(self, *frames: relay_pb2.RelayFrame) -> None:
         """The engine sends ``frames`` in one batch."""
-        self._responses.put_nowait(relay_pb2.RelayResponse(frames=frames))
+        if not self._local:
+            self._responses.put_nowait(relay_pb2.RelayResponse(frames=frames))
+            return
+        local: list[relay_pb2.RelayFrame | LocalDelivery] = [
+            (f.session_id, f.notification_id, f.event)
+            if f.notification_id and not f.HasField("allowance")
+            else f
+            for f in frames
+        ]
+        self._responses.put_nowait(LocalBatch(local))
 
     async def wait_written(self, count: int) -> list[relay_pb2.RelayRequest]:
         """Once ``count`` requests are written: all of them."""
@@ -68,8 +82,8 @@ class FakeCall:
 
 
 class FakeStub:
-    def __init__(self) -> None:
-        self.call = FakeCall()
+    def __init__(self, local: bool = False) -> None:
+        self.call = FakeCall(local)
 
     def Relay(self) -> FakeCall:
         return self.call
@@ -106,8 +120,8 @@ def end(sid: int, code: grpc.StatusCode = grpc.StatusCode.OK) -> relay_pb2.Relay
 class Bridge:
     """A relay stream over the fake call, and helpers to open links on it."""
 
-    def __init__(self) -> None:
-        self.stub = FakeStub()
+    def __init__(self, local: bool = False) -> None:
+        self.stub = FakeStub(local)
         self.call = self.stub.call
         self.stream = RelayStream(cast(Any, self.stub))
 
@@ -122,9 +136,9 @@ class Bridge:
         await self.stream.close()
 
 
-@pytest.fixture
-async def bridge() -> Any:
-    b = Bridge()
+@pytest.fixture(params=["network", "in-process"])
+async def bridge(request: pytest.FixtureRequest) -> Any:
+    b = Bridge(local=request.param == "in-process")
     yield b
     await b.close()
 

@@ -110,3 +110,19 @@ def _field(key: int, payload: bytes) -> bytes:
 )
 def test_anything_else_is_left_to_the_parser(data: bytes) -> None:
     assert DeliveryFrames().frame(data) is None
+
+
+def test_contents_of_the_same_length_are_told_apart() -> None:
+    """Two broadcasts interleaved, their contents the same length: each frame keeps its own."""
+    frames = DeliveryFrames()
+    batch: dict[object, object] = {}
+    rows = [
+        Notification(i, f"user-{i}", "news", title, "m" * 50, "{}", Priority.NORMAL, CREATED)
+        for i in range(1, 7)
+        for title in ("AAAA", "BBBB")
+    ]
+    for row in rows:
+        data = delivery_bytes(row, batch)
+        made = frames.payload(data)
+        assert made is not None
+        assert made[0].decode() == parsed_frame(data)

@@ -1,4 +1,7 @@
-"""SessionRelayService: many sessions over one stream, each behaving like its own Connect."""
+"""SessionRelayService: many sessions over one stream, each behaving like its own Connect.
+
+Every test runs over the network and in-process (``--role all``: the servicer's
+``relay_local`` batches, deliveries as tuples): the two must carry the same frames."""
 
 from __future__ import annotations
 
@@ -17,11 +20,28 @@ from tests.waiting import until
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.fixture(params=["network", "in-process"])
+def via(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def as_frame(frame: relay_pb2.RelayFrame | tuple[int, int, bytes]) -> relay_pb2.RelayFrame:
+    """An in-process batch's delivery as the ``RelayFrame`` it stands for."""
+    if isinstance(frame, tuple):
+        sid, nid, event = frame
+        return relay_pb2.RelayFrame(session_id=sid, event=event, notification_id=nid)
+    return frame
+
+
 class Relay:
     """A relay call, its frames sorted by session."""
 
-    def __init__(self, node: Node) -> None:
-        self.call: Any = relay_pb2_grpc.SessionRelayServiceStub(node.channel).Relay()
+    def __init__(self, node: Node, via: str = "network") -> None:
+        if via == "in-process":
+            self.call: Any = node.server.in_process().relay.Relay()
+        else:
+            self.call = relay_pb2_grpc.SessionRelayServiceStub(node.channel).Relay()
+        self.notification_ids: dict[int, list[int]] = defaultdict(list)
         self.events: dict[int, list[stream_pb2.ConnectResponse]] = defaultdict(list)
         self.ends: dict[int, relay_pb2.RelayEnd] = {}
         self.batches = 0
@@ -31,7 +51,10 @@ class Relay:
     async def _read(self) -> None:
         async for response in self.call:
             self.batches += 1
-            for frame in response.frames:
+            for each in response.frames:
+                frame = as_frame(each)
+                if frame.notification_id:
+                    self.notification_ids[frame.session_id].append(frame.notification_id)
                 if frame.HasField("end"):
                     self.ends[frame.session_id] = frame.end
                 else:
@@ -61,8 +84,8 @@ class Relay:
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
-async def test_sessions_share_one_stream_and_batch(node: Node) -> None:
-    relay = Relay(node)
+async def test_sessions_share_one_stream_and_batch(node: Node, via: str) -> None:
+    relay = Relay(node, via)
     for sid in range(1, 51):
         await relay.open(sid, f"user{sid}")
     await relay.until(
@@ -76,12 +99,13 @@ async def test_sessions_share_one_stream_and_batch(node: Node) -> None:
     await relay.until(lambda: all(len(relay.events[s]) == 2 for s in range(1, 51)))
     assert all(relay.kinds(s)[1] == "notification" for s in range(1, 51))
     assert relay.events[7][1].notification.notification.user_id == "user7"
+    assert relay.notification_ids[7] == [relay.events[7][1].notification.notification.id]
     assert relay.batches - before < 50, "fifty deliveries travelled in fewer batches"
     await relay.close()
 
 
-async def test_commands_and_endings_match_connect(node: Node) -> None:
-    relay = Relay(node)
+async def test_commands_and_endings_match_connect(node: Node, via: str) -> None:
+    relay = Relay(node, via)
     await relay.open(1, "a")
     await relay.call.write(
         relay_pb2.RelayRequest(
@@ -112,8 +136,8 @@ async def test_commands_and_endings_match_connect(node: Node) -> None:
     await relay.close()
 
 
-async def test_undelivered_notifications_go_back_to_the_queue(node: Node) -> None:
-    relay = Relay(node)
+async def test_undelivered_notifications_go_back_to_the_queue(node: Node, via: str) -> None:
+    relay = Relay(node, via)
     await relay.open(1, "u")
     await relay.until(lambda: relay.kinds(1) == ["connection_established"])
     made = [await node.create("u", title=str(i)) for i in range(3)]
@@ -136,8 +160,8 @@ async def test_undelivered_notifications_go_back_to_the_queue(node: Node) -> Non
     await relay.close()
 
 
-async def test_the_relay_ending_closes_its_sessions(node: Node) -> None:
-    relay = Relay(node)
+async def test_the_relay_ending_closes_its_sessions(node: Node, via: str) -> None:
+    relay = Relay(node, via)
     await relay.open(1, "gone")
     await relay.until(lambda: relay.events[1])
     assert (await node.engine.status("gone")).connected
