@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.engine.errors import NotFound
@@ -77,6 +78,8 @@ INSERT_SHARED = (
     f"INSERT INTO notifications ({SHARED_COLUMNS}) "
     "SELECT value, ?, ?, ?, 1, NULL, ?, ?, ? FROM json_each(?) ORDER BY key"
 )
+#: A broadcast slice's rows come from ``json_each`` (built into SQLite since 3.38).
+JSON_CHECK = "SELECT count(*) FROM json_each('[]')"
 MINE = f"SELECT {COLUMNS} FROM {SOURCE} WHERE id = ? AND user_id = ?"
 REGISTER = (
     "INSERT OR IGNORE INTO users (user_id, first_seen, dropped_since_connect) VALUES (?, ?, 0)"
@@ -129,6 +132,7 @@ class SqliteStore:
 
     async def open(self) -> None:
         await self.ping()
+        await self._check_json()
         await self._lite.open()
         async with self._engine.connect() as conn:
             self._known = set(await conn.scalars(select(U.c.user_id)))
@@ -141,6 +145,17 @@ class SqliteStore:
     async def ping(self) -> None:
         async with self._engine.connect() as conn:
             await conn.execute(select(1))
+
+    async def _check_json(self) -> None:
+        """Refuse to start on a SQLite without its JSON functions, with a clear error."""
+        async with self._engine.connect() as conn:
+            try:
+                await conn.exec_driver_sql(JSON_CHECK)
+            except OperationalError as exc:
+                raise RuntimeError(
+                    f"SQLite {sqlite3.sqlite_version} has no JSON functions (json_each); "
+                    "Tidings needs SQLite 3.38 or later, or one built with JSON1"
+                ) from exc
 
     async def create(
         self,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from server.engine.models import Content, NewNotification
+from server.store import sqlite as sqlite_store
 from server.store.migrate import upgrade
 from server.store.sqlite import SqliteStore, keyed
 
@@ -55,3 +56,17 @@ async def test_a_retried_group_gets_its_first_rows(tmp_path: Path) -> None:
         assert again[12][2] == "x"  # the same key for another user is another notification
     finally:
         await store.close()
+
+
+async def test_a_sqlite_without_json_functions_is_refused_at_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A broadcast slice's rows come from json_each: a SQLite built without it must stop
+    # the server at start with a clear error, not fail the first broadcast.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'nojson.db'}"
+    await upgrade(url)
+    monkeypatch.setattr(sqlite_store, "JSON_CHECK", "SELECT count(*) FROM no_json_each('[]')")
+    store = SqliteStore(url)
+    with pytest.raises(RuntimeError, match=r"needs SQLite 3\.38"):
+        await store.open()
+    await store.close()
