@@ -147,3 +147,17 @@ async def create(
     body = response.json()
     assert isinstance(body, dict)
     return body
+
+
+async def flood(server: ServerProcess, user_id: str, count: int) -> None:
+    """Create ``count`` notifications of 200 kB each for ``user_id``: more, at 100 or
+    so, than a socket's buffers hold, so that a browser that stopped reading is left
+    with frames waiting."""
+    async with rest(server) as http:
+        for _ in range(count):
+            response = await http.post(
+                "/api/v1/notifications",
+                json={"user_id": user_id, "type": "t", "title": "x",
+                      "data": {"blob": "x" * 200_000}},
+            )  # fmt: skip
+            assert response.status_code == 201, response.text

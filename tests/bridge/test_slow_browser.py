@@ -11,7 +11,7 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.bridge.client import open_socket, rest
+from tests.bridge.client import flood, open_socket, rest
 from tests.harness import ServerProcess
 from tests.waiting import until
 
@@ -81,14 +81,7 @@ async def test_shutdown_is_not_held_up_by_a_browser_that_stopped_reading(tmp_pat
     try:
         ws = await connect(f"{server.ws_url}?user_id=stuck", max_queue=1, max_size=None)
         await ws.recv()
-        async with rest(server) as http:
-            for _ in range(150):  # ~30 MB: more than the socket buffers hold
-                response = await http.post(
-                    "/api/v1/notifications",
-                    json={"user_id": "stuck", "type": "t", "title": "x",
-                          "data": {"blob": "x" * 200_000}},
-                )  # fmt: skip
-                assert response.status_code == 201
+        await flood(server, "stuck", 150)  # ~30 MB: more than the socket buffers hold
         loop = asyncio.get_running_loop()
         started = loop.time()
         assert await server.stop(timeout=15) == 0
