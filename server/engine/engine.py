@@ -68,7 +68,7 @@ from server.engine.models import (
 from server.engine.observer import NullObserver, Observer
 from server.engine.peers import LoneNode, Peers
 from server.engine.session import Session, SessionLimits
-from server.engine.writer import Writer
+from server.engine.writer import Pending, Writer
 
 if TYPE_CHECKING:
     from server.engine.store import CreateResult, Store
@@ -276,14 +276,31 @@ class Engine:
             recipients = list(dict.fromkeys(check_user_id(u, "user_ids") for u in user_ids))
         size = self.config.broadcast_slice
         created = 0
-        for start in range(0, len(recipients), size):
-            outcomes = await self._writer.submit(
-                [
-                    NewNotification(u, content, user_id_checked=True)
-                    for u in recipients[start : start + size]
-                ]
-            )
-            created += sum(1 for o in outcomes if o.created)
+        # One slice queued ahead: it is built while the store writes the one before,
+        # and the writer goes on to it at once; it commits only if that one did.
+        ahead: Pending | None = None
+        try:
+            for start in range(0, len(recipients), size):
+                previous, ahead = (
+                    ahead,
+                    self._writer.queue(
+                        [
+                            NewNotification(u, content, user_id_checked=True)
+                            for u in recipients[start : start + size]
+                        ],
+                        after=ahead,
+                    ),
+                )
+                if previous is not None:
+                    created += sum(1 for o in await previous.future if o.created)
+            if ahead is not None:
+                created += sum(1 for o in await ahead.future if o.created)
+        except BaseException:
+            # The slice queued ahead, unless it is the one that failed, is withdrawn (or
+            # failed already with the one before it): never committed.
+            if ahead is not None and not ahead.future.cancel() and not ahead.future.cancelled():
+                ahead.future.exception()  # retrieved: the caller hears of the first failure
+            raise
         return created
 
     # --- sessions ----------------------------------------------------------------------
