@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -86,6 +87,8 @@ STOP_TIMEOUT = 2.0
 EXPIRY_SWEEP_BATCHES = 10
 #: Recipients per transaction of a broadcast (see ``Engine.broadcast``).
 BROADCAST_SLICE = 5000
+#: Slices of a broadcast queued beyond the one awaited (see ``Engine.broadcast``).
+SLICES_AHEAD = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,30 +279,29 @@ class Engine:
             recipients = list(dict.fromkeys(check_user_id(u, "user_ids") for u in user_ids))
         size = self.config.broadcast_slice
         created = 0
-        # One slice queued ahead: it is built while the store writes the one before,
-        # and the writer goes on to it at once; it commits only if that one did.
-        ahead: Pending | None = None
+        # Slices queued ahead, each after the one before: the writer has the next under
+        # way while it finishes one, and finds the one after that queued by then. A slice
+        # commits only if the one before it did.
+        queued: deque[Pending] = deque()
         try:
             for start in range(0, len(recipients), size):
-                previous, ahead = (
-                    ahead,
-                    self._writer.queue(
-                        [
-                            NewNotification(u, content, user_id_checked=True)
-                            for u in recipients[start : start + size]
-                        ],
-                        after=ahead,
-                    ),
-                )
-                if previous is not None:
-                    created += sum(1 for o in await previous.future if o.created)
-            if ahead is not None:
-                created += sum(1 for o in await ahead.future if o.created)
+                items = [
+                    NewNotification(u, content, user_id_checked=True)
+                    for u in recipients[start : start + size]
+                ]
+                queued.append(self._writer.queue(items, after=queued[-1] if queued else None))
+                if len(queued) > SLICES_AHEAD:
+                    created += sum(1 for o in await queued[0].future if o.created)
+                    queued.popleft()
+            while queued:
+                created += sum(1 for o in await queued[0].future if o.created)
+                queued.popleft()
         except BaseException:
-            # The slice queued ahead, unless it is the one that failed, is withdrawn (or
-            # failed already with the one before it): never committed.
-            if ahead is not None and not ahead.future.cancel() and not ahead.future.cancelled():
-                ahead.future.exception()  # retrieved: the caller hears of the first failure
+            # The slices after the one that failed are withdrawn, or failed with it:
+            # never committed. The caller hears of the first failure.
+            for later in queued:
+                if not later.future.cancel() and not later.future.cancelled():
+                    later.future.exception()
             raise
         return created
 
