@@ -44,7 +44,7 @@ async def test_a_create_on_a_turn_after_another_gets_the_larger_ids_and_commits_
     first.ended()
     async with asyncio.timeout(10):
         result = await later
-    ids = [o.notification.id for o in earlier.outcomes + list(result.outcomes)]
+    ids = [o.notification.id for o in [*earlier.outcomes, *result.outcomes]]
     assert ids == sorted(ids) and len(set(ids)) == 4, "ids follow the turns"
     assert await titles(store, "a") == ["two"]
 
