@@ -266,10 +266,11 @@ class Engine:
         each, in order; each slice is delivered to the sessions of its users as soon as it
         is committed, and other work (creates, pings, other sessions) runs between slices,
         so that a broadcast to a hundred thousand users neither holds every row in memory
-        nor stalls the node. Returns once every slice is committed. Should a slice fail
-        (the store went away, a shutdown), the call fails and the slices before it stay
-        committed and delivered: one row per recipient of those, none for the rest
-        (docs/PROTOCOL.md §4.7).
+        nor stalls the node. The next slice is under way while one is written and handed
+        on (``Writer``), and commits only after it. Returns once every slice is committed.
+        Should a slice fail (the store went away, a shutdown), the call fails and the
+        slices before it stay committed and delivered: one row per recipient of those,
+        none for the rest (docs/PROTOCOL.md §4.7).
         """
         self._ensure_running()
         check_expires_at(content.expires_at, self.clock.now())

@@ -68,7 +68,14 @@ CREATE_LOCK = 0x74696469_6E677301
 CLOSE_WAIT = 1.0
 
 
-BEGIN_CREATE = f"BEGIN; SELECT pg_advisory_xact_lock({CREATE_LOCK})"
+# A create's statements run on their generic plans from the first run: planned for its
+# values (a prepared statement's first five runs on a connection), a broadcast slice's
+# cap check plans a 5 000-element array and then scans the table; with slices written
+# on two connections in turns that is ten such runs per broadcast.
+BEGIN_CREATE = (
+    f"BEGIN; SELECT pg_advisory_xact_lock({CREATE_LOCK}); "
+    "SET LOCAL plan_cache_mode = force_generic_plan"
+)
 BEGIN_QUEUE_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock_shared({CREATE_LOCK})"
 
 _ROWS = (
