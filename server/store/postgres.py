@@ -285,12 +285,14 @@ class PostgresStore:
             if turn is not None:
                 turn.began.set()  # the lock is ours: the next create may queue for it
             await self._register(conn, users, now)
-            plan, new, over = await insert.run(conn)
+            plan, ids, fresh, over = await insert.run(conn)
             dropped = await _trim(conn, over, queue_cap)
             if turn is not None:
                 await turn.commit()
         self._known |= users
-        return CreateResult(rows.outcomes(plan, new), dropped, frozenset(n.id for n in new))
+        # The rows are built once the lock is released: the next create may write meanwhile.
+        new = rows.new_rows(ids, fresh, now)
+        return CreateResult(rows.outcomes(plan, new), dropped, frozenset(ids))
 
     async def replay(
         self,
@@ -563,8 +565,7 @@ async def _reset(conn: asyncpg.Connection) -> None:
 
 class _Insert:
     """The insert of a create's items that repeat no idempotency key, its arguments
-    built before the transaction begins; ``run`` answers the plan, the new rows, and
-    the ``away`` users now over the ``cap``.
+    built before the transaction begins.
 
     Usually one round trip: the insert skips a key that exists already, and only then
     are the rows it repeats read.
@@ -573,7 +574,7 @@ class _Insert:
     def __init__(
         self, items: Sequence[NewNotification], now: datetime, away: list[str], cap: int
     ) -> None:
-        self.items, self.now = items, now
+        self.items = items
         self.fresh, self.plan = plan_creates(items, {})  # repeats within the batch
         self.shared = len(self.fresh) > 1 and same_content(self.fresh)
         self.args: tuple[Any, ...] = ()
@@ -613,15 +614,17 @@ class _Insert:
                 flags,
             )
 
-    async def run(self, conn: Conn) -> tuple[Plan, list[Notification], list[str]]:
-        fresh, plan, now = self.fresh, self.plan, self.now
+    async def run(self, conn: Conn) -> tuple[Plan, list[int], Sequence[NewNotification], list[str]]:
+        """The plan, the new ids, the items they were drawn for (in that order), and
+        the ``away`` users now over the cap."""
+        fresh, plan = self.fresh, self.plan
         if not fresh:
-            return plan, [], []
+            return plan, [], [], []
         if self.shared:
             shared = await conn.fetchrow(INSERT_SHARED, *self.args)
             assert shared is not None  # one row, always
             new_ids, over_cap = shared
-            return plan, rows.new_rows(sorted(new_ids), fresh, now), sorted(over_cap or ())
+            return plan, sorted(new_ids), fresh, sorted(over_cap or ())
         found = await conn.fetch(INSERT, *self.args)
         ids = sorted(row[0] for row in found if not row[3])
         over = sorted(row[1] for row in found if row[3])
@@ -638,7 +641,7 @@ class _Insert:
             }
             fresh, plan = plan_creates(self.items, existing)
         # Ids are drawn in the SELECT's order: ascending ids are the items' order.
-        return plan, rows.new_rows(ids, fresh, now), over
+        return plan, ids, fresh, over
 
 
 async def _trim(conn: Conn, over: Sequence[str], cap: int) -> dict[str, int]:
