@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -68,7 +69,7 @@ from server.engine.models import (
 from server.engine.observer import NullObserver, Observer
 from server.engine.peers import LoneNode, Peers
 from server.engine.session import Session, SessionLimits
-from server.engine.writer import Writer
+from server.engine.writer import Pending, Writer
 
 if TYPE_CHECKING:
     from server.engine.store import CreateResult, Store
@@ -86,6 +87,8 @@ STOP_TIMEOUT = 2.0
 EXPIRY_SWEEP_BATCHES = 10
 #: Recipients per transaction of a broadcast (see ``Engine.broadcast``).
 BROADCAST_SLICE = 5000
+#: Slices of a broadcast queued beyond the one awaited (see ``Engine.broadcast``).
+SLICES_AHEAD = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,10 +266,11 @@ class Engine:
         each, in order; each slice is delivered to the sessions of its users as soon as it
         is committed, and other work (creates, pings, other sessions) runs between slices,
         so that a broadcast to a hundred thousand users neither holds every row in memory
-        nor stalls the node. Returns once every slice is committed. Should a slice fail
-        (the store went away, a shutdown), the call fails and the slices before it stay
-        committed and delivered: one row per recipient of those, none for the rest
-        (docs/PROTOCOL.md §4.7).
+        nor stalls the node. The next slice is under way while one is written and handed
+        on (``Writer``), and commits only after it. Returns once every slice is committed.
+        Should a slice fail (the store went away, a shutdown), the call fails and the
+        slices before it stay committed and delivered: one row per recipient of those,
+        none for the rest (docs/PROTOCOL.md §4.7).
         """
         self._ensure_running()
         check_expires_at(content.expires_at, self.clock.now())
@@ -276,14 +280,30 @@ class Engine:
             recipients = list(dict.fromkeys(check_user_id(u, "user_ids") for u in user_ids))
         size = self.config.broadcast_slice
         created = 0
-        for start in range(0, len(recipients), size):
-            outcomes = await self._writer.submit(
-                [
+        # Slices queued ahead, each after the one before: the writer has the next under
+        # way while it finishes one, and finds the one after that queued by then. A slice
+        # commits only if the one before it did.
+        queued: deque[Pending] = deque()
+        try:
+            for start in range(0, len(recipients), size):
+                items = [
                     NewNotification(u, content, user_id_checked=True)
                     for u in recipients[start : start + size]
                 ]
-            )
-            created += sum(1 for o in outcomes if o.created)
+                queued.append(self._writer.queue(items, after=queued[-1] if queued else None))
+                if len(queued) > SLICES_AHEAD:
+                    created += sum(1 for o in await queued[0].future if o.created)
+                    queued.popleft()
+            while queued:
+                created += sum(1 for o in await queued[0].future if o.created)
+                queued.popleft()
+        except BaseException:
+            # The slices after the one that failed are withdrawn, or failed with it:
+            # never committed. The caller hears of the first failure.
+            for later in queued:
+                if not later.future.cancel() and not later.future.cancelled():
+                    later.future.exception()
+            raise
         return created
 
     # --- sessions ----------------------------------------------------------------------

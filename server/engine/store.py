@@ -28,6 +28,7 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,6 +59,45 @@ class CreateResult:
     queued: frozenset[int] = frozenset()
 
 
+@dataclass(slots=True, eq=False)
+class Turn:
+    """A create's place in the commit order, so that the create after it can be under way
+    meanwhile (``Store.create``'s ``turn``).
+
+    ``began`` is set once the create holds its place (a store's create lock, say), or is
+    over; ``over`` ends when it is: with ``None`` committed, with an exception not.
+    """
+
+    #: The turn of the create this one follows, if any.
+    after: Turn | None = None
+    began: asyncio.Event = field(default_factory=asyncio.Event)
+    over: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    async def place(self) -> None:
+        """Wait until the create before holds its place; raise if it failed already."""
+        if self.after is not None:
+            await self.after.began.wait()
+            if self.after.over.done():
+                self.after.over.result()
+
+    async def commit(self) -> None:
+        """Wait until the create before is over; raise why, if it was not committed."""
+        if self.after is not None:
+            await asyncio.shield(self.after.over)
+
+    def ended(self, error: BaseException | None = None) -> None:
+        """This create is over: committed, or not for ``error``."""
+        self.began.set()
+        if not self.over.done():
+            if error is None:
+                self.over.set_result(None)
+            else:
+                self.over.set_exception(error)
+                self.over.exception()  # nobody need be after it to hear
+
+
 class Store(Protocol):
     """Persistence of notifications. Implementations: memory (tests), SQLite, PostgreSQL.
 
@@ -85,6 +125,7 @@ class Store(Protocol):
         queue_cap: int,
         offline: Callable[[str], bool],
         delivered: Collection[int] = (),
+        turn: Turn | None = None,
     ) -> CreateResult:
         """Insert ``items`` in one transaction and register their users.
 
@@ -96,6 +137,13 @@ class Store(Protocol):
         ``(user_id, idempotency_key)`` exists already (or repeats an earlier item of the
         same batch) yields the existing notification with ``created=False`` and inserts
         nothing.
+
+        With ``turn`` whose ``after`` is set, the create takes its place in the commit
+        order (draws ids) only once ``turn.place()`` returns, and commits only once
+        ``turn.commit()`` does, raising its error otherwise, with nothing committed; it
+        sets ``turn.began`` once it holds its place, if it can tell (the caller sets it,
+        and ``over``, when the call returns). A store that cannot overlap two creates
+        waits for ``turn.commit()`` before it begins.
         """
         ...
 

@@ -19,7 +19,7 @@ from server.engine.models import (
     Replay,
     TypeCounts,
 )
-from server.engine.store import CreateResult
+from server.engine.store import CreateResult, Turn
 from server.engine.store_health import StoreHealth
 
 
@@ -53,7 +53,10 @@ class MemoryStore:
         queue_cap: int,
         offline: Callable[[str], bool],
         delivered: Collection[int] = (),
+        turn: Turn | None = None,
     ) -> CreateResult:
+        if turn is not None:  # one create at a time: its turn is once the one before is over
+            await turn.commit()
         await self.dequeue(delivered)
         outcomes: list[Created] = []
         touched: set[str] = set()

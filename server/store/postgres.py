@@ -36,7 +36,7 @@ from server.engine.models import (
     Preferences,
     Replay,
 )
-from server.engine.store import CreateResult
+from server.engine.store import CreateResult, Turn
 from server.engine.store_health import StoreHealth
 from server.store import POSTGRES_SCHEMES, queue_cap, rows
 from server.store.engines import QuickCloseConnection
@@ -68,7 +68,14 @@ CREATE_LOCK = 0x74696469_6E677301
 CLOSE_WAIT = 1.0
 
 
-BEGIN_CREATE = f"BEGIN; SELECT pg_advisory_xact_lock({CREATE_LOCK})"
+# A create's statements run on their generic plans from the first run: planned for its
+# values (a prepared statement's first five runs on a connection), a broadcast slice's
+# cap check plans a 5 000-element array and then scans the table; with slices written
+# on two connections in turns that is ten such runs per broadcast.
+BEGIN_CREATE = (
+    f"BEGIN; SELECT pg_advisory_xact_lock({CREATE_LOCK}); "
+    "SET LOCAL plan_cache_mode = force_generic_plan"
+)
 BEGIN_QUEUE_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock_shared({CREATE_LOCK})"
 
 _ROWS = (
@@ -259,22 +266,34 @@ class PostgresStore:
         queue_cap: int,
         offline: Callable[[str], bool],
         delivered: Collection[int] = (),
+        turn: Turn | None = None,
     ) -> CreateResult:
+        if turn is not None and not items:
+            await turn.commit()
         if not items:
             await self.dequeue(delivered)
             return CreateResult([])
         users = {item.user_id for item in items}
         away = [u for u in sorted(users) if offline(u)]
+        insert = _Insert(items, now, away, queue_cap)  # built while the create before runs
         taken = valid_ids(delivered)
         begin = BEGIN_CREATE
         if taken:  # before the cap counts what is still queued
             begin += f"; {_literal_dequeue(taken)}"
+        if turn is not None:
+            await turn.place()
         async with self._transaction(begin) as conn:
+            if turn is not None:
+                turn.began.set()  # the lock is ours: the next create may queue for it
             await self._register(conn, users, now)
-            plan, new, over = await _insert(conn, items, now, away, queue_cap)
+            plan, ids, fresh, over = await insert.run(conn)
             dropped = await _trim(conn, over, queue_cap)
+            if turn is not None:
+                await turn.commit()
         self._known |= users
-        return CreateResult(rows.outcomes(plan, new), dropped, frozenset(n.id for n in new))
+        # The rows are built once the lock is released: the next create may write meanwhile.
+        new = rows.new_rows(ids, fresh, now)
+        return CreateResult(rows.outcomes(plan, new), dropped, frozenset(ids))
 
     async def replay(
         self,
@@ -547,70 +566,85 @@ async def _reset(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-async def _insert(
-    conn: Conn, items: Sequence[NewNotification], now: datetime, away: list[str], cap: int
-) -> tuple[Plan, list[Notification], list[str]]:
-    """Insert the items that repeat no idempotency key: the plan, the new rows, and the
-    ``away`` users now over the ``cap``.
+class _Insert:
+    """The insert of a create's items that repeat no idempotency key, its arguments
+    built before the transaction begins.
 
     Usually one round trip: the insert skips a key that exists already, and only then
     are the rows it repeats read.
     """
-    fresh, plan = plan_creates(items, {})  # repeats within the batch
-    if not fresh:
-        return plan, [], []
-    first = fresh[0]
-    c = first.content
-    offline = set(away)
-    recipients = [i.user_id for i in fresh]
-    if len(fresh) > 1 and same_content(fresh):  # nothing to skip: every item is a new row
-        content = (c.type, c.title, c.message, c.data_json, c.priority.value)
-        shared = await conn.fetchrow(
-            INSERT_SHARED,
-            recipients,
-            *content,
-            now,
-            first.expires_at,
-            first.ignore_mutes,
-            away,
-            cap,
-            [u in offline for u in recipients],
-        )
-        assert shared is not None  # one row, always
-        new_ids, over_cap = shared
-        return plan, rows.new_rows(sorted(new_ids), fresh, now), sorted(over_cap or ())
-    found = await conn.fetch(
-        INSERT,
-        recipients,
-        [i.content.type for i in fresh],
-        [i.content.title for i in fresh],
-        [i.content.message for i in fresh],
-        [i.content.data_json for i in fresh],
-        [i.content.priority.value for i in fresh],
-        now,
-        [i.idempotency_key for i in fresh],
-        [i.expires_at for i in fresh],
-        [i.ignore_mutes for i in fresh],
-        away,
-        cap,
-        [u in offline for u in recipients],
-    )
-    ids = sorted(row[0] for row in found if not row[3])
-    over = sorted(row[1] for row in found if row[3])
-    if len(ids) < len(fresh):  # some keys exist already: those items yield their rows
-        inserted = {(row[1], row[2]) for row in found if not row[3] and row[2] is not None}
-        keys = [
-            key
-            for i in fresh
-            if (key := rows.idempotency_key(i)) is not None and key not in inserted
-        ]
-        existing = {
-            (row[1], row[NCOLUMNS]): _notification(row)
-            for row in await conn.fetch(BY_KEY, [u for u, _ in keys], [k for _, k in keys])
-        }
-        fresh, plan = plan_creates(items, existing)
-    # Ids are drawn in the SELECT's order: ascending ids are the items' order.
-    return plan, rows.new_rows(ids, fresh, now), over
+
+    def __init__(
+        self, items: Sequence[NewNotification], now: datetime, away: list[str], cap: int
+    ) -> None:
+        self.items = items
+        self.fresh, self.plan = plan_creates(items, {})  # repeats within the batch
+        self.shared = len(self.fresh) > 1 and same_content(self.fresh)
+        self.args: tuple[Any, ...] = ()
+        if not self.fresh:
+            return
+        fresh = self.fresh
+        first = fresh[0]
+        offline = set(away)
+        recipients = [i.user_id for i in fresh]
+        flags = [u in offline for u in recipients]
+        if self.shared:  # nothing to skip: every item is a new row
+            c = first.content
+            self.args = (
+                recipients,
+                *(c.type, c.title, c.message, c.data_json, c.priority.value),
+                now,
+                first.expires_at,
+                first.ignore_mutes,
+                away,
+                cap,
+                flags,
+            )
+        else:
+            self.args = (
+                recipients,
+                [i.content.type for i in fresh],
+                [i.content.title for i in fresh],
+                [i.content.message for i in fresh],
+                [i.content.data_json for i in fresh],
+                [i.content.priority.value for i in fresh],
+                now,
+                [i.idempotency_key for i in fresh],
+                [i.expires_at for i in fresh],
+                [i.ignore_mutes for i in fresh],
+                away,
+                cap,
+                flags,
+            )
+
+    async def run(self, conn: Conn) -> tuple[Plan, list[int], Sequence[NewNotification], list[str]]:
+        """The plan, the new ids, the items they were drawn for (in that order), and
+        the ``away`` users now over the cap."""
+        fresh, plan = self.fresh, self.plan
+        if not fresh:
+            return plan, [], [], []
+        if self.shared:
+            shared = await conn.fetchrow(INSERT_SHARED, *self.args)
+            assert shared is not None  # one row, always
+            new_ids, over_cap = shared
+            return plan, sorted(new_ids), fresh, sorted(over_cap or ())
+        found = await conn.fetch(INSERT, *self.args)
+        ids = sorted(row[0] for row in found if not row[3])
+        over = sorted(row[1] for row in found if row[3])
+        if len(ids) < len(fresh):  # some keys exist already: those items yield their rows
+            inserted = {(row[1], row[2]) for row in found if not row[3] and row[2] is not None}
+            keys = [
+                key
+                for i in fresh
+                if (key := rows.idempotency_key(i)) is not None and key not in inserted
+            ]
+            existing = {
+                (row[1], row[NCOLUMNS]): _notification(row)
+                for row in await conn.fetch(BY_KEY, [u for u, _ in keys], [k for _, k in keys])
+            }
+            fresh, plan = plan_creates(self.items, existing)
+        # Ids are drawn in the SELECT's order: ascending ids are the items' order.
+        return plan, ids, fresh, over
 
 
 async def _trim(conn: Conn, over: Sequence[str], cap: int) -> dict[str, int]:

@@ -32,7 +32,7 @@ from server.engine.models import (
     Preferences,
     Replay,
 )
-from server.engine.store import CreateResult
+from server.engine.store import CreateResult, Turn
 from server.engine.store_health import StoreHealth
 from server.store import queue_cap, rows
 from server.store.engines import make_engine
@@ -165,7 +165,10 @@ class SqliteStore:
         queue_cap: int,
         offline: Callable[[str], bool],
         delivered: Collection[int] = (),
+        turn: Turn | None = None,
     ) -> CreateResult:
+        if turn is not None:  # one create at a time: its turn is once the one before is over
+            await turn.commit()
         if not items:
             await self.dequeue(delivered)
             return CreateResult([])

@@ -11,7 +11,7 @@ import pytest
 from server.engine import Engine, EngineConfig
 from server.engine.errors import InvalidArgument
 from server.engine.models import Content, NewNotification, batch_item, check_batch_size
-from server.engine.store import CreateResult
+from server.engine.store import CreateResult, Turn
 from server.store import MemoryStore
 from tests.engine.fakes import FakeClock
 
@@ -29,12 +29,13 @@ class FailingStore(MemoryStore):
         queue_cap: int,
         offline: Callable[[str], bool],
         delivered: Collection[int] = (),
+        turn: Turn | None = None,
     ) -> CreateResult:
         self.calls.append(len(items))
         if any(item.user_id == "poison" for item in items):
             raise RuntimeError("the transaction failed")
         return await super().create(
-            items, now=now, queue_cap=queue_cap, offline=offline, delivered=delivered
+            items, now=now, queue_cap=queue_cap, offline=offline, delivered=delivered, turn=turn
         )
 
 

@@ -12,7 +12,7 @@ from server.engine import Engine, EngineConfig, Session, SessionLimits
 from server.engine.errors import StoreUnavailable
 from server.engine.events import ConnectionEstablished, Delivery, Ping, Pong
 from server.engine.models import Content, NewNotification
-from server.engine.store import CreateResult
+from server.engine.store import CreateResult, Turn
 from server.store.memory import MemoryStore
 from tests.engine.fakes import FakeClock, take
 
@@ -22,16 +22,23 @@ USERS = [f"u{i}" for i in range(10)]
 
 
 class GatedStore(MemoryStore):
-    """Records the size of every create; holds the ``hold``-th until ``release`` is set,
-    or fails it when ``fail`` is set."""
+    """Records the size of every create called and of every create committed; holds the
+    ``hold``-th until ``release`` is set, or fails it when ``fail`` is set."""
 
     def __init__(self, hold: int) -> None:
         super().__init__()
         self.sizes: list[int] = []
+        self.committed: list[int] = []
         self.hold = hold
         self.fail = False
         self.holding = asyncio.Event()
         self.release = asyncio.Event()
+        self.called = asyncio.Condition()
+
+    async def calls(self, n: int) -> None:
+        """Wait until ``create`` has been called ``n`` times."""
+        async with self.called:
+            await self.called.wait_for(lambda: len(self.sizes) >= n)
 
     async def create(
         self,
@@ -41,16 +48,21 @@ class GatedStore(MemoryStore):
         queue_cap: int,
         offline: Callable[[str], bool],
         delivered: Collection[int] = (),
+        turn: Turn | None = None,
     ) -> CreateResult:
         self.sizes.append(len(items))
+        async with self.called:
+            self.called.notify_all()
         if len(self.sizes) == self.hold:
             self.holding.set()
             await self.release.wait()
             if self.fail:
                 raise StoreUnavailable("the database went away")
-        return await super().create(
-            items, now=now, queue_cap=queue_cap, offline=offline, delivered=delivered
+        result = await super().create(
+            items, now=now, queue_cap=queue_cap, offline=offline, delivered=delivered, turn=turn
         )
+        self.committed.append(len(items))
+        return result
 
 
 @pytest.fixture
@@ -94,7 +106,7 @@ async def test_a_large_broadcast_commits_in_slices_and_delivers_each_as_it_commi
     broadcast = asyncio.create_task(engine.broadcast(Content(type="news", title="all"), None))
     async with asyncio.timeout(2):
         await store.holding.wait()
-    assert store.sizes[1:] == [4, 4], "the first slice committed; the second is being written"
+    assert store.committed[1:] == [4], "the first slice committed; the second is being written"
     assert titles(await take(early, 1)) == ["all"], "delivered as its slice committed"
     await ops.handle(Ping())
     (pong,) = await take(ops, 1)
@@ -103,7 +115,7 @@ async def test_a_large_broadcast_commits_in_slices_and_delivers_each_as_it_commi
 
     store.release.set()
     assert await broadcast == len(USERS) + 1
-    assert store.sizes[1:] == [4, 4, 3]
+    assert store.committed[1:] == [4, 4, 3]
     assert titles(await take(late, 1)) == ["all"]
     for user in [*USERS, "z-ops"]:
         page = await engine.list_notifications(user)
@@ -130,7 +142,7 @@ async def test_a_broadcast_that_fails_midway_keeps_the_slices_committed_before(
         for u in USERS
     }
     assert got == {u: 1 if u in USERS[:4] else 0 for u in USERS}
-    assert store.sizes[1:] == [4, 4], "nothing is written after the slice that failed"
+    assert store.committed[1:] == [4], "nothing is committed after the slice that failed"
 
 
 async def test_a_broadcast_within_one_slice_is_one_transaction(
@@ -139,3 +151,46 @@ async def test_a_broadcast_within_one_slice_is_one_transaction(
     engine, store = gated
     assert await engine.broadcast(Content(type="news", title="few"), USERS[:4]) == 4
     assert store.sizes[1:] == [4]
+
+
+async def test_the_next_slice_is_under_way_while_one_is_written_and_commits_after_it(
+    gated: tuple[Engine, GatedStore],
+) -> None:
+    engine, store = gated
+    late = await connected(engine, "u9")
+    broadcast = asyncio.create_task(engine.broadcast(Content(type="news", title="all"), None))
+    async with asyncio.timeout(2):
+        await store.holding.wait()
+        await store.calls(4)  # the third slice's create began while the second is held
+    assert store.committed[1:] == [4], "it waits for the one before it"
+    assert [n.title for n in (await engine.list_notifications("u9")).notifications] == ["hi"]
+    store.release.set()
+    assert await broadcast == len(USERS)
+    assert store.committed[1:] == [4, 4, 2]
+    assert titles(await take(late, 1)) == ["all"]
+    ids = [(await engine.list_notifications(u)).notifications[0].id for u in USERS]
+    assert ids == sorted(ids), "ids follow the order of the slices"
+
+
+async def test_a_create_queued_after_one_that_fails_is_not_committed() -> None:
+    store = GatedStore(hold=1)
+    engine = Engine(store, EngineConfig(node_id="n1"), FakeClock())
+    await engine.start()
+    try:
+        writer = engine._writer
+        one = writer.queue([NewNotification("a", Content(type="t", title="one"))])
+        two = writer.queue([NewNotification("b", Content(type="t", title="two"))], after=one)
+        other = writer.queue([NewNotification("c", Content(type="t", title="other"))])
+        async with asyncio.timeout(2):
+            await store.holding.wait()
+        store.fail = True
+        store.release.set()
+        with pytest.raises(StoreUnavailable):
+            await one.future
+        with pytest.raises(StoreUnavailable):
+            await two.future
+        assert [o.created for o in await other.future] == [True], "not chained: committed"
+        assert (await engine.list_notifications("b")).notifications == []
+    finally:
+        store.release.set()
+        await engine.stop()
