@@ -12,6 +12,13 @@ exclusive transaction-level advisory lock (one create at a time, cluster-wide), 
 the other queue writers (``replay``, ``dequeue``, ``requeue``) hold it shared: without
 that a replay's clear and a create's trim could lock the same rows in opposite orders.
 A transaction begins together with its lock, in one round trip.
+
+A create usually needs no transaction of several statements: ``CREATE_AT_ONCE`` takes
+the lock and writes in one statement, committed on its own, so one round trip and the
+WAL flush. A statement's snapshot is taken before the lock is granted, so it checks,
+once it holds the lock, that no transaction it cannot see has committed since (another
+node's create, a requeue), and writes nothing otherwise; nor when the cap must trim a
+queue. The group is then created in the transaction.
 """
 
 from __future__ import annotations
