@@ -601,11 +601,12 @@ class PostgresStore:
                 delivered,
                 sorted(set(users) - self._known),
             )
-            if not found[0][0]:
+            if not all(row[0] for row in found):  # the gate's row says no
                 return None
-            ids = sorted(row[1] for row in found[1:])
+            made = [row for row in found if row[1] is not None]
+            ids = sorted(row[1] for row in made)
             if len(ids) < len(fresh):  # some keys exist already: those items yield their rows
-                inserted = {(row[2], row[3]) for row in found[1:] if row[3] is not None}
+                inserted = {(row[2], row[3]) for row in made if row[3] is not None}
                 keys = [
                     key
                     for i in fresh
