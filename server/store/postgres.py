@@ -12,6 +12,13 @@ exclusive transaction-level advisory lock (one create at a time, cluster-wide), 
 the other queue writers (``replay``, ``dequeue``, ``requeue``) hold it shared: without
 that a replay's clear and a create's trim could lock the same rows in opposite orders.
 A transaction begins together with its lock, in one round trip.
+
+A create usually needs no transaction of several statements: ``CREATE_AT_ONCE`` takes
+the lock and writes in one statement, committed on its own, so one round trip and the
+WAL flush. A statement's snapshot is taken before the lock is granted, so it checks,
+once it holds the lock, that no transaction it cannot see has committed since (another
+node's create, a requeue), and writes nothing otherwise; nor when the cap must trim a
+queue. The group is then created in the transaction.
 """
 
 from __future__ import annotations
@@ -134,6 +141,51 @@ INSERT_SHARED = (
     "SELECT (SELECT array_agg(id) FROM new), "
     f"(SELECT array_agg(user_id) FROM ({_over_cap(10)}) AS o)"
 )
+#: Whether a transaction this statement's snapshot cannot see has committed since (or
+#: too many began to tell): read once the create lock is held, it says whether the
+#: snapshot, taken before the lock, still sees all the lock's previous holders wrote.
+_LATE = (
+    "SELECT pg_current_xact_id()::text::bigint - pg_snapshot_xmax(s)::text::bigint > 64 "
+    "OR EXISTS (SELECT FROM (SELECT pg_snapshot_xip(s) UNION ALL "
+    "SELECT generate_series(pg_snapshot_xmax(s)::text::bigint, "
+    "pg_current_xact_id()::text::bigint - 1)::text::xid8) AS since(x) "
+    "WHERE pg_xact_status(x) = 'committed') FROM (SELECT pg_current_snapshot()) AS now(s)"
+)
+#: Whether an offline user of the input ($1, flagged by $12) would have more than the
+#: cap ($11) queued with its new rows. Counted user by user (``user_id = u``), not with
+#: ``= ANY``: a generic plan made while the table is small reads the whole table for
+#: that (a sequential scan, every group, ever slower as the table grows), and an
+#: equality keeps the index.
+_CROWDED = (
+    "SELECT FROM (SELECT u, count(*) AS n FROM unnest($1::text[], $12::boolean[]) "
+    "AS a(u, away) WHERE away GROUP BY u) AS mine WHERE mine.n + (SELECT count(*) "
+    f"FROM notifications WHERE user_id = mine.u AND {QUEUED_POSTGRESQL}) > $11"
+)
+#: A create in one statement, so in one round trip, committed on its own (autocommit):
+#: the rows as ``INSERT`` takes them ($1 to $10), the cap ($11) and which of the rows are
+#: for offline users ($12), the delivered ids to dequeue ($13) and the users to register
+#: ($14). It takes the create lock, then writes only if its snapshot (taken
+#: before the lock) is as good as one taken after it, and no offline user of the input
+#: would go over the cap (counted before the dequeue: it may name a user in excess).
+#: Rows ``(ok, id, user_id, idempotency_key)``: one ``(ok, NULL, ...)``, then the new rows
+#: (none when not ``ok``; the caller then creates in a transaction of several statements).
+#: Every write waits on the ``gate`` (a one-time filter), so on the lock.
+CREATE_AT_ONCE = (
+    f"WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({CREATE_LOCK})), "
+    f"gate AS MATERIALIZED (SELECT NOT ({_LATE}) AND NOT EXISTS ({_CROWDED}) AS ok "
+    "FROM lock), "
+    "dequeued AS (UPDATE notifications SET queued = false WHERE id = ANY($13::bigint[]) "
+    "AND queued AND (SELECT ok FROM gate)), "
+    "registered AS (INSERT INTO users (user_id, first_seen, dropped_since_connect) "
+    "SELECT u, $7, 0 FROM unnest($14::text[]) AS u WHERE (SELECT ok FROM gate) "
+    "ON CONFLICT (user_id) DO NOTHING), "
+    f"new AS (INSERT INTO notifications ({INSERT_COLUMNS}) "
+    f"{_ROWS.replace(' ORDER BY n', ' WHERE (SELECT ok FROM gate) ORDER BY n')} "
+    f"ON CONFLICT (user_id, idempotency_key) WHERE {KEYED} DO NOTHING "
+    "RETURNING id, user_id, idempotency_key) "
+    "SELECT ok, NULL::bigint, NULL::text, NULL::text FROM gate "
+    "UNION ALL SELECT true, id, user_id, idempotency_key FROM new"
+)
 REGISTER = (
     "INSERT INTO users (user_id, first_seen, dropped_since_connect) "
     "SELECT u, $2, 0 FROM unnest($1::text[]) AS u ON CONFLICT (user_id) DO NOTHING"
@@ -227,6 +279,9 @@ class PostgresStore:
         # Users known to be registered (rows are never deleted): a broadcast to everyone
         # need not register every recipient again.
         self._known: set[str] = set()
+        # Offline users whose last create here trimmed their queue: a create for them is
+        # likely to trim again, which ``CREATE_AT_ONCE`` cannot.
+        self._crowded: set[str] = set()
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
@@ -275,8 +330,15 @@ class PostgresStore:
             return CreateResult([])
         users = {item.user_id for item in items}
         away = [u for u in sorted(users) if offline(u)]
-        insert = _Insert(items, now, away, queue_cap)  # built while the create before runs
         taken = valid_ids(delivered)
+        # One round trip where it can; never on a turn (a broadcast's slice: it must not
+        # commit unless the slice before did, which only the transaction waits for).
+        if turn is None and not self._crowded.intersection(away):
+            at_once = await self._create_at_once(items, users, away, taken, now, queue_cap)
+            if at_once is not None:
+                self._known |= users
+                return at_once
+        insert = _Insert(items, now, away, queue_cap)  # built while the create before runs
         begin = BEGIN_CREATE
         if taken:  # before the cap counts what is still queued
             begin += f"; {_literal_dequeue(taken)}"
@@ -291,6 +353,8 @@ class PostgresStore:
             if turn is not None:
                 await turn.commit()
         self._known |= users
+        self._crowded -= users
+        self._crowded |= dropped.keys()
         # The rows are built once the lock is released: the next create may write meanwhile.
         new = rows.new_rows(ids, fresh, now)
         return CreateResult(rows.outcomes(plan, new), dropped, frozenset(ids))
@@ -522,6 +586,61 @@ class PostgresStore:
                         await conn.execute("ROLLBACK")
                 raise
             await conn.execute("COMMIT")
+
+    async def _create_at_once(
+        self,
+        items: Sequence[NewNotification],
+        users: Collection[str],
+        away: list[str],
+        delivered: list[int],
+        now: datetime,
+        cap: int,
+    ) -> CreateResult | None:
+        """``create`` in one round trip (``CREATE_AT_ONCE``), or None, having written
+        nothing, where it needs the transaction: a broadcast slice, a trim, or a create
+        lock that another node's transaction held until after this one's snapshot."""
+        fresh, plan = plan_creates(items, {})  # repeats within the batch
+        if not fresh or (len(fresh) > 1 and same_content(fresh)):
+            return None
+        offline = set(away)
+        recipients = [i.user_id for i in fresh]
+        async with self._connection() as conn:
+            found = await conn.fetch(
+                CREATE_AT_ONCE,
+                recipients,
+                [i.content.type for i in fresh],
+                [i.content.title for i in fresh],
+                [i.content.message for i in fresh],
+                [i.content.data_json for i in fresh],
+                [i.content.priority.value for i in fresh],
+                now,
+                [i.idempotency_key for i in fresh],
+                [i.expires_at for i in fresh],
+                [i.ignore_mutes for i in fresh],
+                cap,
+                [u in offline for u in recipients],
+                delivered,
+                sorted(set(users) - self._known),
+            )
+            if not all(row[0] for row in found):  # the gate's row says no
+                return None
+            made = [row for row in found if row[1] is not None]
+            ids = sorted(row[1] for row in made)
+            if len(ids) < len(fresh):  # some keys exist already: those items yield their rows
+                inserted = {(row[2], row[3]) for row in made if row[3] is not None}
+                keys = [
+                    key
+                    for i in fresh
+                    if (key := rows.idempotency_key(i)) is not None and key not in inserted
+                ]
+                existing = {
+                    (row[1], row[NCOLUMNS]): _notification(row)
+                    for row in await conn.fetch(BY_KEY, [u for u, _ in keys], [k for _, k in keys])
+                }
+                fresh, plan = plan_creates(items, existing)
+        # Ids are drawn in the SELECT's order: ascending ids are the items' order.
+        new = rows.new_rows(ids, fresh, now)
+        return CreateResult(rows.outcomes(plan, new), {}, frozenset(n.id for n in new))
 
     async def _register(self, conn: Conn, users: Collection[str], now: datetime) -> None:
         """Make these users known (first sighting wins)."""
