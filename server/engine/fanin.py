@@ -72,11 +72,13 @@ class FanIn:
             return
         caught_up = self._cursor >= self._target
         if caught_up and (not self._clustered or notifications[0].id == self._cursor + 1):
-            offer = self._offer
+            offer, here = self._offer, self._hub.has
             moment: datetime | None = None  # rows committed together share created_at
             ts = 0.0
             batch: dict[object, object] = {}
             for n in notifications:
+                if not here(n.user_id):  # no session of theirs on this node (most of a
+                    continue  # broadcast's recipients): nothing to offer
                 if n.created_at is not moment:
                     moment, ts = n.created_at, n.created_at.timestamp()
                 offer(Envelope(n, queued=n.id in queued, born=ts, batch=batch))
