@@ -401,7 +401,7 @@ def normalise_data(data_json: str) -> str:
     non-standard ``NaN``/``Infinity``, numbers a double cannot hold, unpaired
     surrogates, and nesting deeper than ``DATA_DEPTH_MAX``.
     """
-    if not data_json:
+    if not data_json or data_json == "{}":  # most creates carry no data: nothing to parse
         return "{}"
     try:
         value: Any = json.loads(data_json)

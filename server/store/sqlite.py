@@ -471,7 +471,10 @@ def _trim(conn: sqlite3.Connection, users: Sequence[str], cap: int) -> dict[str,
     return dropped
 
 
+@functools.lru_cache(maxsize=64)
 def _cap_statements(users: int) -> tuple[str, str]:
+    """The queue cap's statements for ``users`` users (built once per count: every create
+    of an offline user runs them, on the connection's thread)."""
     return queue_cap.statements(
         queued=QUEUED_SQLITE, users=f"user_id IN ({_marks(users)})", cap="?"
     )
