@@ -228,9 +228,9 @@ class SqliteConnection:
             try:
                 result = fn(*args)
             except BaseException as exc:
-                future.get_loop().call_soon_threadsafe(_fail, future, exc)
+                _hand_back(future, _fail, exc)
             else:
-                future.get_loop().call_soon_threadsafe(_settle, future, result)
+                _hand_back(future, _settle, result)
 
     def _connect(self) -> None:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -269,6 +269,17 @@ class SqliteConnection:
 
 #: A function for the connection's thread, its arguments, and the future for its result.
 _Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+
+
+def _hand_back(
+    future: asyncio.Future[T], how: Callable[[asyncio.Future[T], Any], None], what: Any
+) -> None:
+    """Settle ``future`` on its loop; a loop closed meanwhile (its caller is gone) must
+    not end the connection's thread, which later jobs still wait on."""
+    try:
+        future.get_loop().call_soon_threadsafe(how, future, what)
+    except RuntimeError:
+        log.debug("a SQLite result had no event loop left to go to")
 
 
 def _settle(future: asyncio.Future[T], result: T) -> None:

@@ -79,3 +79,33 @@ async def test_a_transaction_whose_caller_was_cancelled_before_it_ran_never_runs
     finally:
         await lite.close()
         lite.release()
+
+
+def test_a_result_for_a_loop_that_closed_does_not_stop_the_connection(tmp_path: Path) -> None:
+    # A caller's event loop may be gone by the time its transaction ends (a process
+    # shutting down, a test's loop): later transactions must still run.
+    lite = SqliteConnection(str(tmp_path / "c.db"))
+    entered, release = threading.Event(), threading.Event()
+
+    def holding(_conn: sqlite3.Connection) -> None:
+        entered.set()
+        release.wait(10)
+
+    async def leave_one_running() -> asyncio.Future[None]:
+        await lite.open()
+        running = asyncio.ensure_future(lite.transaction(holding))
+        await asyncio.to_thread(entered.wait, 10)
+        return running
+
+    asyncio.run(leave_one_running())  # cancels the waiting call and closes its loop
+    release.set()  # the transaction ends with no loop to hand its result to
+
+    async def go_on() -> int:
+        try:
+            async with asyncio.timeout(10):
+                return await lite.transaction(_insert("after"))
+        finally:
+            await lite.close()
+            lite.release()
+
+    assert asyncio.run(go_on()) == 1
