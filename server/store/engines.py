@@ -9,6 +9,8 @@ read snapshot that another writer has since changed.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ CLOSE_TIMEOUT = 0.25
 
 #: How long a SQLite statement waits for another connection's lock (ms).
 SQLITE_BUSY_TIMEOUT_MS = 5000
+#: Seconds between two tries of a pragma that SQLite refused as locked (``_pragma``).
+PRAGMA_RETRY = 0.005
 # ``synchronous=FULL``: a commit returns once the WAL is on disk (fsync), so what a
 # producer was acknowledged survives a power loss, as on PostgreSQL with
 # ``synchronous_commit = on``; group commit pays one fsync per group.
@@ -99,6 +103,25 @@ def check_folder(database: str | None) -> None:
         raise StoreUnavailable(f"unable to open database file: no directory {folder}")
 
 
+def _pragma(cursor: Any, pragma: str, wait_ms: int) -> None:
+    """Run ``PRAGMA pragma``, waiting up to ``wait_ms`` for the file's lock.
+
+    Switching a new file to WAL takes its exclusive lock. Where two connections would
+    deadlock waiting for it (each holding the shared lock the other must lose: nodes
+    starting together on a new file), SQLite answers "database is locked" at once,
+    without the busy timeout; so try again until that timeout has passed.
+    """
+    deadline = time.monotonic() + wait_ms / 1000
+    while True:
+        try:
+            cursor.execute(f"PRAGMA {pragma}")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(PRAGMA_RETRY)
+
+
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -108,7 +131,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         # First, so that switching to WAL waits for a connection that holds a lock too.
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         for pragma in SQLITE_PRAGMAS:
-            cursor.execute(f"PRAGMA {pragma}")
+            _pragma(cursor, pragma, busy_timeout_ms)
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
