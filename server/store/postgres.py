@@ -603,22 +603,12 @@ class PostgresStore:
         if not fresh or (len(fresh) > 1 and same_content(fresh)):
             return None
         offline = set(away)
-        recipients = [i.user_id for i in fresh]
         async with self._connection() as conn:
             found = await conn.fetch(
                 CREATE_AT_ONCE,
-                recipients,
-                [i.content.type for i in fresh],
-                [i.content.title for i in fresh],
-                [i.content.message for i in fresh],
-                [i.content.data_json for i in fresh],
-                [i.content.priority.value for i in fresh],
-                now,
-                [i.idempotency_key for i in fresh],
-                [i.expires_at for i in fresh],
-                [i.ignore_mutes for i in fresh],
+                *_row_arrays(fresh, now),
                 cap,
-                [u in offline for u in recipients],
+                [i.user_id in offline for i in fresh],
                 delivered,
                 sorted(set(users) - self._known),
             )
@@ -628,16 +618,7 @@ class PostgresStore:
             ids = sorted(row[1] for row in made)
             if len(ids) < len(fresh):  # some keys exist already: those items yield their rows
                 inserted = {(row[2], row[3]) for row in made if row[3] is not None}
-                keys = [
-                    key
-                    for i in fresh
-                    if (key := rows.idempotency_key(i)) is not None and key not in inserted
-                ]
-                existing = {
-                    (row[1], row[NCOLUMNS]): _notification(row)
-                    for row in await conn.fetch(BY_KEY, [u for u, _ in keys], [k for _, k in keys])
-                }
-                fresh, plan = plan_creates(items, existing)
+                fresh, plan = await _replan(conn, items, fresh, inserted)
         # Ids are drawn in the SELECT's order: ascending ids are the items' order.
         new = rows.new_rows(ids, fresh, now)
         return CreateResult(rows.outcomes(plan, new), {}, frozenset(n.id for n in new))
@@ -720,21 +701,7 @@ class _Insert:
                 flags,
             )
         else:
-            self.args = (
-                recipients,
-                [i.content.type for i in fresh],
-                [i.content.title for i in fresh],
-                [i.content.message for i in fresh],
-                [i.content.data_json for i in fresh],
-                [i.content.priority.value for i in fresh],
-                now,
-                [i.idempotency_key for i in fresh],
-                [i.expires_at for i in fresh],
-                [i.ignore_mutes for i in fresh],
-                away,
-                cap,
-                flags,
-            )
+            self.args = (*_row_arrays(fresh, now), away, cap, flags)
 
     async def run(self, conn: Conn) -> tuple[Plan, list[int], Sequence[NewNotification], list[str]]:
         """The plan, the new ids, the items they were drawn for (in that order), and
@@ -752,18 +719,43 @@ class _Insert:
         over = sorted(row[1] for row in found if row[3])
         if len(ids) < len(fresh):  # some keys exist already: those items yield their rows
             inserted = {(row[1], row[2]) for row in found if not row[3] and row[2] is not None}
-            keys = [
-                key
-                for i in fresh
-                if (key := rows.idempotency_key(i)) is not None and key not in inserted
-            ]
-            existing = {
-                (row[1], row[NCOLUMNS]): _notification(row)
-                for row in await conn.fetch(BY_KEY, [u for u, _ in keys], [k for _, k in keys])
-            }
-            fresh, plan = plan_creates(self.items, existing)
+            fresh, plan = await _replan(conn, self.items, fresh, inserted)
         # Ids are drawn in the SELECT's order: ascending ids are the items' order.
         return plan, ids, fresh, over
+
+
+def _row_arrays(fresh: Sequence[NewNotification], now: datetime) -> tuple[Any, ...]:
+    """The rows of ``fresh`` as the insert's arrays, ``$1`` to ``$10`` (see ``_ROWS``)."""
+    return (
+        [i.user_id for i in fresh],
+        [i.content.type for i in fresh],
+        [i.content.title for i in fresh],
+        [i.content.message for i in fresh],
+        [i.content.data_json for i in fresh],
+        [i.content.priority.value for i in fresh],
+        now,
+        [i.idempotency_key for i in fresh],
+        [i.expires_at for i in fresh],
+        [i.ignore_mutes for i in fresh],
+    )
+
+
+async def _replan(
+    conn: Conn,
+    items: Sequence[NewNotification],
+    fresh: Sequence[NewNotification],
+    inserted: Collection[tuple[str, str]],
+) -> tuple[list[NewNotification], Plan]:
+    """``plan_creates`` of ``items`` once the rows of the keys ``fresh`` repeats (those
+    not ``inserted`` by it) are read: those items yield them."""
+    keys = [
+        key for i in fresh if (key := rows.idempotency_key(i)) is not None and key not in inserted
+    ]
+    existing = {
+        (row[1], row[NCOLUMNS]): _notification(row)
+        for row in await conn.fetch(BY_KEY, [u for u, _ in keys], [k for _, k in keys])
+    }
+    return plan_creates(items, existing)
 
 
 async def _trim(conn: Conn, over: Sequence[str], cap: int) -> dict[str, int]:
