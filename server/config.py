@@ -56,6 +56,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     max_session_buffer: int = 1000
     max_client_rate: float = 50.0
+    broadcast_slice: int = 5000
     log_level: str = "info"
     log_format: str = "text"
     migrate: bool = True
@@ -129,6 +130,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     a("--allowed-origins", metavar="LIST", help="comma-separated WebSocket origins")
     a("--max-session-buffer", metavar="N", help="messages a session may lag (default: 1000)")
     a("--max-client-rate", metavar="N", help="client messages per second (default: 50)")
+    a(
+        "--broadcast-slice",
+        metavar="N",
+        help="recipients per transaction of a broadcast (default: 5000)",
+    )
     a("--log-level", help="debug, info, warning, error (default: info)")
     a("--log-format", choices=["text", "json"], help="text, or one JSON object a line")
     a(
@@ -204,6 +210,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         allowed_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
         max_session_buffer=int(number("max_session_buffer", 1000, int, 1)),
         max_client_rate=number("max_client_rate", 50.0, float, 0.1),
+        broadcast_slice=int(number("broadcast_slice", 5000, int, 1)),
         log_level=(text("log_level", "info") or "info").lower(),
         log_format=(text("log_format", "text") or "text").lower(),
         migrate=flag("migrate", True) and not _truthy(environ.get("TIDINGS_NO_MIGRATE", "")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.config import ConfigError, Role, parse_serve
+from tidingsd.runtime import engine_config
 
 
 def test_defaults() -> None:
@@ -13,7 +14,7 @@ def test_defaults() -> None:
     assert s.upstream_addr == s.grpc_addr
     assert s.database_url == "sqlite+aiosqlite:///tidings.db"
     assert (s.heartbeat_interval, s.max_offline_queue, s.max_message_bytes) == (30.0, 100, 65536)
-    assert (s.max_session_buffer, s.max_client_rate) == (1000, 50.0)
+    assert (s.max_session_buffer, s.max_client_rate, s.broadcast_slice) == (1000, 50.0, 5000)
     assert (s.broker_url, s.jwt_secret, s.allowed_origins) == (None, None, ())
     assert (s.log_level, s.log_format, s.migrate) == ("info", "text", True)
 
@@ -33,6 +34,7 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
         "TIDINGS_ALLOWED_ORIGINS": "https://a.example, https://b.example",
         "TIDINGS_MAX_SESSION_BUFFER": "9",
         "TIDINGS_MAX_CLIENT_RATE": "3",
+        "TIDINGS_BROADCAST_SLICE": "250",
         "TIDINGS_LOG_LEVEL": "DEBUG",
         "TIDINGS_LOG_FORMAT": "json",
         "TIDINGS_NO_MIGRATE": "1",
@@ -42,6 +44,7 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
     assert s.upstream_addr == "engine:50051"
     assert s.heartbeat_interval == 0.5
     assert (s.max_offline_queue, s.max_message_bytes, s.max_session_buffer) == (7, 1024, 9)
+    assert s.broadcast_slice == 250
     assert s.allowed_origins == ("https://a.example", "https://b.example")
     assert (s.log_level, s.log_format, s.migrate) == ("debug", "json", False)
     flagged = parse_serve(["--max-offline-queue", "12", "--role", "grpc"], env)
@@ -55,6 +58,7 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
         (["--insecure", "--grpc-addr", "nowhere"], "HOST:PORT"),
         (["--insecure", "--heartbeat-interval", "soon"], "--heartbeat-interval"),
         (["--insecure", "--max-offline-queue", "0"], "--max-offline-queue"),
+        (["--insecure", "--broadcast-slice", "0"], "--broadcast-slice"),
         (["--insecure", "--log-level", "chatty"], "--log-level"),
     ],
 )
@@ -142,3 +146,8 @@ def test_bad_key_settings_say_what_is_wrong(
 ) -> None:
     with pytest.raises(ConfigError, match=needle):
         parse_serve([arg.format(**key_files) for arg in argv], {})
+
+
+def test_the_engine_gets_the_broadcast_slice() -> None:
+    settings = parse_serve(["--insecure", "--broadcast-slice", "250"], {})
+    assert engine_config(settings).broadcast_slice == 250

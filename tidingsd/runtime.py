@@ -50,6 +50,7 @@ def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(
         node_id=settings.node_id,
         max_offline_queue=settings.max_offline_queue,
+        broadcast_slice=settings.broadcast_slice,
         session=SessionLimits(
             heartbeat_interval=settings.heartbeat_interval,
             max_buffer=settings.max_session_buffer,
