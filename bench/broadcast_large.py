@@ -182,8 +182,8 @@ async def _ping(addr: str, every: float, conn: multiprocessing.connection.Connec
 # --- the run --------------------------------------------------------------------------------
 
 
-def post_broadcast(http_url: str) -> tuple[int, dict[str, Any]]:
-    body = json.dumps({"all": True, "type": "bench", "title": TITLE, "message": "m" * 200})
+def post_broadcast(http_url: str, title: str = TITLE) -> tuple[int, dict[str, Any]]:
+    body = json.dumps({"all": True, "type": "bench", "title": title, "message": "m" * 200})
     request = urllib.request.Request(
         f"{http_url}/api/v1/notifications/broadcast",
         data=body.encode(),
@@ -251,13 +251,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             online = users[::step][: args.online]
             arrived: dict[str, float] = {}
             all_arrived = asyncio.Event()
+            awaited = [TITLE]  # the title of the broadcast being waited for
 
             async def read(user: str, call: Any) -> None:
                 with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
                     while (message := await call.read()) is not grpc.aio.EOF:
                         kind = message.WhichOneof("kind")
                         if kind == "notification" and (
-                            message.notification.notification.title == TITLE
+                            message.notification.notification.title == awaited[0]
                         ):
                             arrived[user] = time.perf_counter()
                             if len(arrived) == len(online):
@@ -319,6 +320,16 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             await asyncio.sleep(args.settle)
             rss_settled = rss_mib(pid)
             bytes_added = await db_bytes() - bytes_before
+            rss_again: list[float] = []
+            for k in range(args.again):  # the same broadcast again: does memory keep growing?
+                arrived.clear()
+                all_arrived.clear()
+                awaited[0] = f"{TITLE} #{k + 2}"
+                await asyncio.to_thread(post_broadcast, server.http_url, awaited[0])
+                async with asyncio.timeout(120):
+                    await all_arrived.wait()
+                await asyncio.sleep(args.settle)
+                rss_again.append(rss_mib(pid))
         except BaseException:
             print("\n".join(server.log[-40:]), file=sys.stderr)
             raise
@@ -364,6 +375,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "control_pong_gap_ms_max": round(max(gaps, default=0.0) * 1e3, 1),
         "server_gc_during": {k: round(v - gc0.get(k, 0.0), 3) for k, v in gc1.items()},
         "rss_mib_before_after_settled": [rss_before, rss_after, rss_settled],
+        "rss_mib_settled_after_each_again": rss_again,
         "db_bytes_per_recipient": round(bytes_added / max(1, answer.get("created") or 1), 1),
     }
 
@@ -382,6 +394,13 @@ def main() -> None:
     )
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before the last RSS")
     parser.add_argument("--postgres", action="store_true", help="a fresh PostgreSQL database")
+    parser.add_argument(
+        "--again",
+        type=int,
+        default=0,
+        metavar="K",
+        help="then K more broadcasts, the RSS settled after each (memory growth per broadcast)",
+    )
     parser.add_argument(
         "--profile", metavar="FILE", help="py-spy record the server during the broadcast (raw)"
     )

@@ -117,10 +117,16 @@ class Writer:
         not committed with ``Unavailable``.
         """
         group: list[Pending] = []
+        first: Pending | None = None
+        follower: Pending | None = None
+        request: Pending | None = None
         under_way: deque[_UnderWay] = deque()  # the create being finished, and the next
         try:
             while True:
                 if not under_way:
+                    # While it waits, the writer keeps nothing of a create it finished:
+                    # a broadcast's last slice would otherwise stay alive until the next.
+                    group, first, follower, request = [], None, None, None
                     first = await self._take()
                     if first is None:
                         return

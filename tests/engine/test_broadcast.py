@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import datetime
 
@@ -193,4 +194,24 @@ async def test_a_create_queued_after_one_that_fails_is_not_committed() -> None:
         assert (await engine.list_notifications("b")).notifications == []
     finally:
         store.release.set()
+        await engine.stop()
+
+
+@pytest.mark.parametrize("recipients", [4, 10])  # one slice (grouped), three (under way)
+async def test_a_finished_broadcast_keeps_none_of_its_slices_alive(recipients: int) -> None:
+    # Once the writer waits again, nothing of the broadcast's slices (their items, rows,
+    # outcomes) is referenced by it: after a broadcast to 100 000, the last slice stayed
+    # alive until the next create came.
+    config = EngineConfig(
+        node_id="n1", session=SessionLimits(heartbeat_interval=3600), broadcast_slice=4
+    )
+    engine = Engine(MemoryStore(), config, FakeClock())
+    await engine.start()
+    try:
+        content = Content(type="t", title="everyone")
+        assert await engine.broadcast(content, USERS[:recipients]) == recipients
+        gc.collect()
+        alive = [o for o in gc.get_objects() if type(o) is NewNotification]
+        assert [o for o in alive if o.content is content] == []
+    finally:
         await engine.stop()
