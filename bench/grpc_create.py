@@ -156,9 +156,7 @@ def _spy(args: argparse.Namespace, pid: int, out: str) -> list[str]:
     ]  # fmt: skip
 
 
-async def load(
-    args: argparse.Namespace, target: str, pid: int, sdk: str = ""
-) -> dict[str, float]:
+async def load(args: argparse.Namespace, target: str, pid: int, sdk: str = "") -> dict[str, float]:
     """Run the load generators (the SDK under ``sdk``, or the installed one) against
     ``target`` (server process ``pid``) and measure."""
     context = multiprocessing.get_context("spawn")
@@ -217,7 +215,7 @@ async def reference(args: argparse.Namespace) -> dict[str, float]:
     """The same load against ``bench/refs/grpc_create_raw.py``."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.refs.grpc_create_raw", "--port", "0",
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        "--loop", args.reference_loop, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -281,9 +279,7 @@ async def ab(args: argparse.Namespace) -> dict[str, object]:
             for which in order:
                 runs[which] = await measure(args, base if which == "base" else None)
             row: dict[str, object] = {"round": n + 1, "load": load_average(), **runs}
-            row["ratio"] = {
-                k: round(runs["tree"][k] / max(runs["base"][k], 1e-9), 3) for k in keys
-            }
+            row["ratio"] = {k: round(runs["tree"][k] / max(runs["base"][k], 1e-9), 3) for k in keys}
             print(json.dumps(row), file=sys.stderr, flush=True)
             rounds.append(row)
     ratios = [r["ratio"] for r in rounds]
@@ -335,6 +331,10 @@ def main() -> None:
     parser.add_argument(
         "--profile-clients", metavar="FILE", help="py-spy record the first load generator"
     )
+    parser.add_argument(
+        "--reference-loop", choices=("asyncio", "uvloop"), default="asyncio",
+        help="the reference server's event loop (Tidings runs on uvloop)",
+    )  # fmt: skip
     parser.add_argument("--native", action="store_true", help="profiles with native frames")
     parser.add_argument("--idle", action="store_true", help="profile idle threads too")
     parser.add_argument(
