@@ -30,8 +30,10 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         grpc_addr: str = "127.0.0.1:0",
         http_addr: str = "127.0.0.1:0",
+        cwd: str | None = None,
     ) -> None:
         self.args: Sequence[str] = args
+        self.cwd = cwd  # the source tree ``python -m`` runs (None: this process's cwd)
         self.database_url = database_url
         self.role = role
         self.grpc_addr_arg = grpc_addr
@@ -65,6 +67,7 @@ class ServerProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env=self.env,
+            cwd=self.cwd,
         )
         wanted = {"grpc", "http"} if self.role == "all" else {self.role.replace("bridge", "http")}
         found: dict[str, str] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -37,16 +37,30 @@ class Identity:
 
     token: TokenSource | None = None
     user: str | None = None
+    #: The metadata, built once when the token is a fixed string (or none): every call
+    #: sends the same.
+    _fixed: tuple[tuple[str, str], ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
-    def metadata(self) -> list[tuple[str, str]]:
-        """The gRPC metadata that carries this identity (docs/PROTOCOL.md §2)."""
+    def __post_init__(self) -> None:
+        if not callable(self.token):
+            object.__setattr__(self, "_fixed", self._pairs(self.token))
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The gRPC metadata that carries this identity (docs/PROTOCOL.md §2); a token
+        callable is asked anew each time."""
+        if self._fixed is not None:
+            return self._fixed
+        return self._pairs(self.token() if callable(self.token) else self.token)
+
+    def _pairs(self, token: str | None) -> tuple[tuple[str, str], ...]:
         pairs: list[tuple[str, str]] = []
-        token = self.token() if callable(self.token) else self.token
         if token:
             pairs.append((AUTHORIZATION_KEY, f"Bearer {token}"))
         if self.user:
             pairs.append((USER_KEY, self.user))
-        return pairs
+        return tuple(pairs)
 
 
 class Targets:

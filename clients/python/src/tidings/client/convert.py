@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -41,15 +41,25 @@ _PRIORITY_FROM_PB: dict[int, Priority] = {int(v): k for k, v in _PRIORITY_TO_PB.
 
 
 def priority_to_pb(priority: Priority | str) -> notification_pb2.Priority.ValueType:
-    return _PRIORITY_TO_PB[Priority(priority)]
+    # A member, or its value (a StrEnum member hashes and compares as its value), at
+    # once; anything else through ``Priority``, which refuses what is not a priority.
+    try:
+        return _PRIORITY_TO_PB[priority]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return _PRIORITY_TO_PB[Priority(priority)]
 
 
 def priority_from_pb(value: int) -> Priority:
     return _PRIORITY_FROM_PB.get(value, Priority.NORMAL)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _time(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
+    """``ts.ToDatetime(tzinfo=UTC)``, the same instant (nanoseconds cut to microseconds),
+    without its detour through a naive datetime."""
+    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
 
 def timestamp(moment: datetime) -> Timestamp:
@@ -63,7 +73,7 @@ def timestamp(moment: datetime) -> Timestamp:
 
 def parse_data(data_json: str) -> dict[str, Any]:
     """The ``data`` object of a notification; anything but a JSON object reads as ``{}``."""
-    if not data_json:
+    if not data_json or data_json == "{}":  # the server's for no data: no parse
         return {}
     try:
         value = json.loads(data_json)

@@ -12,7 +12,8 @@ have been delivered.
 
 from __future__ import annotations
 
-import uuid
+import os
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property
@@ -74,18 +75,8 @@ class Publisher(UnaryClient):
         with field ``expires_at``) ends its life: never delivered, listed or counted
         after it. ``ignore_mutes`` delivers it even to users who muted ``type``.
         """
-        request = _create_request(
-            NewNotification(
-                user_id=user_id,
-                type=type,
-                title=title,
-                message=message,
-                data=data,
-                priority=priority,
-                idempotency_key=idempotency_key,
-                expires_at=expires_at,
-                ignore_mutes=ignore_mutes,
-            )
+        request = _request(
+            user_id, type, title, message, data, priority, idempotency_key, expires_at, ignore_mutes
         )
         response = await self._call(
             lambda remaining: self._stub.CreateNotification(
@@ -203,16 +194,80 @@ class Publisher(UnaryClient):
 
 
 def _create_request(item: NewNotification) -> admin_pb2.CreateNotificationRequest:
-    request = admin_pb2.CreateNotificationRequest(
-        user_id=str(item.user_id),
-        type=item.type,
-        title=item.title,
-        message=item.message,
-        data_json=convert.data_to_json(item.data),
-        priority=convert.priority_to_pb(item.priority),
-        idempotency_key=item.idempotency_key or str(uuid.uuid4()),
-        ignore_mutes=item.ignore_mutes,
+    return _request(
+        item.user_id,
+        item.type,
+        item.title,
+        item.message,
+        item.data,
+        item.priority,
+        item.idempotency_key,
+        item.expires_at,
+        item.ignore_mutes,
     )
-    if item.expires_at is not None:
-        request.expires_at.CopyFrom(convert.timestamp(item.expires_at))
+
+
+def _request(
+    user_id: str | int,
+    type: str,
+    title: str,
+    message: str,
+    data: dict[str, Any] | None,
+    priority: Priority | str,
+    idempotency_key: str | None,
+    expires_at: datetime | None,
+    ignore_mutes: bool,
+) -> admin_pb2.CreateNotificationRequest:
+    """One create's request; without ``idempotency_key``, a fresh one (``new_key``)."""
+    request = admin_pb2.CreateNotificationRequest(
+        user_id=user_id if user_id.__class__ is str else str(user_id),
+        type=type,
+        title=title,
+        message=message,
+        data_json=convert.data_to_json(data) if data else "",
+        priority=convert.priority_to_pb(priority),
+        idempotency_key=idempotency_key or new_key(),
+        ignore_mutes=ignore_mutes,
+    )
+    if expires_at is not None:
+        request.expires_at.CopyFrom(convert.timestamp(expires_at))
     return request
+
+
+#: The variant digit of a random UUID (RFC 9562: binary 10xx), by the random hex digit.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+#: Random bytes are read this many keys' worth at a time (one system call, not one each).
+_KEYS_PER_READ = 256
+
+
+class _RandomHex:
+    """32 random hex digits at a time from ``os.urandom``, read in bulk. Thread-safe; a
+    forked child starts afresh (a pool it shared with its parent would repeat its keys)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = ""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._pool, self._at = "", 0
+
+    def take(self) -> str:
+        with self._lock:
+            if self._at >= len(self._pool):
+                self._pool, self._at = os.urandom(16 * _KEYS_PER_READ).hex(), 0
+            at = self._at
+            self._at = at + 32
+            return self._pool[at : at + 32]
+
+
+_random_hex = _RandomHex()
+
+
+def new_key() -> str:
+    """A fresh idempotency key: a random (version 4) UUID, written as ``str(uuid.uuid4())``
+    writes it."""
+    h = _random_hex.take()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"

@@ -1,0 +1,143 @@
+"""What ``Publisher.create`` builds and reads back, without a server: idempotency keys,
+priorities, timestamps and the caller's metadata."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from tidings.client import NewNotification, Priority
+from tidings.client.channel import Identity
+from tidings.client.convert import _time, parse_data, priority_to_pb
+from tidings.client.publisher import _create_request, new_key
+from tidings.v1 import notification_pb2
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_new_keys_are_random_version_4_uuids_written_as_str_writes_them() -> None:
+    keys = [new_key() for _ in range(3000)]  # more than one bulk read of random bytes
+    assert len(set(keys)) == len(keys)
+    for key in keys:
+        parsed = uuid.UUID(key)
+        assert str(parsed) == key
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+
+
+def test_threads_never_share_a_key() -> None:
+    found: list[list[str]] = [[] for _ in range(4)]
+    start = threading.Barrier(4)
+
+    def take(into: list[str]) -> None:
+        start.wait(timeout=10)
+        into.extend(new_key() for _ in range(2000))
+
+    threads = [threading.Thread(target=take, args=(keys,)) for keys in found]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    every = [key for keys in found for key in keys]
+    assert len(every) == 8000
+    assert len(set(every)) == len(every)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_repeat_its_parents_keys() -> None:
+    new_key()  # random bytes are pooled now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next keys, then out at once
+        try:
+            os.write(write, "".join(new_key() for _ in range(5)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read()
+    os.waitpid(pid, 0)
+    ours = "".join(new_key() for _ in range(5))
+    assert len(theirs) == len(ours) == 5 * 36
+    assert {theirs[i : i + 36] for i in range(0, 180, 36)}.isdisjoint(
+        {ours[i : i + 36] for i in range(0, 180, 36)}
+    )
+
+
+def test_a_create_without_a_key_gets_a_fresh_one_and_keeps_a_given_one() -> None:
+    first = _create_request(NewNotification(user_id=7, type="t", title="x"))
+    second = _create_request(NewNotification(user_id=7, type="t", title="x"))
+    assert first.idempotency_key != second.idempotency_key
+    assert uuid.UUID(first.idempotency_key).version == 4
+    assert first.user_id == "7"
+    given = _create_request(NewNotification(user_id="u", type="t", title="x", idempotency_key="k"))
+    assert given.idempotency_key == "k"
+
+
+@pytest.mark.parametrize(
+    ("given", "wanted"),
+    [
+        (Priority.LOW, notification_pb2.PRIORITY_LOW),
+        ("normal", notification_pb2.PRIORITY_NORMAL),
+        (Priority.HIGH, notification_pb2.PRIORITY_HIGH),
+        ("urgent", notification_pb2.PRIORITY_URGENT),
+    ],
+)
+def test_priorities_map_by_member_or_value(given: Priority | str, wanted: int) -> None:
+    assert priority_to_pb(given) == wanted
+
+
+@pytest.mark.parametrize("bad", ["bogus", "HIGH", "", ["high"], None])
+def test_anything_else_is_refused_as_priority_refuses_it(bad: object) -> None:
+    with pytest.raises(ValueError, match="is not a valid Priority"):
+        priority_to_pb(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [
+        (0, 0),
+        (1, 999_999_999),
+        (-1, 500),
+        (-62_135_596_800, 0),  # 0001-01-01
+        (253_402_300_799, 999_999_999),  # 9999-12-31T23:59:59.999999999
+        (1_764_460_000, 123_456_789),
+    ],
+)
+def test_timestamps_read_as_protobuf_reads_them(seconds: int, nanos: int) -> None:
+    ts = Timestamp(seconds=seconds, nanos=nanos)
+    ours, theirs = _time(ts), ts.ToDatetime(tzinfo=UTC)
+    assert ours == theirs
+    assert ours.tzinfo is theirs.tzinfo
+    assert isinstance(ours, datetime)
+
+
+@pytest.mark.parametrize(
+    ("data_json", "data"),
+    [("", {}), ("{}", {}), ('{"a":1}', {"a": 1}), ("[1]", {}), ("nope", {})],
+)
+def test_data_reads_as_an_object_or_empty(data_json: str, data: dict[str, object]) -> None:
+    assert parse_data(data_json) == data
+    assert parse_data(data_json) is not parse_data(data_json)  # each caller its own dict
+
+
+def test_a_fixed_identity_sends_the_same_metadata_and_a_token_callable_is_asked_each_call() -> None:
+    fixed = Identity(token="abc", user="7")
+    assert fixed.metadata() == (("authorization", "Bearer abc"), ("x-tidings-user", "7"))
+    assert fixed.metadata() is fixed.metadata()
+    assert Identity().metadata() == ()
+    asked: list[int] = []
+
+    def token() -> str:
+        asked.append(1)
+        return f"t{len(asked)}"
+
+    fresh = Identity(token=token)
+    assert fresh.metadata() == (("authorization", "Bearer t1"),)
+    assert fresh.metadata() == (("authorization", "Bearer t2"),)
+    assert len(asked) == 2
+    assert Identity(token="abc") == Identity(token="abc")
