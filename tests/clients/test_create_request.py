@@ -3,8 +3,6 @@ priorities, timestamps and the caller's metadata."""
 
 from __future__ import annotations
 
-import os
-import threading
 import uuid
 from datetime import UTC, datetime
 
@@ -13,59 +11,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from tidings.client import NewNotification, Priority
 from tidings.client.channel import Identity
 from tidings.client.convert import _time, parse_data, priority_to_pb
-from tidings.client.publisher import _create_request, new_key
+from tidings.client.publisher import _create_request
 from tidings.v1 import notification_pb2
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def test_new_keys_are_random_version_4_uuids_written_as_str_writes_them() -> None:
-    keys = [new_key() for _ in range(3000)]  # more than one bulk read of random bytes
-    assert len(set(keys)) == len(keys)
-    for key in keys:
-        parsed = uuid.UUID(key)
-        assert str(parsed) == key
-        assert parsed.version == 4
-        assert parsed.variant == uuid.RFC_4122
-
-
-def test_threads_never_share_a_key() -> None:
-    found: list[list[str]] = [[] for _ in range(4)]
-    start = threading.Barrier(4)
-
-    def take(into: list[str]) -> None:
-        start.wait(timeout=10)
-        into.extend(new_key() for _ in range(2000))
-
-    threads = [threading.Thread(target=take, args=(keys,)) for keys in found]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
-    every = [key for keys in found for key in keys]
-    assert len(every) == 8000
-    assert len(set(every)) == len(every)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_does_not_repeat_its_parents_keys() -> None:
-    new_key()  # random bytes are pooled now
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its next keys, then out at once
-        try:
-            os.write(write, "".join(new_key() for _ in range(5)).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        theirs = pipe.read()
-    os.waitpid(pid, 0)
-    ours = "".join(new_key() for _ in range(5))
-    assert len(theirs) == len(ours) == 5 * 36
-    assert {theirs[i : i + 36] for i in range(0, 180, 36)}.isdisjoint(
-        {ours[i : i + 36] for i in range(0, 180, 36)}
-    )
 
 
 def test_a_create_without_a_key_gets_a_fresh_one_and_keeps_a_given_one() -> None:

@@ -12,8 +12,7 @@ have been delivered.
 
 from __future__ import annotations
 
-import os
-import threading
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property
@@ -218,7 +217,7 @@ def _request(
     expires_at: datetime | None,
     ignore_mutes: bool,
 ) -> admin_pb2.CreateNotificationRequest:
-    """One create's request; without ``idempotency_key``, a fresh one (``new_key``)."""
+    """One create's request; without ``idempotency_key``, a fresh random one."""
     request = admin_pb2.CreateNotificationRequest(
         user_id=user_id if user_id.__class__ is str else str(user_id),
         type=type,
@@ -226,48 +225,9 @@ def _request(
         message=message,
         data_json=convert.data_to_json(data) if data else "",
         priority=convert.priority_to_pb(priority),
-        idempotency_key=idempotency_key or new_key(),
+        idempotency_key=idempotency_key or str(uuid.uuid4()),
         ignore_mutes=ignore_mutes,
     )
     if expires_at is not None:
         request.expires_at.CopyFrom(convert.timestamp(expires_at))
     return request
-
-
-#: The variant digit of a random UUID (RFC 9562: binary 10xx), by the random hex digit.
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-#: Random bytes are read this many keys' worth at a time (one system call, not one each).
-_KEYS_PER_READ = 256
-
-
-class _RandomHex:
-    """32 random hex digits at a time from ``os.urandom``, read in bulk. Thread-safe; a
-    forked child starts afresh (a pool it shared with its parent would repeat its keys)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool = ""
-        self._at = 0
-        os.register_at_fork(after_in_child=self._forget)
-
-    def _forget(self) -> None:
-        self._lock = threading.Lock()
-        self._pool, self._at = "", 0
-
-    def take(self) -> str:
-        with self._lock:
-            if self._at >= len(self._pool):
-                self._pool, self._at = os.urandom(16 * _KEYS_PER_READ).hex(), 0
-            at = self._at
-            self._at = at + 32
-            return self._pool[at : at + 32]
-
-
-_random_hex = _RandomHex()
-
-
-def new_key() -> str:
-    """A fresh idempotency key: a random (version 4) UUID, written as ``str(uuid.uuid4())``
-    writes it."""
-    h = _random_hex.take()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
