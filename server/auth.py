@@ -7,7 +7,8 @@ Keys: an HMAC secret, one PEM public key, or a JWKS URL (``server.jwks``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import jwt
@@ -23,6 +24,12 @@ ADMIN_ROLE = "admin"
 #: RFC 7519 NumericDate claims: JSON numbers. PyJWT reads ``"exp": "4102444800"`` as a
 #: number, which would let a token through whose expiry a stricter verifier refuses.
 NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
+#: A token verified once is taken at its word for this many seconds (never past its
+#: ``exp``): a producer sends the same token with every call, and checking its signature
+#: each time costs more than the rest of a create (docs/PROTOCOL.md §2.2).
+VERIFIED_FOR = 60.0
+#: Verified tokens remembered at most (the oldest are forgotten first).
+VERIFIED_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,7 @@ class Authenticator:
         algorithms: Sequence[str] | None = None,
         issuer: str | None = None,
         audience: str | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         secure = bool(secret or public_key or jwks)
         if not insecure and not secure:
@@ -86,6 +94,9 @@ class Authenticator:
             self._required.append("iss")
         if audience:
             self._required.append("aud")
+        self._now = now
+        #: token → (its caller, the POSIX time until which it is taken at its word)
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -95,7 +106,9 @@ class Authenticator:
     async def authenticate(self, token: str | None, insecure_user: str | None = None) -> Principal:
         """The caller behind ``token`` (or, insecure mode only, ``insecure_user``).
 
-        Returns at once unless the keys come from a JWKS that must be (re)loaded.
+        Returns at once unless the keys come from a JWKS that must be (re)loaded. A token
+        verified in the last ``VERIFIED_FOR`` seconds is not verified again (its expiry
+        still is).
         """
         if self.insecure:
             if token:
@@ -107,9 +120,23 @@ class Authenticator:
                 raise Unauthenticated(f"invalid user id: {exc.reason}") from exc
         if not token:
             raise Unauthenticated("a bearer token is required")
+        now = self._now()
+        if (known := self._verified.get(token)) is not None:
+            principal, trusted_until = known
+            if principal.expires_at is not None and now >= principal.expires_at:
+                del self._verified[token]
+                raise Unauthenticated("the token has expired")
+            if now < trusted_until:
+                return principal
+            del self._verified[token]  # verified again below, with the keys of now
         if self._jwks is None:
-            return self._verify(token, self._key, verify_signature=True)
-        return self._verify(token, await self._jwks_key(token), verify_signature=True)
+            principal = self._verify(token, self._key, verify_signature=True)
+        else:
+            principal = self._verify(token, await self._jwks_key(token), verify_signature=True)
+        if len(self._verified) >= VERIFIED_MAX:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (principal, now + VERIFIED_FOR)
+        return principal
 
     async def _jwks_key(self, token: str) -> PyJWK:
         try:

@@ -7,13 +7,14 @@ token can never pick its own way of being verified.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from server.auth import Authenticator
+from server.auth import VERIFIED_FOR, VERIFIED_MAX, Authenticator
 from server.engine.errors import Unauthenticated
 from server.jwks import JwksKeys
 from server.keys import load_public_key, resolve_algorithms
@@ -26,6 +27,7 @@ from tests.auth_tokens import (
     signed,
     token,
 )
+from tests.harness import TEST_SECRET
 
 RSA = rsa_key()
 EC = ec_key()
@@ -169,3 +171,73 @@ def test_a_private_key_or_garbage_is_not_a_public_key() -> None:
     for text in (private, "hello", ""):
         with pytest.raises(ValueError, match="public key"):
             load_public_key(text)
+
+
+class Decodes:
+    """Counts the signature checks ``server.auth`` makes (``jwt.decode`` calls)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = jwt.decode
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr("server.auth.jwt.decode", counted)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = time.time()
+
+    def __call__(self) -> float:
+        return self.at
+
+
+async def test_a_token_verified_once_is_taken_at_its_word_for_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decodes, clock = Decodes(monkeypatch), Clock()
+    auth = Authenticator(secret=TEST_SECRET, now=clock)
+    tok = token("42", admin=True)
+    first = await auth.authenticate(tok)
+    assert first.user_id == "42" and first.is_admin
+    for _ in range(5):
+        assert await auth.authenticate(tok) == first
+    assert decodes.count == 1
+    clock.at += VERIFIED_FOR  # then verified again
+    assert await auth.authenticate(tok) == first
+    assert decodes.count == 2
+
+
+async def test_a_remembered_token_still_expires_at_its_exp(monkeypatch: pytest.MonkeyPatch) -> None:
+    decodes, clock = Decodes(monkeypatch), Clock()
+    auth = Authenticator(secret=TEST_SECRET, now=clock)
+    tok = token("42", ttl=30)
+    await auth.authenticate(tok)
+    clock.at += 31  # within VERIFIED_FOR, past exp
+    assert await refused(auth, tok) == "the token has expired"
+    assert decodes.count == 1
+
+
+async def test_refused_tokens_are_not_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    decodes = Decodes(monkeypatch)
+    auth = Authenticator(secret=TEST_SECRET)
+    forged = token("42", admin=True, secret="another secret of 32 bytes or more")
+    for _ in range(3):
+        assert (await refused(auth, forged)).startswith("invalid token")
+    assert decodes.count == 3
+
+
+async def test_the_tokens_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    decodes = Decodes(monkeypatch)
+    auth = Authenticator(secret=TEST_SECRET)
+    tokens = [token(f"u{i}") for i in range(VERIFIED_MAX + 1)]
+    for tok in tokens:
+        await auth.authenticate(tok)
+    assert decodes.count == VERIFIED_MAX + 1
+    await auth.authenticate(tokens[-1])  # remembered
+    assert decodes.count == VERIFIED_MAX + 1
+    await auth.authenticate(tokens[0])  # the oldest, forgotten: verified again
+    assert decodes.count == VERIFIED_MAX + 2
