@@ -314,8 +314,11 @@ def test_a_read_row_after_an_unread_one_of_the_same_content_is_itself() -> None:
     n = Notification(5, "u", "t", "x", "m", "{}", Priority.NORMAL, WHEN)
     batch: dict[object, object] = {}
     assert convert.delivery_bytes(n, batch) == reference(n)
-    for state in ({"read_at": WHEN}, {"seen_at": WHEN}, {"archived_at": WHEN}):
-        other = n._replace(id=6, **state)
+    for other in (
+        n._replace(id=6, read_at=WHEN),
+        n._replace(id=7, seen_at=WHEN),
+        n._replace(id=8, archived_at=WHEN),
+    ):
         assert convert.delivery_bytes(other, batch) == reference(other)
 
 
