@@ -40,7 +40,8 @@ class DeliveryLog:
 
     def delivered(self, notification_id: int) -> None:
         """A session's transport wrote this queued row: take it out of the queue."""
-        self._failed.discard(notification_id)
+        if self._failed:
+            self._failed.discard(notification_id)
         self._delivered.add(notification_id)
         self._wakeup.set()
 

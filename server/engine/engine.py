@@ -287,10 +287,7 @@ class Engine:
         queued: deque[Pending] = deque()
         try:
             for start in range(0, len(recipients), size):
-                items = [
-                    NewNotification(u, content, user_id_checked=True)
-                    for u in recipients[start : start + size]
-                ]
+                items = NewNotification.for_recipients(recipients[start : start + size], content)
                 queued.append(self._writer.queue(items, after=queued[-1] if queued else None))
                 if len(queued) > SLICES_AHEAD:
                     created += sum(1 for o in await queued[0].future if o.created)

@@ -72,7 +72,7 @@ class FanIn:
             return
         caught_up = self._cursor >= self._target
         if caught_up and (not self._clustered or notifications[0].id == self._cursor + 1):
-            offer, here = self._offer, self._hub.has
+            offer, here, declined = self._hub.offer, self._hub.has, self._declined
             moment: datetime | None = None  # rows committed together share created_at
             ts = 0.0
             batch: dict[object, object] = {}
@@ -81,7 +81,10 @@ class FanIn:
                     continue  # broadcast's recipients): nothing to offer
                 if n.created_at is not moment:
                     moment, ts = n.created_at, n.created_at.timestamp()
-                offer(Envelope(n, queued=n.id in queued, born=ts, batch=batch))
+                is_queued = n.id in queued
+                # ``_offer``, inline: one call less per recipient.
+                if offer(Envelope(n, queued=is_queued, born=ts, batch=batch)) and is_queued:
+                    declined(n)
             self._cursor = self._target = notifications[-1].id
         else:
             self.advance_to(notifications[-1].id)

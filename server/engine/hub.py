@@ -44,7 +44,7 @@ class Hub:
             return False
         # ``admitted``: whether a session still here (not closed by it as slow) admits it.
         if len(sessions) == 1:  # the common case, without copying (an offer may close one)
-            session = next(iter(sessions.values()))
+            (session,) = sessions.values()
             admitted = session.offer(envelope) and not session.closed
         else:
             admitted = False

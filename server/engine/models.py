@@ -143,6 +143,30 @@ class NewNotification:
         if self.content.ignore_mutes and not self.ignore_mutes:
             object.__setattr__(self, "ignore_mutes", True)
 
+    @classmethod
+    def for_recipients(cls, user_ids: Sequence[str], content: Content) -> list[NewNotification]:
+        """``[cls(u, content, user_id_checked=True) for u in user_ids]`` (the caller checked
+        the ids), validated once rather than per recipient: a broadcast makes one each."""
+        if not user_ids:
+            return []
+        first = cls(user_ids[0], content, user_id_checked=True)
+        make = object.__new__
+        fields = vars(cls)
+        set_user, set_content = fields["user_id"].__set__, fields["content"].__set__
+        set_key, set_expiry = fields["idempotency_key"].__set__, fields["expires_at"].__set__
+        set_mutes = fields["ignore_mutes"].__set__
+        expires_at, ignore_mutes = first.expires_at, first.ignore_mutes
+        items = [first]
+        for user_id in user_ids[1:]:
+            item = make(cls)
+            set_user(item, user_id)
+            set_content(item, content)
+            set_key(item, None)
+            set_expiry(item, expires_at)
+            set_mutes(item, ignore_mutes)
+            items.append(item)
+        return items
+
 
 @dataclass(frozen=True, slots=True)
 class InboxQuery:

@@ -285,7 +285,12 @@ class Session:
         Returns whether it does (``admits``), queued or not.
         """
         n = envelope.notification
-        if not self.admits(n):
+        # ``admits``'s test, inline: one call less per recipient of a broadcast.
+        if not (
+            self.type_filter.admits(n.type)
+            and (n.ignore_mutes or n.type not in self.muted)
+            and (n.expires_at is None or n.expires_at > self._host.clock.now())
+        ):
             return False
         if self._closed is not None:
             return True
@@ -293,7 +298,8 @@ class Session:
             self._held.append(envelope)
         elif n.id > self._high:  # offers come in id order: drop repeats
             self._high = n.id
-            self._push(Delivery(envelope, notification_size(n)))
+            size = notification_size(n)
+            self._push(Delivery(envelope, size), size)
         return True
 
     def begin(
@@ -589,11 +595,13 @@ class Session:
             bucket = self._bucket = TokenBucket(rate, 2 * rate, now)
         return bucket.allow(now)
 
-    def _push(self, event: Event) -> None:
+    def _push(self, event: Event, size: int = -1) -> None:
+        """Queue ``event`` (``size``: its ``event_size``, when the caller knows it)."""
         if self._closed is not None:
             return
         waiting = len(self._outbox)
-        size = event_size(event)
+        if size < 0:
+            size = event_size(event)
         limits = self._limits
         if waiting >= limits.max_buffer + self._extra or (
             waiting and self._outbox_bytes + size > limits.max_buffer_bytes + self._extra_bytes

@@ -182,35 +182,48 @@ def delivery_bytes(n: Notification, batch: dict[object, object] | None = None) -
     canonical order) and the two enclosing length prefixes. Rows read, seen or archived
     (fields 9–14) are serialized whole.
     """
-    if n.read_at is not None or n.seen_at is not None or n.archived_at is not None:
-        return stream_pb2.ConnectResponse(
-            notification=stream_pb2.NotificationEvent(notification=notification_to_pb(n))
-        ).SerializeToString()
     # The fields after the user id: a broadcast's rows share them (the same objects, which
     # tuple equality checks first), so comparing with the last row's is all a row costs.
+    # A memo is only made for rows neither read, seen nor archived: equal fields say so.
     rest = n[2:]
     last: Any = batch.get(_LAST) if batch is not None else None
     if last is not None and last[0] == rest:
         tail: bytes = last[1]
+    elif n.read_at is not None or n.seen_at is not None or n.archived_at is not None:
+        return stream_pb2.ConnectResponse(
+            notification=stream_pb2.NotificationEvent(notification=notification_to_pb(n))
+        ).SerializeToString()
     else:
         tail = _content_tail(n, rest, batch)
-    # Fields 1–2 by hand (as protobuf writes them: both left out when empty or zero),
-    # then the two enclosing length prefixes around the shared tail, joined once.
-    varint, small = wire.varint, wire.SMALL
-    user = n.user_id.encode()
-    size = len(user)
-    own = (_NOTIFICATION_ID + varint(n.id) if n.id else b"") + (
-        _NOTIFICATION_USER_ID + (small[size] if size < 128 else varint(size)) + user
-        if user
-        else b""
-    )
-    size = len(own) + len(tail)
-    head = wire.NOTIFICATION_EVENT_NOTIFICATION + (
-        small[size] if size < wire.SMALL_MAX else varint(size)
-    )
+    # Fields 1–2 (as protobuf writes them: each left out when zero or empty), then the two
+    # enclosing length prefixes (each with its key) around the shared tail, joined once.
+    nid = n.id
+    if 0x4000 <= nid < 0x200000:  # the usual id: three bytes of varint
+        own = bytes((8, (nid & 0x7F) | 0x80, ((nid >> 7) & 0x7F) | 0x80, nid >> 14))
+    else:
+        own = _NOTIFICATION_ID + wire.varint(nid) if nid else b""
+    user = _USER_FIELDS.get(n.user_id)
+    if user is None:
+        user = _user_field(n.user_id)
+    size = len(own) + len(user) + len(tail)
+    if size < _PREFIXED_MAX:
+        head = _EVENT_PREFIX[size]
+        return b"".join((_RESPONSE_PREFIX[size + len(head)], head, own, user, tail))
+    head = wire.NOTIFICATION_EVENT_NOTIFICATION + wire.varint(size)
     size += len(head)
-    outer = small[size] if size < wire.SMALL_MAX else varint(size)
-    return b"".join((wire.CONNECT_RESPONSE_NOTIFICATION, outer, head, own, tail))
+    outer = wire.CONNECT_RESPONSE_NOTIFICATION + wire.varint(size)
+    return b"".join((outer, head, own, user, tail))
+
+
+def _user_field(user_id: str) -> bytes:
+    """``Notification.user_id`` as a serialized field (empty: left out), memoised: the
+    same users receive one broadcast after another."""
+    if len(_USER_FIELDS) >= _USER_FIELDS_MAX:
+        _USER_FIELDS.clear()
+    user = user_id.encode()
+    field = _NOTIFICATION_USER_ID + wire.varint(len(user)) + user if user else b""
+    _USER_FIELDS[user_id] = field
+    return field
 
 
 def _content_tail(
@@ -246,6 +259,17 @@ def _content_tail(
 #: The keys of ``Notification.id`` (1, a varint) and ``Notification.user_id`` (2).
 _NOTIFICATION_ID: Final = b"\x08"
 _NOTIFICATION_USER_ID: Final = b"\x12"
+
+#: ``Notification.user_id`` fields by user id (``_user_field``), at most this many.
+_USER_FIELDS: dict[str, bytes] = {}
+_USER_FIELDS_MAX: Final = 1 << 16
+
+#: Below this size of what they enclose, the two length prefixes of a delivery with their
+#: keys come from these tables: ``NotificationEvent.notification`` (``_EVENT_PREFIX``) and
+#: ``ConnectResponse.notification`` (``_RESPONSE_PREFIX``, which encloses the former).
+_PREFIXED_MAX: Final = wire.SMALL_MAX - 4
+_EVENT_PREFIX: Final = [wire.NOTIFICATION_EVENT_NOTIFICATION + v for v in wire.SMALL]
+_RESPONSE_PREFIX: Final = [wire.CONNECT_RESPONSE_NOTIFICATION + v for v in wire.SMALL]
 
 #: Marks ``delivery_bytes``'s entries in an envelope batch memo: by content, and the last.
 _CONTENT: Final = object()

@@ -161,6 +161,29 @@ def same_content(items: Sequence[NewNotification]) -> bool:
     )
 
 
+def content_runs(
+    items: Sequence[NewNotification], least: int = 2
+) -> list[Sequence[NewNotification]] | None:
+    """``items`` in consecutive parts, each either one content for ``least`` items or more
+    (``same_content``: a broadcast's) or none of that (the rest, kept together), when
+    that makes two parts or more of which one is a broadcast's; else None."""
+    parts: list[Sequence[NewNotification]] = []
+    other = 0  # where the items not yet in a part begin
+    start, shared = 0, False
+    for end in range(1, len(items) + 1):
+        if end < len(items) and items[end].content is items[start].content:
+            continue
+        if end - start >= least and same_content(items[start:end]):
+            if other < start:
+                parts.append(items[other:start])
+            parts.append(items[start:end])
+            other, shared = end, True
+        start = end
+    if other < len(items):
+        parts.append(items[other:])
+    return parts if shared and len(parts) > 1 else None
+
+
 #: Not expired at the parameter that follows (both dialects).
 LIVE = "(expires_at IS NULL OR expires_at > {now})"
 

@@ -403,6 +403,9 @@ def _insert(
 ) -> list[Notification]:
     if not items:
         return []
+    if len(items) > 1 and (runs := rows.content_runs(items)) is not None:
+        # Several broadcasts committed together: each run the way of one.
+        return [n for run in runs for n in _insert(conn, run, now, created_at)]
     first = items[0]
     c = first.content
     if len(items) > 1 and same_content(items):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
@@ -215,3 +215,47 @@ async def test_a_finished_broadcast_keeps_none_of_its_slices_alive(recipients: i
         assert [o for o in alive if o.content is content] == []
     finally:
         await engine.stop()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        Content(type="t", title="hi"),
+        Content(type="t", title="hi", expires_at=datetime(2030, 1, 1, tzinfo=UTC)),
+        Content(type="t", title="hi", ignore_mutes=True),
+    ],
+)
+def test_a_broadcast_s_requests_are_those_made_one_by_one(content: Content) -> None:
+    made = NewNotification.for_recipients(USERS, content)
+    assert made == [NewNotification(u, content, user_id_checked=True) for u in USERS]
+    assert [m.expires_at for m in made] == [content.expires_at] * len(USERS)
+    assert {m.ignore_mutes for m in made} == {content.ignore_mutes}
+    assert NewNotification.for_recipients([], content) == []
+
+
+async def test_a_muted_type_is_not_delivered_by_a_broadcast(
+    gated: tuple[Engine, GatedStore],
+) -> None:
+    engine, store = gated
+    store.hold = 0  # nothing held
+    muted, other = await engine.connect("u0"), await engine.connect("u1")
+    await engine.update_preferences("u0", ["t"])
+    await engine.broadcast(Content(type="t", title="muted"), ["u0", "u1"])
+    await engine.broadcast(Content(type="t", title="loud", ignore_mutes=True), ["u0"])
+    async with asyncio.timeout(5):
+        got = [e async for e in _deliveries(muted, 1)]
+        assert [d.notification.title for d in got] == ["loud"]
+        got = [e async for e in _deliveries(other, 1)]
+        assert [d.notification.title for d in got] == ["muted"]
+
+
+async def _deliveries(session: Session, count: int) -> AsyncIterator[Delivery]:
+    """The session's next ``count`` deliveries of the test's broadcasts (other events and
+    the fixture's replayed ``hi`` skipped)."""
+    seen = 0
+    async for event in session:
+        if isinstance(event, Delivery) and event.notification.title != "hi":
+            yield event
+            seen += 1
+            if seen == count:
+                return

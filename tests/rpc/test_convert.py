@@ -282,3 +282,52 @@ def test_unread_only_with_read_true_selects_nothing_once_found_valid() -> None:
         convert.query_from_pb(
             stream_pb2.ListNotificationsRequest(unread_only=True, read=True, types=[""])
         )
+
+
+@pytest.mark.parametrize("priority", list(Priority))
+@pytest.mark.parametrize("expires", [None, WHEN + timedelta(days=1)])
+@pytest.mark.parametrize("ignore_mutes", [False, True])
+def test_every_priority_and_option_of_a_broadcast_row(
+    priority: Priority, expires: datetime | None, ignore_mutes: bool
+) -> None:
+    n = Notification(
+        70_000, "ü", "tÿpe", "☃ title", "m", '{"k":"ö"}', priority, WHEN,
+        expires_at=expires, ignore_mutes=ignore_mutes,
+    )  # fmt: skip
+    batch: dict[object, object] = {}
+    for row in (n, n._replace(id=70_001, user_id="v"), n._replace(id=70_002, user_id="")):
+        assert convert.delivery_bytes(row, batch) == reference(row)
+
+
+@pytest.mark.parametrize("length", [*range(100, 140), *range(1_990, 2_070), 20_000, 70_000])
+def test_every_length_of_the_enclosing_prefixes(length: int) -> None:
+    """The prefixes come from tables below 2 048 bytes and are computed above."""
+    n = Notification(20_000, "u-1", "t", "", "é" * (length // 2), "{}", Priority.LOW, WHEN)
+    batch: dict[object, object] = {}
+    assert convert.delivery_bytes(n, batch) == reference(n)
+    data = n._replace(id=20_001, user_id="u-22", data_json='{"a":"' + "x" * (length % 7) + '"}')
+    assert convert.delivery_bytes(data, batch) == reference(data)
+
+
+def test_a_read_row_after_an_unread_one_of_the_same_content_is_itself() -> None:
+    """The memo of a commit's last row never stands in for a row read, seen or archived."""
+    n = Notification(5, "u", "t", "x", "m", "{}", Priority.NORMAL, WHEN)
+    batch: dict[object, object] = {}
+    assert convert.delivery_bytes(n, batch) == reference(n)
+    for other in (
+        n._replace(id=6, read_at=WHEN),
+        n._replace(id=7, seen_at=WHEN),
+        n._replace(id=8, archived_at=WHEN),
+    ):
+        assert convert.delivery_bytes(other, batch) == reference(other)
+
+
+def test_the_user_field_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    fields: dict[str, bytes] = {}
+    monkeypatch.setattr(convert, "_USER_FIELDS", fields)
+    monkeypatch.setattr(convert, "_USER_FIELDS_MAX", 3)
+    batch: dict[object, object] = {}
+    for i in range(10):
+        n = Notification(i + 1, f"user {i}", "t", "x", "m", "{}", Priority.NORMAL, WHEN)
+        assert convert.delivery_bytes(n, batch) == reference(n)
+        assert len(fields) <= 3

@@ -339,3 +339,35 @@ async def test_sqlite_plans_after_upgrading_from_0002(tmp_path: Path) -> None:
         for index, query in queries.items():
             plan = conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
             assert index in str(plan), plan
+
+
+async def test_sqlite_broadcasts_committed_together_each_store_their_content_once(
+    tmp_path: Path,
+) -> None:
+    """The writer groups broadcasts queued together into one transaction: each keeps its
+    own ``contents`` row, the creates between them stay inline, the ids follow the items."""
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'grouped.db'}")
+    other = Content(type="other", title="second ☃", message="m", priority=Priority.LOW)
+    single = [NewNotification("s", Content(type="t", title=f"one {i}")) for i in range(2)]
+    keyed = NewNotification("k", CONTENT, idempotency_key="key-1")
+    items = [
+        *recipients(["a", "b", "c"]),
+        *single,
+        keyed,
+        *recipients(["a", "d"], other),
+        *recipients(["e"], Content(type="x", title="lone")),
+    ]
+    async with migrated_store(database) as sql_store:
+        made = await create(sql_store, items)
+        assert [n.id for n in made] == list(range(made[0].id, made[0].id + len(items)))
+        assert [n.user_id for n in made] == [i.user_id for i in items]
+        fetched = await sql_store.fetch([n.id for n in made])
+        assert sorted(fetched) == sorted(made)
+        for n, item in zip(made, items, strict=True):
+            assert (n.type, n.title, n.message, n.data_json, n.priority) == (
+                item.content.type, item.content.title, item.content.message,
+                item.content.data_json, item.content.priority,
+            )  # fmt: skip
+    assert await count(database, sa.select(sa.func.count()).select_from(C)) == 2
+    shared = sa.select(sa.func.count()).where(N.c.content_id.is_not(None))
+    assert await count(database, shared) == 5
