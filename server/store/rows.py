@@ -161,6 +161,41 @@ def same_content(items: Sequence[NewNotification]) -> bool:
     )
 
 
+def content_runs(items: Sequence[NewNotification]) -> list[tuple[int, int, bool]]:
+    """``items`` cut into runs, in order: ``(start, end, shared)``, ``shared`` for two or
+    more consecutive items that differ by recipient only (``same_content``: a broadcast's
+    slice), the items between such runs together, not shared.
+
+    The writer groups concurrent creates into one transaction: several broadcasts in
+    flight arrive as one batch whose slices each still share one ``contents`` row."""
+    found: list[tuple[int, int, bool]] = []
+    count = len(items)
+    start = 0
+    while start < count:
+        first = items[start]
+        end = start + 1
+        if first.idempotency_key is None:
+            c, expires, ignore = first.content, first.expires_at, first.ignore_mutes
+            while end < count:
+                i = items[end]
+                if not (
+                    i.content is c
+                    and i.idempotency_key is None
+                    and i.expires_at == expires
+                    and i.ignore_mutes == ignore
+                ):
+                    break
+                end += 1
+        if end - start > 1:
+            found.append((start, end, True))
+        elif found and not found[-1][2]:  # the items of no shared run stay together
+            found[-1] = (found[-1][0], end, False)
+        else:
+            found.append((start, end, False))
+        start = end
+    return found
+
+
 #: Not expired at the parameter that follows (both dialects).
 LIVE = "(expires_at IS NULL OR expires_at > {now})"
 
