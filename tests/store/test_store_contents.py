@@ -146,6 +146,15 @@ async def test_broadcasts_committed_together_each_read_their_own_content(store: 
     assert replay.notifications == [made[2], made[5], made[6]]
 
 
+async def test_broadcasts_committed_together_keep_the_queue_cap(store: Store) -> None:
+    """c gets three rows (a run, the last create, the other run): one over a cap of 2,
+    counted across the runs; b gets two, a two."""
+    result = await store.create(grouped_broadcasts(), now=NOW, queue_cap=2, offline=lambda _: True)
+    assert result.dropped == {"c": 1}
+    replay = await store.replay("c", since=None, cap=10, type_filter=EVERYTHING, now=NOW)
+    assert [n.title for n in replay.notifications] == ["second", "last"]
+
+
 async def test_deleting_one_recipients_row_leaves_the_others_whole(store: Store) -> None:
     made = await create(store, recipients(["a", "b", "c"]))
     await store.delete("b", made[1].id)
@@ -193,8 +202,6 @@ async def test_broadcasts_committed_together_store_each_content_once(
 ) -> None:
     """Several broadcasts in one transaction (the writer's group commit): one contents
     row for each, their recipients' rows narrow; single creates keep theirs inline."""
-    if database.url.startswith("postgresql"):
-        pytest.skip("PostgreSQL writes a group of several contents inline (not yet split)")
     await create(sql_store, grouped_broadcasts())
     assert await count(database, sa.select(sa.func.count()).select_from(C)) == 2
     inline = sa.select(sa.func.count()).where(N.c.title.is_not(None))
