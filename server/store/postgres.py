@@ -701,24 +701,9 @@ class _Insert:
         fresh, plan = self.fresh, self.plan
         if not fresh:
             return plan, [], [], []
-        if self.runs:  # no keys: nothing to skip, every item is a new row
-            ids: list[int] = []
-            over: set[str] = set()
-            for shared_run, args in self.runs:
-                # A run's cap check counts the rows of the runs before it (this
-                # transaction's): a user over the cap is named by the last run holding it.
-                if shared_run:
-                    row = await conn.fetchrow(INSERT_SHARED, *args)
-                    assert row is not None  # one row, always
-                    ids += row[0]
-                    over.update(row[1] or ())
-                else:
-                    for found_row in await conn.fetch(INSERT, *args):
-                        if found_row[3]:
-                            over.add(found_row[1])
-                        else:
-                            ids.append(found_row[0])
-            return plan, sorted(ids), fresh, sorted(over)
+        if self.runs:
+            ids, over_runs = await self._run_each(conn)
+            return plan, ids, fresh, over_runs
         if self.shared:
             shared = await conn.fetchrow(INSERT_SHARED, *self.args)
             assert shared is not None  # one row, always
@@ -732,6 +717,27 @@ class _Insert:
             fresh, plan = await _replan(conn, self.items, fresh, inserted)
         # Ids are drawn in the SELECT's order: ascending ids are the items' order.
         return plan, ids, fresh, over
+
+    async def _run_each(self, conn: Conn) -> tuple[list[int], list[str]]:
+        """``runs``, one statement each, in order (no keys: every item is a new row): the
+        new ids and the ``away`` users over the cap. A run's cap check counts the rows
+        of the runs before it (this transaction's): a user over the cap is named by the
+        last run that holds it."""
+        ids: list[int] = []
+        over: set[str] = set()
+        for shared, args in self.runs:
+            if shared:
+                row = await conn.fetchrow(INSERT_SHARED, *args)
+                assert row is not None  # one row, always
+                ids += row[0]
+                over.update(row[1] or ())
+                continue
+            for found in await conn.fetch(INSERT, *args):
+                if found[3]:
+                    over.add(found[1])
+                else:
+                    ids.append(found[0])
+        return sorted(ids), sorted(over)
 
 
 def _shared_runs(fresh: Sequence[NewNotification]) -> list[tuple[int, int, bool]]:
