@@ -1,4 +1,4 @@
-"""A broadcast's content is stored once (a ``contents`` row per create transaction) and
+"""A broadcast's content is stored once (a ``contents`` row per slice) and
 every recipient still reads the whole notification; migration 0003 keeps every row."""
 
 from __future__ import annotations
