@@ -168,8 +168,10 @@ def content_runs(items: Sequence[NewNotification]) -> list[tuple[int, int, bool]
 
     The writer groups concurrent creates into one transaction: several broadcasts in
     flight arrive as one batch whose slices each still share one ``contents`` row."""
-    found: list[tuple[int, int, bool]] = []
     count = len(items)
+    if count > 1 and same_content(items):  # one broadcast's slice: the usual batch
+        return [(0, count, True)]
+    found: list[tuple[int, int, bool]] = []
     start = 0
     while start < count:
         first = items[start]
