@@ -600,7 +600,7 @@ class PostgresStore:
         nothing, where it needs the transaction: a broadcast slice, a trim, or a create
         lock that another node's transaction held until after this one's snapshot."""
         fresh, plan = plan_creates(items, {})  # repeats within the batch
-        if not fresh or (len(fresh) > 1 and same_content(fresh)):
+        if not fresh or (len(fresh) > 1 and same_content(fresh)) or _shared_runs(fresh):
             return None
         offline = set(away)
         async with self._connection() as conn:
@@ -681,27 +681,19 @@ class _Insert:
         self.fresh, self.plan = plan_creates(items, {})  # repeats within the batch
         self.shared = len(self.fresh) > 1 and same_content(self.fresh)
         self.args: tuple[Any, ...] = ()
+        #: Several broadcasts' slices (and creates between them): a statement per run.
+        self.runs: list[tuple[bool, tuple[Any, ...]]] = []
         if not self.fresh:
             return
         fresh = self.fresh
-        first = fresh[0]
         offline = set(away)
-        recipients = [i.user_id for i in fresh]
-        flags = [u in offline for u in recipients]
-        if self.shared:  # nothing to skip: every item is a new row
-            c = first.content
-            self.args = (
-                recipients,
-                *(c.type, c.title, c.message, c.data_json, c.priority.value),
-                now,
-                first.expires_at,
-                first.ignore_mutes,
-                away,
-                cap,
-                flags,
-            )
+        if not self.shared and (runs := _shared_runs(fresh)):
+            self.runs = [
+                (shared, _args(fresh[start:end], shared, now, offline, away, cap))
+                for start, end, shared in runs
+            ]
         else:
-            self.args = (*_row_arrays(fresh, now), away, cap, flags)
+            self.args = _args(fresh, self.shared, now, offline, away, cap)
 
     async def run(self, conn: Conn) -> tuple[Plan, list[int], Sequence[NewNotification], list[str]]:
         """The plan, the new ids, the items they were drawn for (in that order), and
@@ -709,6 +701,9 @@ class _Insert:
         fresh, plan = self.fresh, self.plan
         if not fresh:
             return plan, [], [], []
+        if self.runs:
+            ids, over_runs = await self._run_each(conn)
+            return plan, ids, fresh, over_runs
         if self.shared:
             shared = await conn.fetchrow(INSERT_SHARED, *self.args)
             assert shared is not None  # one row, always
@@ -722,6 +717,65 @@ class _Insert:
             fresh, plan = await _replan(conn, self.items, fresh, inserted)
         # Ids are drawn in the SELECT's order: ascending ids are the items' order.
         return plan, ids, fresh, over
+
+    async def _run_each(self, conn: Conn) -> tuple[list[int], list[str]]:
+        """``runs``, one statement each, in order (no keys: every item is a new row): the
+        new ids and the ``away`` users over the cap. A run's cap check counts the rows
+        of the runs before it (this transaction's): a user over the cap is named by the
+        last run that holds it."""
+        ids: list[int] = []
+        over: set[str] = set()
+        for shared, args in self.runs:
+            if shared:
+                row = await conn.fetchrow(INSERT_SHARED, *args)
+                assert row is not None  # one row, always
+                ids += row[0]
+                over.update(row[1] or ())
+                continue
+            for found in await conn.fetch(INSERT, *args):
+                if found[3]:
+                    over.add(found[1])
+                else:
+                    ids.append(found[0])
+        return sorted(ids), sorted(over)
+
+
+def _shared_runs(fresh: Sequence[NewNotification]) -> list[tuple[int, int, bool]]:
+    """``rows.content_runs`` of ``fresh`` when it holds a shared run and more (several
+    broadcasts committed together) and no idempotency key (nothing can conflict); else
+    an empty list."""
+    if len(fresh) < 3 or any(i.idempotency_key is not None for i in fresh):
+        return []
+    runs = rows.content_runs(fresh)
+    return runs if len(runs) > 1 and any(shared for _, _, shared in runs) else []
+
+
+def _args(
+    items: Sequence[NewNotification],
+    shared: bool,
+    now: datetime,
+    offline: Collection[str],
+    away: list[str],
+    cap: int,
+) -> tuple[Any, ...]:
+    """The arguments of ``INSERT_SHARED`` (``shared``: the items differ by recipient
+    only) or ``INSERT`` for ``items``."""
+    recipients = [i.user_id for i in items]
+    flags = [u in offline for u in recipients]
+    if not shared:
+        return (*_row_arrays(items, now), away, cap, flags)
+    first = items[0]
+    c = first.content
+    return (
+        recipients,
+        *(c.type, c.title, c.message, c.data_json, c.priority.value),
+        now,
+        first.expires_at,
+        first.ignore_mutes,
+        away,
+        cap,
+        flags,
+    )
 
 
 def _row_arrays(fresh: Sequence[NewNotification], now: datetime) -> tuple[Any, ...]:

@@ -161,27 +161,41 @@ def same_content(items: Sequence[NewNotification]) -> bool:
     )
 
 
-def content_runs(
-    items: Sequence[NewNotification], least: int = 2
-) -> list[Sequence[NewNotification]] | None:
-    """``items`` in consecutive parts, each either one content for ``least`` items or more
-    (``same_content``: a broadcast's) or none of that (the rest, kept together), when
-    that makes two parts or more of which one is a broadcast's; else None."""
-    parts: list[Sequence[NewNotification]] = []
-    other = 0  # where the items not yet in a part begin
-    start, shared = 0, False
-    for end in range(1, len(items) + 1):
-        if end < len(items) and items[end].content is items[start].content:
-            continue
-        if end - start >= least and same_content(items[start:end]):
-            if other < start:
-                parts.append(items[other:start])
-            parts.append(items[start:end])
-            other, shared = end, True
+def content_runs(items: Sequence[NewNotification]) -> list[tuple[int, int, bool]]:
+    """``items`` cut into runs, in order: ``(start, end, shared)``, ``shared`` for two or
+    more consecutive items that differ by recipient only (``same_content``: a broadcast's
+    slice), the items between such runs together, not shared.
+
+    The writer groups concurrent creates into one transaction: several broadcasts in
+    flight arrive as one batch whose slices each still share one ``contents`` row."""
+    count = len(items)
+    if count > 1 and same_content(items):  # one broadcast's slice: the usual batch
+        return [(0, count, True)]
+    found: list[tuple[int, int, bool]] = []
+    start = 0
+    while start < count:
+        first = items[start]
+        end = start + 1
+        if first.idempotency_key is None:
+            c, expires, ignore = first.content, first.expires_at, first.ignore_mutes
+            while end < count:
+                i = items[end]
+                if not (
+                    i.content is c
+                    and i.idempotency_key is None
+                    and i.expires_at == expires
+                    and i.ignore_mutes == ignore
+                ):
+                    break
+                end += 1
+        if end - start > 1:
+            found.append((start, end, True))
+        elif found and not found[-1][2]:  # the items of no shared run stay together
+            found[-1] = (found[-1][0], end, False)
+        else:
+            found.append((start, end, False))
         start = end
-    if other < len(items):
-        parts.append(items[other:])
-    return parts if shared and len(parts) > 1 else None
+    return found
 
 
 #: Not expired at the parameter that follows (both dialects).

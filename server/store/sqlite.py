@@ -49,7 +49,6 @@ from server.store.rows import (
     chunks,
     paged,
     plan_creates,
-    same_content,
     valid_ids,
 )
 from server.store.sqlite_connection import CHECKPOINT_EVERY, WAL_LIMIT, SqliteConnection
@@ -401,51 +400,62 @@ def _insert(
     now: datetime,
     created_at: str,
 ) -> list[Notification]:
+    """Insert ``items`` in order (their ids ascend in that order): each run that shares a
+    content (``rows.content_runs``: a broadcast's slice) as one ``contents`` row and a
+    narrow row per recipient, the other items with their content inline."""
     if not items:
         return []
-    if len(items) > 1 and (runs := rows.content_runs(items)) is not None:
-        # Several broadcasts committed together: each run the way of one.
-        return [n for run in runs for n in _insert(conn, run, now, created_at)]
+    if len(items) == 1:
+        (new_id,) = conn.execute(INSERT + " RETURNING id", _values(items[0], created_at)).fetchone()
+        return rows.new_rows([new_id], items, now)
+    new: list[Notification] = []
+    for start, end, shared in rows.content_runs(items):
+        run = items[start:end]
+        if shared:
+            _insert_shared(conn, run, created_at)
+        else:
+            conn.executemany(INSERT, [_values(i, created_at) for i in run])
+        new += rows.new_rows(_inserted(conn, len(run)), run, now, shared=shared)
+    return new
+
+
+def _insert_shared(
+    conn: sqlite3.Connection, items: Sequence[NewNotification], created_at: str
+) -> None:
+    """A broadcast's run: the content once, then a narrow row per recipient pointing at it."""
     first = items[0]
     c = first.content
-    if len(items) > 1 and same_content(items):
-        # A broadcast: the content once, then a narrow row per recipient pointing at it.
-        (content_id,) = conn.execute(INSERT_CONTENT, (c.title, c.message, c.data_json)).fetchone()
-        conn.execute(
-            INSERT_SHARED,
-            (
-                c.type,
-                c.priority.value,
-                created_at,
-                None if first.expires_at is None else stamp(first.expires_at),
-                first.ignore_mutes,
-                content_id,
-                json.dumps([i.user_id for i in items], ensure_ascii=False),
-            ),
-        )
-        return rows.new_rows(_inserted(conn, len(items)), items, now, shared=True)
-    values = [
+    (content_id,) = conn.execute(INSERT_CONTENT, (c.title, c.message, c.data_json)).fetchone()
+    conn.execute(
+        INSERT_SHARED,
         (
-            i.user_id,
-            i.content.type,
-            i.content.title,
-            i.content.message,
-            i.content.data_json,
-            i.content.priority.value,
+            c.type,
+            c.priority.value,
             created_at,
-            True,
-            i.idempotency_key,
-            None if i.expires_at is None else stamp(i.expires_at),
-            i.ignore_mutes,
-        )
-        for i in items
-    ]
-    if len(items) == 1:
-        ids: Sequence[int] = [conn.execute(INSERT + " RETURNING id", values[0]).fetchone()[0]]
-    else:
-        conn.executemany(INSERT, values)
-        ids = _inserted(conn, len(items))
-    return rows.new_rows(ids, items, now)
+            None if first.expires_at is None else stamp(first.expires_at),
+            first.ignore_mutes,
+            content_id,
+            json.dumps([i.user_id for i in items], ensure_ascii=False),
+        ),
+    )
+
+
+def _values(i: NewNotification, created_at: str) -> tuple[Any, ...]:
+    """``INSERT``'s parameters for one item, its content inline."""
+    c = i.content
+    return (
+        i.user_id,
+        c.type,
+        c.title,
+        c.message,
+        c.data_json,
+        c.priority.value,
+        created_at,
+        True,
+        i.idempotency_key,
+        None if i.expires_at is None else stamp(i.expires_at),
+        i.ignore_mutes,
+    )
 
 
 def _inserted(conn: sqlite3.Connection, count: int) -> range:

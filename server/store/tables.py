@@ -73,7 +73,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class ContentRow(SQLModel, table=True):
-    """What the recipients of one broadcast share (one row per create transaction)."""
+    """What the recipients of one broadcast share (one row per slice of it)."""
 
     __tablename__ = "contents"
 

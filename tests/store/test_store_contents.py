@@ -1,4 +1,4 @@
-"""A broadcast's content is stored once (a ``contents`` row per create transaction) and
+"""A broadcast's content is stored once (a ``contents`` row per slice) and
 every recipient still reads the whole notification; migration 0003 keeps every row."""
 
 from __future__ import annotations
@@ -119,6 +119,42 @@ async def test_every_recipient_gets_a_row_of_their_own_whatever_the_user_id(
         assert replay.notifications == [n]
 
 
+OTHER = Content(type="other", title="second", message="another broadcast", data_json='{"k": [1]}')
+
+
+def grouped_broadcasts() -> list[NewNotification]:
+    """What the writer commits when creates come together: two broadcasts' slices, a
+    single create between them and one after."""
+    return [
+        *recipients(["a", "b", "c"]),
+        NewNotification("a", Content(type="t", title="alone")),
+        *recipients(["b", "c"], OTHER),
+        NewNotification("c", Content(type="t", title="last")),
+    ]
+
+
+async def test_broadcasts_committed_together_each_read_their_own_content(store: Store) -> None:
+    items = grouped_broadcasts()
+    made = await create(store, items)
+    assert [n.id for n in made] == list(range(made[0].id, made[0].id + len(items)))
+    assert [n.user_id for n in made] == [i.user_id for i in items]
+    assert [(n.title, n.message, n.data_json, n.type) for n in made] == [
+        (i.content.title, i.content.message, i.content.data_json, i.content.type) for i in items
+    ]
+    assert await store.fetch([n.id for n in made]) == made
+    replay = await store.replay("c", since=None, cap=10, type_filter=EVERYTHING, now=NOW)
+    assert replay.notifications == [made[2], made[5], made[6]]
+
+
+async def test_broadcasts_committed_together_keep_the_queue_cap(store: Store) -> None:
+    """c gets three rows (a run, the last create, the other run): one over a cap of 2,
+    counted across the runs; b gets two, a two."""
+    result = await store.create(grouped_broadcasts(), now=NOW, queue_cap=2, offline=lambda _: True)
+    assert result.dropped == {"c": 1}
+    replay = await store.replay("c", since=None, cap=10, type_filter=EVERYTHING, now=NOW)
+    assert [n.title for n in replay.notifications] == ["second", "last"]
+
+
 async def test_deleting_one_recipients_row_leaves_the_others_whole(store: Store) -> None:
     made = await create(store, recipients(["a", "b", "c"]))
     await store.delete("b", made[1].id)
@@ -159,6 +195,19 @@ async def test_a_broadcast_stores_its_content_once_per_slice(database: Database)
     assert await count(database, inline) == 1
     shared = sa.select(sa.func.count()).where(N.c.content_id.is_not(None))
     assert await count(database, shared) == 3000
+
+
+async def test_broadcasts_committed_together_store_each_content_once(
+    database: Database, sql_store: SqlStore
+) -> None:
+    """Several broadcasts in one transaction (the writer's group commit): one contents
+    row for each, their recipients' rows narrow; single creates keep theirs inline."""
+    await create(sql_store, grouped_broadcasts())
+    assert await count(database, sa.select(sa.func.count()).select_from(C)) == 2
+    inline = sa.select(sa.func.count()).where(N.c.title.is_not(None))
+    assert await count(database, inline) == 2
+    shared = sa.select(sa.func.count()).where(N.c.content_id.is_not(None))
+    assert await count(database, shared) == 5
 
 
 async def test_a_content_goes_with_its_last_recipient(
