@@ -55,17 +55,18 @@ async def test_the_wal_is_reset_past_its_limit_and_truncated_when_idle(tmp_path:
         assert writer is not None
         writer.set_trace_callback(statements.append)
         sizes, logs = [], []
-        for batch in range(150):  # ~150 × 60 KiB of rows: the limit is passed many times
+        for batch in range(300):  # ~300 × 60 KiB of rows: the limit is passed many times
             await create_batch(store, batch)
             sizes.append(wal_size(db))
             logs.append(store._lite.wal_bytes())
-        written = 150 * 30 * 2000
+        written = 300 * 30 * 2000
         resets = sum(1 for before, after in pairwise(logs) if after < before)
         assert resets >= 5, logs
         # The file: about twice the limit plus what commits while the checkpointer's
         # thread catches up (about 200 KiB a transaction here; a loaded machine may
-        # delay that thread by several), far below what was written.
-        assert max(sizes) < 4 * limit + 1024 * KIB < written / 4, max(sizes)
+        # delay that thread by several: 2.1 MB was seen at a load of 10), far below what
+        # was written.
+        assert max(sizes) < 4 * limit + 2048 * KIB < written / 4, max(sizes)
         assert all(log <= size for log, size in zip(logs, sizes, strict=True))
         # The WAL starts over from its beginning in its file: no commit waited for a
         # checkpoint, nor for the file's truncation.
@@ -76,7 +77,7 @@ async def test_the_wal_is_reset_past_its_limit_and_truncated_when_idle(tmp_path:
             return wal_size(db) == 0
 
         await until(truncated, within=10.0)
-        assert len(await store.fetch_range(0, 10**9, 10_000)) == 150 * 30
+        assert len(await store.fetch_range(0, 10**9, 10_000)) == 300 * 30
 
 
 async def test_a_reader_holds_the_wal_back_until_it_ends(tmp_path: Path) -> None:
