@@ -109,3 +109,83 @@ def test_a_result_for_a_loop_that_closed_does_not_stop_the_connection(tmp_path: 
             lite.release()
 
     assert asyncio.run(go_on()) == 1
+
+
+async def test_a_transaction_asked_here_runs_on_the_calling_thread_when_nothing_else_is_under_way(
+    tmp_path: Path,
+) -> None:
+    lite = SqliteConnection(str(tmp_path / "c.db"))
+    await lite.open()
+    try:
+        await lite.transaction(_insert("first"))
+        here = threading.current_thread()
+        where = await lite.transaction(lambda _conn: threading.current_thread(), here=True)
+        assert where is here
+        assert await lite.transaction(_insert("second"), here=True) == 2
+        assert await lite.transaction(lambda _conn: threading.current_thread()) is not here
+    finally:
+        await lite.close()
+        lite.release()
+
+
+async def test_a_transaction_asked_here_waits_its_turn_on_the_thread_when_one_is_under_way(
+    tmp_path: Path,
+) -> None:
+    lite = SqliteConnection(str(tmp_path / "c.db"))
+    await lite.open()
+    try:
+        await lite.transaction(_insert("first"))
+        entered, release = threading.Event(), threading.Event()
+
+        def holding(conn: sqlite3.Connection) -> None:
+            entered.set()
+            release.wait(10)
+            conn.execute("INSERT INTO t VALUES ('held')")
+
+        held = asyncio.ensure_future(lite.transaction(holding))
+        await asyncio.to_thread(entered.wait, 10)
+
+        def after(conn: sqlite3.Connection) -> tuple[threading.Thread, int]:
+            return threading.current_thread(), conn.execute("SELECT count(*) FROM t").fetchone()[0]
+
+        later = asyncio.ensure_future(lite.transaction(after, here=True))
+        await asyncio.sleep(0.05)
+        assert not later.done()  # not run beside the transaction holding the connection
+        release.set()
+        await held
+        where, count = await later
+        assert where is not threading.current_thread()
+        assert count == 2  # after the held one, in order
+    finally:
+        await lite.close()
+        lite.release()
+
+
+async def test_a_transaction_asked_here_goes_to_the_thread_while_the_checkpointer_holds_the_writer(
+    tmp_path: Path,
+) -> None:
+    lite = SqliteConnection(str(tmp_path / "c.db"))
+    await lite.open()
+    try:
+        await lite.transaction(_insert("first"))
+        holder_has_it, release = threading.Event(), threading.Event()
+
+        def hold_writer() -> None:
+            with lite._writer:  # as a checkpoint round holding the writer
+                holder_has_it.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold_writer)
+        holder.start()
+        await asyncio.to_thread(holder_has_it.wait, 10)
+        later = asyncio.ensure_future(
+            lite.transaction(lambda _conn: threading.current_thread(), here=True)
+        )
+        await asyncio.sleep(0.05)  # the loop is not held meanwhile
+        assert not later.done()
+        release.set()
+        assert await later is not threading.current_thread()
+        await asyncio.to_thread(holder.join, 10)
+    finally:
+        await lite.close()
+        lite.release()
