@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Collection, Sequence
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -67,7 +66,7 @@ async def test_creates_one_at_a_time_are_alone_but_for_every_probe(
     engine, store = engine_store
     for i in range(2 * PROBE_EVERY):
         assert (await engine.create(note("u", f"n{i}"))).created
-    probe = [False if (i + 1) % PROBE_EVERY == 0 else True for i in range(2 * PROBE_EVERY)]
+    probe = [(i + 1) % PROBE_EVERY != 0 for i in range(2 * PROBE_EVERY)]
     assert store.alone == probe
 
 
