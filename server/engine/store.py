@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -47,11 +46,6 @@ from server.engine.models import (
     Replay,
 )
 from server.engine.store_health import StoreHealth
-
-#: True while the writer has a create alone in flight (nothing queued behind it, nothing
-#: arriving during the commits before it): a store may then commit it without handing it
-#: to a thread of its own and back (``SqliteStore``), the event loop waiting for it.
-ALONE: ContextVar[bool] = ContextVar("tidings_create_alone", default=False)
 
 
 @dataclass(frozen=True, slots=True)

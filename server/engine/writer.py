@@ -16,14 +16,6 @@ handed on, so that the database and the node's own work overlap instead of takin
 turns. It commits after the one before has committed, and it is handed on after it.
 Such a create does not write the pending "delivered" marks (they wait for the next
 create of their own, or the delivery log's flush).
-
-A create alone in flight — nothing queued behind it, and none arrived during the last
-``CROWD_COMMITS`` commits — is committed with ``ALONE`` set: the store may then commit
-it without handing it to a thread and back (one request in flight at a time waits for
-every wake-up on its path), the event loop waiting meanwhile. Creates that arrive
-during such a commit cannot be seen (the loop waits), so every ``PROBE_EVERY``-th lone
-create is committed the usual way: one arriving during it marks the writer crowded,
-and creates are then grouped as always.
 """
 
 from __future__ import annotations
@@ -40,17 +32,12 @@ from server.engine.clock import Clock
 from server.engine.delivery import DeliveryLog
 from server.engine.errors import StoreUnavailable, Unavailable
 from server.engine.models import Created, NewNotification, Notification
-from server.engine.store import ALONE, Turn
+from server.engine.store import Turn
 
 if TYPE_CHECKING:
     from server.engine.store import CreateResult, Store
 
 log = logging.getLogger(__name__)
-
-#: Commits after one that found creates queued behind it before a create is ``ALONE``.
-CROWD_COMMITS = 32
-#: Every this many lone creates in a row, one is committed without ``ALONE``.
-PROBE_EVERY = 8
 
 
 @dataclass(slots=True, eq=False)
@@ -102,8 +89,6 @@ class Writer:
         self._queue: deque[Pending | None] = deque()  # None: closed
         self._arrived = asyncio.Event()
         self._closing = False
-        self._crowded = 0  # commits left before a create may be ``ALONE`` again
-        self._lone_run = 0  # lone creates in a row since the last probe
 
     async def submit(self, items: Sequence[NewNotification]) -> list[Created]:
         """Create ``items`` (validated already); returns when they are committed.
@@ -150,8 +135,7 @@ class Writer:
                         self._queue.popleft()
                         rows += len(request.items)
                     if len(group) > 1 or (follower := self._follower(first)) is None:
-                        await self._commit(group, alone=len(group) == 1 and self._lone())
-                        self._crowded = CROWD_COMMITS if self._queue else max(0, self._crowded - 1)
+                        await self._commit(group)
                         continue
                     # One create with the next queued after it: both under way.
                     under_way.append(self._start(first, None))
@@ -178,17 +162,6 @@ class Writer:
             self._arrived.clear()
             await self._arrived.wait()
         return self._queue.popleft()
-
-    def _lone(self) -> bool:
-        """Whether the one create taken may be committed ``ALONE`` (see the module
-        docstring): not while others are queued or were lately, nor as a probe."""
-        if self._queue or self._crowded:
-            return False
-        self._lone_run += 1
-        if self._lone_run >= PROBE_EVERY:
-            self._lone_run = 0
-            return False
-        return True
 
     def _follower(self, request: Pending) -> Pending | None:
         """The next request queued, taken if it is queued after ``request``."""
@@ -250,7 +223,7 @@ class Writer:
             self._queue.append(None)
             self._arrived.set()
 
-    async def _commit(self, group: list[Pending], *, alone: bool = False) -> None:
+    async def _commit(self, group: list[Pending]) -> None:
         live: list[Pending] = []
         for request in group:
             if request.future.done():  # withdrawn
@@ -265,14 +238,7 @@ class Writer:
             return
         items = [item for r in live for item in r.items]
         try:
-            if alone:
-                token = ALONE.set(True)
-                try:
-                    result = await self._create(items)
-                finally:
-                    ALONE.reset(token)
-            else:
-                result = await self._create(items)
+            result = await self._create(items)
         except StoreUnavailable as exc:  # the store's health reports it; all fail alike
             for request in live:
                 _fail(request, exc)

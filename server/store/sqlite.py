@@ -32,7 +32,7 @@ from server.engine.models import (
     Preferences,
     Replay,
 )
-from server.engine.store import ALONE, CreateResult, Turn
+from server.engine.store import CreateResult, Turn
 from server.engine.store_health import StoreHealth
 from server.store import queue_cap, rows
 from server.store.engines import make_engine
@@ -182,8 +182,7 @@ class SqliteStore:
                 away={u for u in sorted(users) if offline(u)},
                 queue_cap=queue_cap,
                 delivered=valid_ids(delivered),
-            ),
-            here=ALONE.get(),
+            )
         )
         self._known |= users
         return CreateResult(rows.outcomes(plan, new), dropped, frozenset(n.id for n in new))

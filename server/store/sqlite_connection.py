@@ -10,19 +10,11 @@ The thread takes its work from a plain queue and hands each result straight to t
 waiting future with ``call_soon_threadsafe``: a ``ThreadPoolExecutor`` (through
 ``run_in_executor``) adds a work item, a ``concurrent.futures.Future`` with its lock
 and condition, and a second future chained to it, for every transaction.
-
-A create the node has alone in flight may run its transaction on the caller's thread
-instead (``transaction(fn, here=True)``), when the connection's thread has nothing
-queued or running and the checkpointer does not hold the writer: one request in flight
-then waits for neither thread's wake-up (the job handed over, the result handed back),
-at the cost of the event loop waiting for the commit's fsync (see
-``server.engine.writer``, which asks for it only while no other create arrives).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import queue
@@ -93,10 +85,6 @@ class SqliteConnection:
         self._wal_hold = 2 * wal_limit  # past this, a round holds the writer
         self._checkpoint_every = checkpoint_every
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        # Jobs handed to the connection's thread, and jobs it is done with (run or
-        # skipped): equal, the thread neither runs nor holds one (``_idle``).
-        self._sent = 0
-        self._done = 0
         self._thread: threading.Thread | None = None  # the connection's, started by ``_run``
         self._conn: sqlite3.Connection | None = None
         self._checkpointer: threading.Thread | None = None
@@ -104,7 +92,7 @@ class SqliteConnection:
         self._stop = threading.Event()
         self._restarting = False  # the checkpointer waits for commits (``_committed``)
         self._committed = threading.Event()
-        self._commits = 0  # written by the transaction holding the writer
+        self._commits = 0  # written on the connection's thread only
         # Held by every transaction, and by the checkpointer when it must hold the writer
         # (a Python lock: the writer resumes at once, not after SQLite's busy sleeps).
         self._writer = threading.Lock()
@@ -217,22 +205,9 @@ class SqliteConnection:
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T], *, here: bool = False) -> T:
-        """``fn(connection)`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back if it raises).
-
-        With ``here``, on the calling thread (the event loop waits for the commit)
-        when nothing else is under way on the connection; on its thread otherwise."""
-        if here and self._idle() and self._writer.acquire(blocking=False):
-            try:
-                return self._transaction(fn, held=True)
-            finally:
-                self._writer.release()
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back if it raises)."""
         return await self._run(self._transaction, fn)
-
-    def _idle(self) -> bool:
-        """Whether the connection's thread has no job queued or running (read on the
-        loop, the only thread that hands jobs over: it cannot start one meanwhile)."""
-        return self._sent == self._done and self._conn is not None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the connection's thread."""
@@ -240,7 +215,6 @@ class SqliteConnection:
             self._thread = threading.Thread(target=self._serve, name="tidings-sqlite", daemon=True)
             self._thread.start()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._sent += 1
         self._jobs.put((fn, args, future))
         return await future
 
@@ -249,17 +223,14 @@ class SqliteConnection:
         caller was cancelled before it started is skipped, as an executor skips it."""
         while (job := self._jobs.get()) is not None:
             fn, args, future = job
+            if future.cancelled():
+                continue
             try:
-                if future.cancelled():
-                    continue
-                try:
-                    result = fn(*args)
-                except BaseException as exc:
-                    _hand_back(future, _fail, exc)
-                else:
-                    _hand_back(future, _settle, result)
-            finally:
-                self._done += 1
+                result = fn(*args)
+            except BaseException as exc:
+                _hand_back(future, _fail, exc)
+            else:
+                _hand_back(future, _settle, result)
 
     def _connect(self) -> None:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -276,12 +247,11 @@ class SqliteConnection:
             log.warning("the SQLite WAL index cannot be read: %s", exc)
         self._conn = conn
 
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T], *, held: bool = False) -> T:
-        """The transaction, holding the writer (``held``: the caller holds it already)."""
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
         if conn is None:
             raise RuntimeError("the SQLite connection is not open")
-        with contextlib.nullcontext() if held else self._writer:
+        with self._writer:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
