@@ -99,9 +99,13 @@ async def load(url: str, clients: int, seconds: float) -> list[float]:
     return times
 
 
-async def load_paired(urls: list[str], clients: int, seconds: float) -> list[list[float]]:
+async def load_paired(
+    urls: list[str], clients: int, seconds: float, shift: int = 0
+) -> list[list[float]]:
     """As ``load``, each client sending its creates to the servers ``urls`` in turn (one
-    in flight per client): the latencies at each server, under the same conditions."""
+    in flight per client): the latencies at each server, under the same conditions.
+    Client ``c`` goes the other way round on odd ``shift + c``, so that no server always
+    follows the same one."""
     times: list[list[float]] = [[] for _ in urls]
     end = time.perf_counter() + seconds
 
@@ -116,6 +120,8 @@ async def load_paired(urls: list[str], clients: int, seconds: float) -> list[lis
             i = 0
             while time.perf_counter() < end:
                 s = (i + c) % len(urls)  # each client starts at another server
+                if (shift + c) % 2:
+                    s = len(urls) - 1 - s
                 body = {"user_id": f"u{c}-{i % 100}", "type": "bench", "title": f"{c}/{i}",
                         "message": "m" * 200}  # fmt: skip
                 t0 = time.perf_counter()
@@ -131,14 +137,14 @@ async def load_paired(urls: list[str], clients: int, seconds: float) -> list[lis
 
 
 async def measure_paired(
-    servers: list[tuple[str, Server]], clients: int, seconds: float
+    servers: list[tuple[str, Server]], clients: int, seconds: float, shift: int = 0
 ) -> list[dict[str, object]]:
     """Every server measured at once (``load_paired``): latencies and CPU per create."""
     urls = [server.url for _, server in servers]
-    await load_paired(urls, clients, 1.0)  # warm-up
+    await load_paired(urls, clients, 1.0, shift)  # warm-up
     cpu0 = [cpu_seconds(server.proc.pid) for _, server in servers]
     t0 = time.perf_counter()
-    times = await load_paired(urls, clients, seconds)
+    times = await load_paired(urls, clients, seconds, shift)
     elapsed = time.perf_counter() - t0
     rows = []
     for (label, server), mine, before in zip(servers, times, cpu0, strict=True):
@@ -331,7 +337,8 @@ async def run_paired(args: argparse.Namespace) -> list[dict[str, object]]:
             for round_ in range(args.rounds):
                 async with contextlib.AsyncExitStack() as stack:
                     servers: list[tuple[str, Server]] = []
-                    for label, tree in (("mine", ROOT), ("baseline", base)):
+                    trees = [("mine", ROOT), ("baseline", base)]
+                    for label, tree in trees if round_ % 2 == 0 else trees[::-1]:
                         server = await start(
                             [sys.executable, "-m", "tidingsd.cli", "serve", "--insecure",
                              "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
@@ -349,7 +356,8 @@ async def run_paired(args: argparse.Namespace) -> list[dict[str, object]]:
                         )  # fmt: skip
                         stack.push_async_callback(server.stop)
                         servers.append(("peer", server))
-                    measured = await measure_paired(servers, clients, args.seconds)
+                    servers.sort(key=lambda server: ("mine", "baseline", "peer").index(server[0]))
+                    measured = await measure_paired(servers, clients, args.seconds, round_)
                 rows.extend(measured)
                 mine = measured[0]
                 ratios: dict[str, object] = {"clients": clients, "round": round_ + 1}
