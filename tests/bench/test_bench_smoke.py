@@ -57,3 +57,22 @@ def test_targeted_latency_reports_every_create_received(path: list[str]) -> None
     (row,) = [json.loads(line) for line in done.stdout.splitlines() if '"server"' in line]
     assert row["creates"] > 0 and row["missing"] == 0, row
     assert row["p99_ms"] is not None and row["server_cpu_cores"] > 0, row
+
+
+def test_rest_create_paired_reports_both_trees_and_their_ratios() -> None:
+    """``bench/rest_create.py --paired``: this tree and a commit's, served at once, each
+    with its creates counted, and the ratios of their round trips per round."""
+    done = subprocess.run(
+        [
+            sys.executable, "bench/rest_create.py", "--baseline", "HEAD", "--paired",
+            "--clients", "1", "--seconds", "0.5", "--rounds", "1",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=50,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    servers = [r for r in rows if "server" in r]
+    assert [r["server"] for r in servers] == ["mine", "baseline"], servers
+    assert all(r["creates"] > 0 and r["server_us_cpu_per_create"] > 0 for r in servers)
+    (ratios,) = [r for r in rows if r.get("round") == 1]
+    assert ratios["baseline/tidings p50_ms"] > 0, ratios
