@@ -218,6 +218,8 @@ async def test_sigterm_while_the_database_hangs_exits_within_seconds(
         finally:
             await server.kill()
     assert code == 0, server.output
-    assert took < 6, f"exit took {took:.1f} s\n{server.output}"
+    # The shutdown's own budget is SHUTDOWN_TIMEOUT (4 s) from the signal; the rest is the
+    # process's teardown, which a loaded machine stretches (6.0 s was seen at a load of 10).
+    assert took < 8, f"exit took {took:.1f} s\n{server.output}"
     assert outcomes == [grpc.StatusCode.UNAVAILABLE] * 2, outcomes
     print(f"exited {took:.2f} s after SIGTERM")
