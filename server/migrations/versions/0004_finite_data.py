@@ -9,8 +9,8 @@ number is rewritten as ``null`` (what ``JSON.stringify(NaN)`` writes), in
 byte: other values, key order, spacing, big integers, strings that hold the text
 "NaN", and every other row.
 
-Only the rows a cheap filter picks are read, in batches of ``BATCH`` by key: text with
-``NaN``, ``Infinity``, or a digit followed by an exponent (``1e999``, ``1E+400``). A
+Only the rows a cheap filter picks are read, ``BATCH`` keys at a time: text with
+``NaN``, ``Infinity``, or a digit followed by a positive exponent (``1e999``, ``1E+400``). A
 number beyond a double's range with no positive exponent (more than 308 digits before
 the point) is not looked for: no version wrote one (``json.dumps`` writes such a
 value as ``Infinity``). A picked row is parsed; if it is not JSON at all (no version
@@ -143,18 +143,26 @@ def upgrade() -> None:
 
 
 def _rewrite(bind: sa.Connection, table: str, key: str, suspect: str, unreadable: list[str]) -> int:
-    """Rewrite the suspect rows of ``table``, ``BATCH`` at a time; how many changed."""
+    """Rewrite the suspect rows of ``table``, ``BATCH`` keys at a time; how many changed.
+
+    Each batch is a range of keys read from the primary key first, so the filter only
+    ever scans that range: a ``LIMIT`` on the filtered rows let PostgreSQL, without
+    statistics on a freshly loaded table, scan the whole table for every batch.
+    """
+    bound = sa.text(
+        f"SELECT max({key}) FROM (SELECT {key} FROM {table} WHERE {key} > :after "
+        f"ORDER BY {key} LIMIT {BATCH}) AS batch"
+    )
     select = sa.text(
-        f"SELECT {key}, data_json FROM {table} WHERE {key} > :after AND {suspect} "
-        f"ORDER BY {key} LIMIT {BATCH}"
+        f"SELECT {key}, data_json FROM {table} "
+        f"WHERE {key} > :after AND {key} <= :upto AND {suspect} ORDER BY {key}"
     )
     update = sa.text(f"UPDATE {table} SET data_json = :data WHERE {key} = :key")
     changed = 0
     after = FIRST
-    while rows := bind.execute(select, {"after": after}).all():
-        after = rows[-1][0]
+    while (upto := bind.execute(bound, {"after": after}).scalar()) is not None:
         fixed = []
-        for row_key, text in rows:
+        for row_key, text in bind.execute(select, {"after": after, "upto": upto}):
             try:
                 rewritten = finite_json(text)
             except Unreadable:
@@ -165,6 +173,7 @@ def _rewrite(bind: sa.Connection, table: str, key: str, suspect: str, unreadable
         if fixed:
             bind.execute(update, fixed)
             changed += len(fixed)
+        after = upto
     return changed
 
 
