@@ -4,6 +4,7 @@ their place; every other byte and row stays as it was."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command as commands
 from alembic.script import ScriptDirectory
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -136,6 +138,35 @@ async def test_unreadable_data_is_left_as_it_was(
         "1 notifications and 0 broadcast contents; 2 unreadable left as they were "
         "(notifications.id=1, notifications.id=3)"
     )
+
+
+async def test_rows_across_batches_and_gaps_in_the_keys(database: Database) -> None:
+    """Bad rows on both sides of each batch's edge (1 000 keys) and after a gap of keys."""
+    await upgrade(database.url, schema=database.schema, revision=PREVIOUS)
+    ids = [*range(1, 2001), *range(10_000, 10_600)]
+    bad = {1, 999, 1000, 1001, 2000, 10_000, 10_599}
+    texts = {i: '{"v":NaN}' if i in bad else f'{{"s":"NaN","n":{i}}}' for i in ids}
+    engine = make_engine(database.url, schema=database.schema)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(NOTIFICATIONS), [_row(i, "a", data_json=texts[i]) for i in ids]
+            )
+    finally:
+        await engine.dispose()
+    await upgrade(database.url, schema=database.schema)
+    expected = ['{"v":null}' if i in bad else texts[i] for i in ids]
+    assert await _stored(database, NOTIFICATIONS, "id") == expected
+
+
+def test_an_offline_upgrade_only_says_the_data_needs_an_online_one() -> None:
+    config = alembic_config()
+    config.output_buffer = io.StringIO()
+    config.set_main_option("sqlalchemy.url", "sqlite+aiosqlite:///unused.db")
+    commands.upgrade(config, f"{PREVIOUS}:0004", sql=True)
+    script = config.output_buffer.getvalue()
+    assert "rewritten only by an online upgrade" in script
+    assert "UPDATE notifications" not in script
 
 
 # --- the rewrite itself -----------------------------------------------------------------
