@@ -10,10 +10,10 @@ byte: other values, key order, spacing, big integers, strings that hold the text
 "NaN", and every other row.
 
 Only the rows a cheap filter picks are read, ``BATCH`` keys at a time: text with
-``NaN``, ``Infinity``, or a digit followed by a positive exponent (``1e999``, ``1E+400``). A
-number beyond a double's range with no positive exponent (more than 308 digits before
-the point) is not looked for: no version wrote one (``json.dumps`` writes such a
-value as ``Infinity``). A picked row is parsed; if it is not JSON at all (no version
+``NaN``, ``Infinity``, or a digit followed by a positive exponent (``1e999``,
+``1E+400``). A number beyond a double's range with no positive exponent (more than 308
+digits before the point) is not looked for: no version wrote one (``json.dumps``
+writes such a value as ``Infinity``). A picked row is parsed; if it is not JSON at all (no version
 wrote such text), it is left as it is and its key logged: erasing it would lose what
 cannot be put back. One log line gives the counts.
 
@@ -45,7 +45,7 @@ depends_on: str | Sequence[str] | None = None
 
 log = logging.getLogger("server.store.migrate")
 
-#: Rows read and rewritten per statement.
+#: Keys per batch: the rows read, and rewritten in one statement, at most.
 BATCH = 1000
 #: The tables that hold data, each with its key.
 TABLES = (("notifications", "id"), ("contents", "content_id"))
