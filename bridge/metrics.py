@@ -6,6 +6,7 @@ role ``all``; an app made without one (tests, embedding) gets a registry of its 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
@@ -67,6 +68,11 @@ class BridgeMetrics:
             DELIVERY_BUCKETS,
             registry=registry,
         )
+        # Notifications written by the relay's direct writes and not yet counted
+        # (``delivered_soon``): their creation times, and the time of the first write.
+        self._held: list[float] = []
+        self._held_since = 0.0
+        self.ws_messages_sent.settle = self.delivery_latency.settle = self.settle
 
     def sent(self, kind: str) -> None:
         """Count one frame of ``kind`` written to a browser."""
@@ -81,6 +87,24 @@ class BridgeMetrics:
             age = now - at
             observe(age if age > 0.0 else 0.0)
         self.ws_messages_sent.inc("notification", len(created))
+
+    def delivered_soon(self, created: Sequence[float]) -> None:
+        """``delivered``, counted at the end of this turn of the loop (or before any
+        collection, whichever is first) together with the others written meanwhile:
+        the relay writes to many sockets in one turn, each a few notifications."""
+        held = self._held
+        if not held:
+            self._held_since = time.time()
+            asyncio.get_running_loop().call_soon(self.settle)
+        held += created
+
+    def settle(self) -> None:
+        """Count what ``delivered_soon`` holds, ages as at its first write."""
+        held = self._held
+        if held:
+            self._held = []
+            self.delivery_latency.observe_ages(self._held_since, held)
+            self.ws_messages_sent.inc("notification", len(held))
 
     def error(self, transport: str, code: str) -> None:
         """Count one error answered to a client."""

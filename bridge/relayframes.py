@@ -138,8 +138,19 @@ class DeliveryFrames:
             if pos + size != end:
                 return None
             nid = 0
-            if data[pos] == _ID:
-                nid, pos = _varint(data, pos + 1)
+            if data[pos] == _ID:  # an id of up to three bytes (below 2**21) inline
+                nid = data[pos + 1]
+                if nid < 0x80:
+                    pos += 2
+                else:
+                    second = data[pos + 2]
+                    if second < 0x80:
+                        nid, pos = (nid & 0x7F) | (second << 7), pos + 3
+                    elif (third := data[pos + 3]) < 0x80:
+                        nid = (nid & 0x7F) | ((second & 0x7F) << 7) | (third << 14)
+                        pos += 4
+                    else:
+                        nid, pos = _varint(data, pos + 1)
             user = b""
             if pos < end and data[pos] == _USER_ID:
                 size = data[pos + 1]

@@ -88,6 +88,19 @@ def text_frame_header(length: int) -> bytes:
     return _LENGTH_64.pack(_TEXT, 127, length)
 
 
+#: ``text_frame_header`` by length, for the lengths written lately (at most ``_HEADERS_MAX``).
+_HEADERS: dict[int, bytes] = {}
+_HEADERS_MAX: Final = 4096
+
+
+def _header(length: int) -> bytes:
+    """``text_frame_header(length)``, kept in ``_HEADERS``."""
+    if len(_HEADERS) >= _HEADERS_MAX:
+        _HEADERS.clear()
+    header = _HEADERS[length] = text_frame_header(length)
+    return header
+
+
 def sends_plain(extension: Extension) -> bool:
     """Whether ``extension`` leaves outgoing frames as they are: not negotiated, or one
     that says so (``sends_uncompressed``, as ``bridge.runner.StatelessDeflate``)."""
@@ -238,10 +251,15 @@ class GuardedWSStream(WSStream):
             return False
         if transport.get_write_buffer_size() > DIRECT_MAX:
             return False
+        headers = _HEADERS
+        if len(payloads) == 1:
+            (payload,) = payloads
+            header = headers.get(len(payload)) or _header(len(payload))
+            transport.write(header + payload)
+            return True
         parts: list[bytes] = []
         for payload in payloads:
-            size = len(payload)
-            parts.append(bytes((_TEXT, size)) if size < 126 else text_frame_header(size))
+            parts.append(headers.get(len(payload)) or _header(len(payload)))
             parts.append(payload)
         transport.write(b"".join(parts))
         return True

@@ -111,7 +111,9 @@ class BatchingWebsocketConnection(ASGIWebsocketConnection):
 
 class DirectDeliveries:
     """Relayed notifications written straight to sockets, counted as the handler counts
-    what it writes. One per bridge, shared by every socket's ``DirectWriter``."""
+    what it writes (once per turn of the loop for all the sockets written in it:
+    ``BridgeMetrics.delivered_soon``). One per bridge, shared by every socket's
+    ``DirectWriter``."""
 
     __slots__ = ("_deliveries", "_metrics")
 
@@ -127,7 +129,7 @@ class DirectDeliveries:
         self._deliveries.payloads(frames, start, payloads, created)
         if not payloads or not target.write_now(payloads):
             return 0
-        self._metrics.delivered(created)
+        self._metrics.delivered_soon(created)
         return len(created)
 
 

@@ -11,7 +11,7 @@ thread only.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -19,6 +19,9 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 
 class Tally:
     """A counter with one label: ``tally.inc(value)``."""
+
+    #: Called before every collection: counts held back elsewhere are added first.
+    settle: Callable[[], None] | None = None
 
     def __init__(
         self, name: str, documentation: str, label: str, registry: CollectorRegistry = REGISTRY
@@ -37,6 +40,8 @@ class Tally:
         yield CounterMetricFamily(self._name, self._documentation, labels=[self._label])
 
     def collect(self) -> Iterator[Metric]:
+        if self.settle is not None:
+            self.settle()
         family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
         for value, count in sorted(self.counts.items()):
             family.add_metric([value], count)
@@ -45,6 +50,9 @@ class Tally:
 
 class LatencyTally:
     """A histogram without labels: ``tally.observe(seconds)``."""
+
+    #: Called before every collection: observations held back elsewhere are added first.
+    settle: Callable[[], None] | None = None
 
     def __init__(
         self,
@@ -64,10 +72,29 @@ class LatencyTally:
         self._counts[bisect_left(self._bounds, value)] += 1
         self._sum += value
 
+    def observe_ages(self, now: float, created: Iterable[float]) -> None:
+        """``observe(max(now - at, 0))`` for each of ``created``, one bucket search per
+        run of equal times (a broadcast's recipients share their creation time)."""
+        bounds, counts = self._bounds, self._counts
+        last: float | None = None
+        age, index, total = 0.0, 0, 0.0
+        for at in created:
+            if at != last:
+                last = at
+                age = now - at
+                if age < 0.0:
+                    age = 0.0
+                index = bisect_left(bounds, age)
+            counts[index] += 1
+            total += age
+        self._sum += total
+
     def describe(self) -> Iterator[Metric]:
         yield HistogramMetricFamily(self._name, self._documentation)
 
     def collect(self) -> Iterator[Metric]:
+        if self.settle is not None:
+            self.settle()
         cumulative: list[tuple[str, float]] = []
         total = 0
         for bound, count in zip(self._bounds, self._counts, strict=False):

@@ -72,18 +72,21 @@ class FanIn:
             return
         caught_up = self._cursor >= self._target
         if caught_up and (not self._clustered or notifications[0].id == self._cursor + 1):
-            offer, here, declined = self._hub.offer, self._hub.has, self._declined
+            hub, declined = self._hub, self._declined
+            sessions_of, offer_to = hub.by_user.get, hub.offer_to
             moment: datetime | None = None  # rows committed together share created_at
             ts = 0.0
             batch: dict[object, object] = {}
             for n in notifications:
-                if not here(n.user_id):  # no session of theirs on this node (most of a
+                sessions = sessions_of(n.user_id)
+                if not sessions:  # no session of theirs on this node (most of a
                     continue  # broadcast's recipients): nothing to offer
                 if n.created_at is not moment:
                     moment, ts = n.created_at, n.created_at.timestamp()
                 is_queued = n.id in queued
                 # ``_offer``, inline: one call less per recipient.
-                if offer(Envelope(n, queued=is_queued, born=ts, batch=batch)) and is_queued:
+                envelope = Envelope(n, queued=is_queued, born=ts, batch=batch)
+                if offer_to(sessions, envelope) and is_queued:
                     declined(n)
             self._cursor = self._target = notifications[-1].id
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from server.engine.events import Envelope, Event
 from server.engine.session import Session
@@ -38,10 +38,19 @@ class Hub:
         """Hand a notification to every session of its user. Returns whether it was
         declined: the user has sessions here and every one refuses it (filter, mutes,
         expiry), so none of them will take it."""
-        n = envelope.notification
-        sessions = self._by_user.get(n.user_id)
+        sessions = self._by_user.get(envelope.notification.user_id)
         if not sessions:
             return False
+        return self.offer_to(sessions, envelope)
+
+    @property
+    def by_user(self) -> Mapping[str, Mapping[str, Session]]:
+        """The sessions of each user here, by connection id (not to be changed)."""
+        return self._by_user
+
+    def offer_to(self, sessions: Mapping[str, Session], envelope: Envelope) -> bool:
+        """``offer``, given the sessions of the notification's user (``by_user``'s entry,
+        not empty)."""
         # ``admitted``: whether a session still here (not closed by it as slow) admits it.
         if len(sessions) == 1:  # the common case, without copying (an offer may close one)
             (session,) = sessions.values()
@@ -50,7 +59,7 @@ class Hub:
             admitted = False
             for session in list(sessions.values()):
                 admitted = (session.offer(envelope) and not session.closed) or admitted
-        return not admitted and n.user_id in self._by_user
+        return not admitted and envelope.notification.user_id in self._by_user
 
     def push(self, user_id: str, event: Event) -> int:
         """Queue an event on every session of a user; how many sessions there were."""

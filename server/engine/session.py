@@ -419,10 +419,27 @@ class Session:
 
     def drain(self, limit: int) -> list[Event]:
         """Take up to ``limit`` waiting events (ending with ``Closed`` once closed)."""
-        taken: list[Event] = []
         outbox = self._outbox
-        while outbox and len(taken) < limit:
-            taken.append(self._pop())
+        taken = outbox.take(limit)
+        if taken:
+            # ``_pop`` for each, in one pass: the bytes they held, the envelopes taken.
+            held = 0
+            envelopes: list[Envelope] = []
+            for event in taken:
+                if type(event) is Delivery:
+                    held += event.size or notification_size(event.envelope.notification)
+                    envelopes.append(event.envelope)
+                else:
+                    held += event_size(event)
+            self._outbox_bytes -= held
+            if envelopes:
+                before = self._taken
+                if before is None:
+                    self._taken = envelopes[0] if len(envelopes) == 1 else envelopes
+                elif type(before) is list:
+                    before += envelopes
+                else:
+                    self._taken = [cast(Envelope, before), *envelopes]
         if not outbox and self._closed is not None and not self._final_taken:
             self._final_taken = True
             taken.append(self._closed)

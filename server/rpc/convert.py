@@ -280,6 +280,11 @@ def _delivery(envelope: events.Envelope) -> bytes:
     return delivery_bytes(envelope.notification, envelope.batch)
 
 
+#: What ``delivery_encoded`` passes to ``Envelope.encoded``: ``envelope.encoded(
+#: DELIVERY_ENCODER)`` is ``delivery_encoded(envelope)``, one call less.
+DELIVERY_ENCODER: Final = _delivery
+
+
 def delivery_encoded(envelope: events.Envelope) -> bytes:
     """The serialized ``ConnectResponse`` of a delivery, encoded once per envelope (the
     sessions of one user share it)."""

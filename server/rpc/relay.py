@@ -57,7 +57,6 @@ from server.engine.events import (
     UpdatePreferences,
 )
 from server.rpc import convert, wire
-from server.rpc.convert import delivery_encoded
 from server.rpc.errors import status_for
 from server.rpc.inprocess import LocalBatch, LocalDelivery
 from server.rpc.stream import CLOSE_ERROR_CODE, CLOSE_STATUS, Context, command, open_session
@@ -194,7 +193,7 @@ class _Relay:
         append = frames.append
         count = 0
         drained: list[Session] = []
-        encode = convert.event_to_pb
+        encode, encoder = convert.event_to_pb, convert.DELIVERY_ENCODER
         while self._ready and count < PER_BATCH:
             sid, ready = next(iter(self._ready.items()))
             del self._ready[sid]
@@ -208,7 +207,7 @@ class _Relay:
                 count += 1
                 if type(event) is Delivery:  # the hot path: the frame in parts, no copies
                     envelope = event.envelope
-                    body = delivery_encoded(envelope)  # once per envelope (cached)
+                    body = envelope.encoded(encoder)  # ``delivery_encoded``: once per envelope
                     nid = envelope.notification.id
                     if local:
                         append((sid, nid, body))

@@ -126,3 +126,12 @@ def test_contents_of_the_same_length_are_told_apart() -> None:
         made = frames.payload(data)
         assert made is not None
         assert made[0].decode() == parsed_frame(data)
+
+
+@pytest.mark.parametrize("nid", [2**14 - 1, 2**14, 2**21 - 1, 2**21, 2**28, 2**63 - 1])
+def test_ids_of_every_varint_length_are_read_as_the_parser_reads_them(nid: int) -> None:
+    row = Notification(nid, "user", "news", "Hello", "m", "{}", Priority.HIGH, CREATED)
+    data = delivery_bytes(row, {})
+    made = DeliveryFrames().frame(data)
+    assert made is not None
+    assert made[0] == parsed_frame(data)

@@ -434,3 +434,48 @@ async def test_direct_deliveries_write_the_notifications_at_the_head_and_count_t
     assert registry.get_sample_value("tidings_bridge_ws_messages_sent_total", sent) == 1
     assert registry.get_sample_value("tidings_bridge_delivery_latency_seconds_count") == 1
     assert direct.write(Target(False), frames, 3) == 0  # the socket cannot take it
+
+
+async def test_write_now_frames_one_payload_or_several_of_any_length_exactly() -> None:
+    stream, _, _, transport = await over_http11()
+    payloads = [text.encode() for text in TEXTS]
+    for payload in payloads:  # one message per write: the header kept by length
+        assert stream.write_now([payload])
+        assert transport.writes[-1] == wsguard.text_frame_header(len(payload)) + payload
+    assert stream.write_now(payloads)
+    assert transport.writes[-1] == b"".join(
+        wsguard.text_frame_header(len(payload)) + payload for payload in payloads
+    )
+    assert received(b"".join(transport.writes), deflate=False) == [*TEXTS, *TEXTS]
+
+
+async def test_direct_writes_are_counted_by_the_end_of_the_turn_once_each() -> None:
+    """The relay's direct writes of one turn are counted together: by the end of the
+    turn, or at any collection before it, each exactly once."""
+    state = State()
+    direct = DirectDeliveries(state.deliveries, state.metrics)
+    notification = stream_pb2.ConnectResponse()
+    notification.notification.notification.id = 7
+    notification.notification.notification.user_id = "u"
+    notification.notification.notification.created_at.GetCurrentTime()
+    frame = notification.SerializeToString()
+
+    class Target:
+        def write_now(self, payloads: Any) -> bool:
+            return True
+
+    registry = state.metrics.registry
+    sent = {"type": "notification"}
+    count = "tidings_bridge_delivery_latency_seconds_count"
+    fast = {"le": "0.1"}  # created just now: written well within 100 ms
+    for _ in range(3):
+        assert direct.write(Target(), [frame, frame], 0) == 2
+    assert registry.get_sample_value("tidings_bridge_ws_messages_sent_total", sent) == 6
+    assert registry.get_sample_value(count) == 6  # collected before the turn ended
+    assert direct.write(Target(), [frame], 0) == 1
+    await asyncio.sleep(0)  # the end of the turn
+    await asyncio.sleep(0)
+    assert state.metrics._held == []  # counted without a collection
+    assert registry.get_sample_value("tidings_bridge_ws_messages_sent_total", sent) == 7
+    assert registry.get_sample_value(count) == 7
+    assert registry.get_sample_value("tidings_bridge_delivery_latency_seconds_bucket", fast) == 7

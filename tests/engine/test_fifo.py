@@ -30,3 +30,19 @@ def test_clear() -> None:
     q.clear()
     assert len(q) == 0
     assert list(q) == []
+
+
+def test_take_hands_over_the_oldest_items_up_to_a_limit_in_order() -> None:
+    q: Fifo[int] = Fifo()
+    assert q.take(3) == []
+    for i in range(6):
+        q.append(i)
+    q.popleft()
+    assert q.take(2) == [1, 2]  # from the middle of the list
+    assert len(q) == 3 and list(q) == [3, 4, 5]
+    q.append(6)
+    assert q.take(10) == [3, 4, 5, 6]  # the rest: the queue is empty again
+    assert not q and len(q) == 0
+    q.append(7)
+    assert q.take(1) == [7]
+    assert not q

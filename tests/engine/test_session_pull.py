@@ -90,3 +90,33 @@ async def test_an_idle_session_holds_little_of_the_engine_heap() -> None:
         assert per_session < 1200, f"{per_session:.0f} B per idle session"
     finally:
         await engine.stop()
+
+
+async def test_draining_in_batches_takes_in_order_confirms_all_and_frees_the_byte_bound() -> None:
+    """``drain`` takes the outbox in slices; what it took counts as written only once
+    confirmed, and the bytes it held are free again (the session is not closed as slow
+    for what it already handed over)."""
+    limits = SessionLimits(heartbeat_interval=3600, max_buffer=10, max_buffer_bytes=4000)
+    engine = Engine(MemoryStore(), EngineConfig(node_id="n1", session=limits), FakeClock())
+    await engine.start()
+    try:
+        session = await engine.connect("u")
+        assert isinstance(session.take(), ConnectionEstablished)
+        for rounds in range(3):
+            ids = []
+            for i in range(8):  # ~8 x 460 bytes: close to the bound each round
+                content = Content(type="t", title=f"{rounds}.{i}", message="m" * 300)
+                created = await engine.create(NewNotification("u", content))
+                ids.append(created.notification.id)
+            first = session.drain(3)
+            rest = session.drain(64)
+            taken = [e.notification.id for e in (*first, *rest) if isinstance(e, Delivery)]
+            assert taken == ids and len(first) == 3
+            assert not session.waiting and not session.closed
+            sent = engine.node_stats().messages_sent
+            session.confirm()
+            assert engine.node_stats().messages_sent == sent + 8
+        session.close(CloseReason.CLIENT_GONE)
+        assert session.drain(5) == [Closed(CloseReason.CLIENT_GONE)]
+    finally:
+        await engine.stop()
