@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Sequence
@@ -586,7 +585,7 @@ class Engine:
         self._messages_sent += 1
         if envelope.queued:
             self._delivery.delivered(envelope.notification.id)
-        self._observer.written(envelope.notification, time.time() - envelope.born)  # ``age``
+        self._observer.written(envelope.notification, envelope.age())
 
     def on_closed(self, session: Session, undelivered: list[Envelope]) -> None:
         self._hub.remove(session)

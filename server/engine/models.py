@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import InitVar, dataclass, field
+from dataclasses import InitVar, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, NoReturn
@@ -150,20 +150,21 @@ class NewNotification:
         if not user_ids:
             return []
         first = cls(user_ids[0], content, user_id_checked=True)
+        # Every other field as the first one's, set through the slots (no __init__ again).
+        slots = vars(cls)
+        set_user = slots["user_id"].__set__
+        others = [
+            (slots[f.name].__set__, getattr(first, f.name))
+            for f in fields(cls)
+            if f.name != "user_id"
+        ]
         make = object.__new__
-        fields = vars(cls)
-        set_user, set_content = fields["user_id"].__set__, fields["content"].__set__
-        set_key, set_expiry = fields["idempotency_key"].__set__, fields["expires_at"].__set__
-        set_mutes = fields["ignore_mutes"].__set__
-        expires_at, ignore_mutes = first.expires_at, first.ignore_mutes
         items = [first]
         for user_id in user_ids[1:]:
             item = make(cls)
             set_user(item, user_id)
-            set_content(item, content)
-            set_key(item, None)
-            set_expiry(item, expires_at)
-            set_mutes(item, ignore_mutes)
+            for set_field, value in others:
+                set_field(item, value)
             items.append(item)
         return items
 

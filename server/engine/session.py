@@ -285,12 +285,7 @@ class Session:
         Returns whether it does (``admits``), queued or not.
         """
         n = envelope.notification
-        # ``admits``'s test, inline: one call less per recipient of a broadcast.
-        if not (
-            self.type_filter.admits(n.type)
-            and (n.ignore_mutes or n.type not in self.muted)
-            and (n.expires_at is None or n.expires_at > self._host.clock.now())
-        ):
+        if not self.admits(n):
             return False
         if self._closed is not None:
             return True

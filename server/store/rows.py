@@ -151,13 +151,17 @@ def same_content(items: Sequence[NewNotification]) -> bool:
 
     Such items share one ``contents`` row when there are two or more of them."""
     first = items[0]
-    c, expires, ignore = first.content, first.expires_at, first.ignore_mutes
-    return all(
-        i.content is c
-        and i.idempotency_key is None
-        and i.expires_at == expires
-        and i.ignore_mutes == ignore
-        for i in items
+    return all(_alike(i, first) for i in items)
+
+
+def _alike(item: NewNotification, first: NewNotification) -> bool:
+    """Whether ``item`` is ``first`` for another recipient: the same content, neither
+    expiry nor mutes apart, and no idempotency key."""
+    return (
+        item.content is first.content
+        and item.idempotency_key is None
+        and item.expires_at == first.expires_at
+        and item.ignore_mutes == first.ignore_mutes
     )
 
 
@@ -177,16 +181,7 @@ def content_runs(items: Sequence[NewNotification]) -> list[tuple[int, int, bool]
         first = items[start]
         end = start + 1
         if first.idempotency_key is None:
-            c, expires, ignore = first.content, first.expires_at, first.ignore_mutes
-            while end < count:
-                i = items[end]
-                if not (
-                    i.content is c
-                    and i.idempotency_key is None
-                    and i.expires_at == expires
-                    and i.ignore_mutes == ignore
-                ):
-                    break
+            while end < count and _alike(items[end], first):
                 end += 1
         if end - start > 1:
             found.append((start, end, True))

@@ -219,11 +219,11 @@ def _request(
 ) -> admin_pb2.CreateNotificationRequest:
     """One create's request; without ``idempotency_key``, a fresh random one."""
     request = admin_pb2.CreateNotificationRequest(
-        user_id=user_id if user_id.__class__ is str else str(user_id),
+        user_id=str(user_id),
         type=type,
         title=title,
         message=message,
-        data_json=convert.data_to_json(data) if data else "",
+        data_json=convert.data_to_json(data),
         priority=convert.priority_to_pb(priority),
         idempotency_key=idempotency_key or str(uuid.uuid4()),
         ignore_mutes=ignore_mutes,
